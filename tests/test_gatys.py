@@ -1,0 +1,66 @@
+"""Gatys synthesis on a real texture with the real offline descriptor (vgg16-hed), at test-friendly sizes."""
+
+import pytest
+import torch
+
+from texport.gatys import synthesize
+from texport.losses import color_distance
+from texport.objective import build_objective
+
+
+@pytest.fixture(scope="module")
+def pebbles_objective(hed, pebbles):
+    return build_objective(pebbles, "gram+color", descriptor=hed)
+
+
+def test_lbfgs_lowers_texture_loss_50x_from_uniform_noise(pebbles_objective):
+    noise = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))  # synthesize's own start
+    start = pebbles_objective(noise)["gram"].item()
+    result = synthesize(None, 64, iters=100, objective=pebbles_objective, device="cpu", seed=0)
+    assert result.evaluations <= 100
+    assert result.history[0] == pytest.approx(pebbles_objective(noise)["total"].item(), rel=1e-4)
+    assert start / result.terms["gram"] >= 50, (start, result.terms)
+    assert 0.0 <= result.image.min() and result.image.max() <= 1.0
+
+
+def test_color_term_keeps_the_exemplar_colours(hed, peppers):
+    gram_only = synthesize(peppers, 64, iters=100, objective=build_objective(peppers, "gram", descriptor=hed))
+    default = synthesize(peppers, 64, iters=100, objective=build_objective(peppers, "gram+color", descriptor=hed))
+    d_gram = color_distance(gram_only.image, peppers).item()
+    d_default = color_distance(default.image, peppers).item()
+    assert d_default <= d_gram / 3, (d_default, d_gram)
+
+
+def _seams(img: torch.Tensor) -> tuple[float, float, float, float]:
+    """(wrap seam, 90th percentile of interior neighbour differences) along x and along y."""
+    dx = (img[..., 1:] - img[..., :-1]).abs().mean(dim=(0, 1, 2))
+    dy = (img[..., 1:, :] - img[..., :-1, :]).abs().mean(dim=(0, 1, 3))
+    wrap_x = (img[..., 0] - img[..., -1]).abs().mean().item()
+    wrap_y = (img[..., 0, :] - img[..., -1, :]).abs().mean().item()
+    return wrap_x, dx.quantile(0.9).item(), wrap_y, dy.quantile(0.9).item()
+
+
+def test_tileable_output_wraps_without_a_seam(hed, pebbles):
+    objective = build_objective(pebbles, descriptor=hed, tileable=True)
+    result = synthesize(pebbles, 64, iters=100, objective=objective)
+    wrap_x, inner_x, wrap_y, inner_y = _seams(result.image)
+    assert wrap_x <= inner_x and wrap_y <= inner_y, (wrap_x, inner_x, wrap_y, inner_y)
+
+
+def test_adam_keeps_pixels_in_range_and_lowers_loss(hed, pebbles):
+    result = synthesize(pebbles, 32, iters=20, optimizer="adam", objective=build_objective(pebbles, descriptor=hed))
+    assert result.history[-1] < result.history[0]
+    assert 0.0 <= result.image.min() and result.image.max() <= 1.0
+
+
+def test_pyramid_and_sw_objectives_run(hed, pebbles):
+    from texport.descriptor import build_descriptor
+    from texport.errors import TexportError
+
+    pyr = build_objective(pebbles, "gram+color", octaves=3, descriptor=build_descriptor("vgg16-hed", ("pool1", "conv3_2")))
+    assert set(pyr(torch.rand(2, 3, 64, 64))) == {"gram", "color", "total"}
+    with pytest.raises(TexportError, match="octave"):
+        pyr(torch.rand(1, 3, 32, 32))
+    sw = build_objective(pebbles, "sw+color", descriptor=hed)
+    values = sw(torch.rand(1, 3, 48, 48))
+    assert values["sw"].item() > sw(pebbles)["sw"].item() >= 0

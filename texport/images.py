@@ -1,0 +1,142 @@
+"""Image I/O: any common format in, RGB float tensors in [0, 1] out; PNG (8 or 16 bit) written atomically."""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from .atomic import atomic_path
+from .errors import TexportError
+
+READ_FORMATS = ("png", "jpg", "jpeg", "tga", "webp", "bmp")
+
+
+def shipped_textures() -> dict[str, Path]:
+    """Small example textures that ship inside the package (see texport/textures/README.md)."""
+    folder = resources.files("texport") / "textures"
+    return {
+        Path(p.name).stem: Path(str(p))
+        for p in folder.iterdir()
+        if p.name.rsplit(".", 1)[-1].lower() in READ_FORMATS
+    }
+
+
+def resolve_texture(name_or_path: str | os.PathLike) -> Path:
+    """A path to an existing file, or the name of a shipped texture (e.g. 'pebbles')."""
+    path = Path(name_or_path)
+    if path.exists():
+        return path
+    shipped = shipped_textures()
+    if str(name_or_path) in shipped:
+        return shipped[str(name_or_path)]
+    names = ", ".join(sorted(shipped))
+    raise TexportError(f"no such file: {path} (shipped textures: {names})")
+
+
+def _to_float_rgb(img: Image.Image) -> np.ndarray:
+    """HxWx3 float32 in [0, 1] from any Pillow mode (gray, 16-bit, palette, alpha: alpha is dropped)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img).astype(np.float32)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        arr = np.clip(arr / top, 0.0, 1.0)
+        return np.repeat(arr[..., None], 3, axis=2)
+    if img.mode == "F":
+        arr = np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0)
+        return np.repeat(arr[..., None], 3, axis=2)
+    if img.mode in ("P", "PA") and "transparency" in img.info:
+        img = img.convert("RGBA")
+    return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def load_image(path: str | os.PathLike, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Read an image as a [1, 3, H, W] float32 tensor in [0, 1]; bad files raise TexportError."""
+    path = Path(path)
+    if not path.exists():
+        raise TexportError(f"no such file: {path}")
+    if path.is_dir():
+        raise TexportError(f"expected an image file, got a folder: {path}")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            arr = _to_float_rgb(img)
+    except UnidentifiedImageError:
+        raise TexportError(f"not an image (or an unsupported format): {path}") from None
+    except Image.DecompressionBombError as exc:
+        raise TexportError(f"image too large to read safely: {path} ({exc})") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise TexportError(f"cannot read image {path}: {exc}") from None
+    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous().to(device)
+
+
+def to_uint8(image: torch.Tensor) -> torch.Tensor:
+    """Quantize [.., 3, H, W] floats in [0, 1] to the 8-bit values a saved PNG holds."""
+    return (image.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8)
+
+
+def quantize(image: torch.Tensor) -> torch.Tensor:
+    """The image exactly as an 8-bit file stores it, back in [0, 1] (metrics are taken on this)."""
+    return to_uint8(image).float() / 255.0
+
+
+def _png_16bit(rgb16: np.ndarray) -> bytes:
+    """Encode HxWx3 uint16 as a 16-bit RGB PNG (Pillow cannot write 16-bit colour PNGs)."""
+    h, w, _ = rgb16.shape
+    raw = rgb16.astype(">u2").reshape(h, w * 3)
+    rows = np.concatenate([np.zeros((h, 1), dtype=np.uint8), raw.view(np.uint8).reshape(h, w * 6)], axis=1)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6))
+        + chunk(b"IEND", b"")
+    )
+
+
+def save_image(image: torch.Tensor, path: str | os.PathLike, bits: int = 8) -> Path:
+    """Write a [1, 3, H, W] or [3, H, W] image in [0, 1] as PNG, atomically (8 or 16 bits per channel)."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise TexportError(f"output must be a .png file, got {path.name}")
+    if bits not in (8, 16):
+        raise TexportError(f"bits must be 8 or 16, got {bits}")
+    if image.dim() == 4:
+        if image.shape[0] != 1:
+            raise TexportError("save_image writes one image; index the batch first")
+        image = image[0]
+    hwc = image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+    with atomic_path(path) as tmp:
+        if bits == 8:
+            Image.fromarray((hwc * 255.0).round().astype(np.uint8), "RGB").save(tmp, format="PNG")
+        else:
+            tmp.write_bytes(_png_16bit((hwc * 65535.0).round().astype(np.uint16)))
+    return path
+
+
+def side_by_side(images: list[torch.Tensor], height: int = 256, gap: int = 4) -> torch.Tensor:
+    """Tile images in a row at a common height, for looking at results beside their exemplar."""
+    import torch.nn.functional as F
+
+    resized = []
+    for img in images:
+        img = img if img.dim() == 4 else img.unsqueeze(0)
+        h, w = img.shape[-2:]
+        resized.append(F.interpolate(img.float().cpu(), size=(height, max(1, round(w * height / h))), mode="bilinear",
+                                     align_corners=False, antialias=True))
+    width = sum(r.shape[-1] for r in resized) + gap * (len(resized) - 1)
+    canvas = torch.ones(1, 3, height, width)
+    x = 0
+    for r in resized:
+        canvas[..., x : x + r.shape[-1]] = r.clamp(0, 1)
+        x += r.shape[-1] + gap
+    return canvas
