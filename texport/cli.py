@@ -83,6 +83,7 @@ def gatys(
     device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
     descriptor: str = typer.Option("auto", "--descriptor", help="auto, vgg19, vgg16-hed or random (tests only)."),
     descriptor_weights: Optional[Path] = typer.Option(None, "--descriptor-weights", help="Explicit weights file."),
+    pooling: str = typer.Option("avg", "--pooling", help="Descriptor pooling: avg (default) or max."),
     lr: float = typer.Option(0.02, "--lr", help="Adam learning rate (pixels in [0, 1])."),
     max_size: Optional[int] = typer.Option(None, "--max-size", help="Largest accepted side (default 8192)."),
     bits16: bool = typer.Option(False, "--16bit", help="Write a 16-bit PNG."),
@@ -90,10 +91,10 @@ def gatys(
 ) -> None:
     """Synthesize a texture by optimization (Gatys et al.), the slow exact fallback."""
     from .devices import resolve_device
-    from .gatys import synthesize
-    from .objective import build_objective
+    from .gatys import OPTIMIZERS, synthesize
     from .images import load_image, resolve_texture, save_image, side_by_side
     from .losses import color_distance
+    from .objective import build_objective
     from .sizes import check_size, parse_size
 
     _check_output(output)
@@ -101,12 +102,14 @@ def gatys(
         _check_output(compare)
     if iters <= 0:
         raise TexportError(f"--iters must be positive, got {iters}")
+    if optimizer not in OPTIMIZERS:
+        raise TexportError(f"unknown optimizer {optimizer!r}: choose {' or '.join(OPTIMIZERS)}")
     width, height = check_size(parse_size(size), max_size)
     exemplar = load_image(resolve_texture(texture))
     dev = resolve_device(device)
     objective = build_objective(  # validates loss, layers and descriptor before the progress bar starts
         exemplar.to(dev), loss, _layers(layers), layer_weights, pyramid, color_weight, descriptor,
-        str(descriptor_weights) if descriptor_weights else None, tileable=tileable, device=dev,
+        str(descriptor_weights) if descriptor_weights else None, tileable=tileable, device=dev, pooling=pooling,
     )
     if pyramid > 1:
         objective.check_octaves((height, width), "output")
@@ -159,6 +162,8 @@ def _root(
 def main(argv: Optional[list[str]] = None) -> int:
     """Console entry point: every user error becomes one line on stderr and exit code 2."""
     command = typer.main.get_command(app)
+    if not (sys.argv[1:] if argv is None else argv):
+        argv = ["--help"]
     try:
         result = command.main(args=argv, prog_name="texport", standalone_mode=False)
         return result if isinstance(result, int) else 0
