@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from .errors import TexportError, WeightsUnavailable
 
 DESCRIPTORS = ("auto", "vgg19", "vgg16-hed", "random")
+PADDINGS = {"zeros": "constant", "circular": "circular", "reflect": "reflect"}  # name -> F.pad mode
 CHANNELS = (64, 128, 256, 512, 512)
 CONVS_PER_BLOCK = {"vgg19": (2, 2, 4, 4, 4), "vgg16": (2, 2, 3, 3, 3)}
 
@@ -245,15 +246,16 @@ class Descriptor(nn.Module):
     """A VGG conv stack returning the requested taps by name, trimmed after the deepest one.
 
     pooling: 'avg' (default, better gradients for synthesis, as in Gatys et al.) or 'max'.
-    padding: 'zeros' or 'circular' (features of a wrapped image: tileable synthesis).
+    padding: 'zeros', 'circular' (features of a wrapped image: tileable synthesis) or 'reflect'
+    (no artificial edge at the border: the statistics of an exemplar that does not wrap).
     """
 
     def __init__(self, weights: VGGWeights, layers: Sequence[str], pooling: str = "avg", padding: str = "zeros"):
         super().__init__()
         if pooling not in ("avg", "max"):
             raise TexportError(f"pooling must be 'avg' or 'max', got {pooling!r}")
-        if padding not in ("zeros", "circular"):
-            raise TexportError(f"padding must be 'zeros' or 'circular', got {padding!r}")
+        if padding not in PADDINGS:
+            raise TexportError(f"padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
         names = layer_names(weights.arch)
         unknown = [layer for layer in layers if layer not in names]
         if unknown:
@@ -294,7 +296,7 @@ class Descriptor(nn.Module):
         padding overrides the descriptor's own for this call (e.g. zeros for an exemplar that does
         not wrap, circular for the tileable image being synthesized).
         """
-        mode = "constant" if (padding or self.padding) == "zeros" else "circular"
+        mode = PADDINGS[padding or self.padding]
         h = self.preprocess(x)
         out = {}
         for tap in self.taps:

@@ -79,13 +79,17 @@ class TextureObjective:
         self.layers = tuple(spec.layers)
         if isinstance(spec.layer_weights, str) and spec.layer_weights not in LAYER_WEIGHTINGS:
             raise TexportError(f"layer weights must be {' or '.join(LAYER_WEIGHTINGS)} or a mapping, got {spec.layer_weights!r}")
-        self.padding = "circular" if tileable else "zeros"
+        # Zero padding puts an artificial edge around the exemplar, which the edge-trained descriptor
+        # answers strongly: its statistics would then ask for edges a wrapping output cannot have
+        # (tried here: 10x higher Gram loss on a tileable red-peppers run). So the exemplar is read
+        # with reflect padding, a tileable output with circular padding, any other with reflect.
+        self.padding = "circular" if tileable else "reflect"
         exemplar = exemplar.to(next(descriptor.buffers()).device).float()
         self.exemplar_size = tuple(exemplar.shape[-2:])
         self.check_octaves(self.exemplar_size, "exemplar")
         with torch.no_grad():
             pyramid = losses.gaussian_pyramid(exemplar, spec.octaves)
-            feats = [descriptor(level, padding="zeros") for level in pyramid]  # the exemplar never wraps
+            feats = [descriptor(level, padding="reflect") for level in pyramid]  # the exemplar never wraps
             if self.base == "gram":
                 self.target_grams = [losses.grams(f, self.layers) for f in feats]
                 self.weights = self._layer_weights({n: self.target_grams[0][n].pow(2).sum() for n in self.layers})
