@@ -142,3 +142,13 @@ def test_bad_names_are_clear_errors():
         d.build_descriptor("random", ["pool9"])
     with pytest.raises(WeightsUnavailable, match="does not exist"):
         d.build_descriptor("vgg16-hed", ["relu3_4"])  # a VGG19-only layer
+
+
+def test_reflect_padding_adds_no_border_edge(hed):
+    flat = torch.full((1, 3, 24, 24), 0.8)
+    reflect = hed(flat, padding="reflect")["relu1_1"]
+    zeros = hed(flat, padding="zeros")["relu1_1"]
+    assert torch.allclose(reflect, reflect[..., 12:13, 12:13].expand_as(reflect), atol=1e-4)
+    assert not torch.allclose(zeros[..., 0, :], zeros[..., 12, :], atol=1e-2)
+    with pytest.raises(TexportError, match="padding"):
+        d.build_descriptor("random", ["pool1"], padding="same")
