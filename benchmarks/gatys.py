@@ -75,6 +75,7 @@ def run_one(path: Path, size: int, loss: str, iters: int, seed: int, device: str
         "texture": path.stem, "size": size, "loss": loss, "evaluations": result.evaluations,
         "seconds": round(result.seconds, 2), "gram_loss": gram_loss,
         "color_distance": float(losses.color_distance(saved, exemplar)), "descriptor": desc.identity, "key": key,
+        "machine": f"{cpu_name()}, {torch.get_num_threads()} threads",
     }
     CACHE.mkdir(parents=True, exist_ok=True)
     save_image(result.image, image_path)
@@ -104,12 +105,15 @@ def main() -> None:
     write_results(rows, desc, args)
 
 
-def write_results(rows: list[dict], desc, args) -> None:
-    cpu = platform.processor() or platform.machine()
+def cpu_name() -> str:
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
-        pass
+        return platform.processor() or platform.machine()
+
+
+def write_results(rows: list[dict], desc, args) -> None:
+    cpu = cpu_name()
     lines = [
         "## Gatys reference (`benchmarks/gatys.py`)",
         "",
@@ -117,15 +121,17 @@ def write_results(rows: list[dict], desc, args) -> None:
         f"descriptor `{desc.identity[:26]}…` through pool4, layers {', '.join(losses.PO_LAYERS)} with normalized "
         "weights. Gram loss: the normalized-weight texture loss of the saved image (same definition for both "
         "objectives). Colour: sliced Wasserstein-1 of RGB on the saved 8-bit image, 0-1 scale. "
-        f"Machine: {cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, device {args.device}, "
+        "Cached rows keep the machine they were measured on (two 2-core cloud VMs so far; the Intel one ran "
+        "the same work about 1.5x slower). "
+        f"This run: {cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, device {args.device}, "
         f"texport {texport.__version__}; measured {time.strftime('%Y-%m-%d')}.",
         "",
-        "| texture | size | objective | evaluations | seconds | Gram loss | colour distance |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| texture | size | objective | evaluations | seconds | Gram loss | colour distance | machine (2 threads) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         lines.append(f"| {r['texture']} | {r['size']} | {r['loss']} | {r['evaluations']} | {r['seconds']:.1f} | "
-                     f"{r['gram_loss']:.3g} | {r['color_distance']:.4f} |")
+                     f"{r['gram_loss']:.3g} | {r['color_distance']:.4f} | {r.get('machine', '?').split(',')[0]} |")
     lines += ["", "Images (exemplar | Gram only | Gram + colour): "
               + ", ".join(f"`benchmarks/images/gatys_{r['texture']}_{r['size']}.png`" for r in rows[::2]), ""]
     replace_section(RESULTS, "gatys", "\n".join(lines))
