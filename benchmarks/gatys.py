@@ -27,7 +27,7 @@ import torch
 
 import texport
 from texport import descriptor, gatys, losses, objective
-from texport.images import load_image, quantize, save_image, side_by_side
+from texport.images import crop_image, load_image, quantize, save_image, side_by_side
 from texport.objective import build_objective
 
 HERE = Path(__file__).resolve().parent
@@ -56,14 +56,20 @@ def code_hash() -> str:
     return digest.hexdigest()[:16]
 
 
-def run_one(path: Path, size: int, loss: str, iters: int, seed: int, device: str, desc) -> dict:
-    key_src = json.dumps([hashlib.sha256(path.read_bytes()).hexdigest(), size, loss, iters, seed, desc.identity,
-                          code_hash(), torch.__version__])
+def run_one(path: Path, size: int, loss: str, iters: int, seed: int, device: str, desc, crop=None) -> dict:
+    """One cached Gatys run; crop (x, y, w, h) cuts the exemplar first (as a texture network's manifest records)."""
+    key_parts = [hashlib.sha256(path.read_bytes()).hexdigest(), size, loss, iters, seed, desc.identity,
+                 code_hash(), torch.__version__]
+    if crop is not None:
+        key_parts.append(list(crop))
+    key_src = json.dumps(key_parts)
     key = hashlib.sha256(key_src.encode()).hexdigest()[:20]
     record_path, image_path = CACHE / f"{key}.json", CACHE / f"{key}.png"
     if record_path.is_file() and image_path.is_file():
         return json.loads(record_path.read_text())
     exemplar = load_image(path)
+    if crop is not None:
+        exemplar = crop_image(exemplar, crop)
     obj = build_objective(exemplar, loss, descriptor=desc)
     print(f"  {path.stem} {size}px {loss}: {iters} evaluations ...", flush=True)
     result = gatys.synthesize(exemplar, size, iters, objective=obj, seed=seed, device=device)
@@ -72,7 +78,7 @@ def run_one(path: Path, size: int, loss: str, iters: int, seed: int, device: str
     with torch.no_grad():
         gram_loss = float(gram_obj(saved)["gram"][0])
     record = {
-        "texture": path.stem, "size": size, "loss": loss, "evaluations": result.evaluations,
+        "texture": path.stem, "crop": list(crop) if crop is not None else None, "size": size, "loss": loss, "evaluations": result.evaluations,
         "seconds": round(result.seconds, 2), "gram_loss": gram_loss,
         "color_distance": float(losses.color_distance(saved, exemplar)), "descriptor": desc.identity, "key": key,
         "machine": f"{cpu_name()}, {torch.get_num_threads()} threads",

@@ -128,6 +128,126 @@ def gatys(
     )
 
 
+train_app = typer.Typer(help="Train texture models (texture networks now; ProPO later).", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+
+@train_app.command("texnet")
+def train_texnet(
+    texture: str = typer.Argument(..., help="Exemplar image, or a shipped texture name."),
+    output: Path = typer.Option(..., "-o", "--output", help="Model file to write (.safetensors), e.g. trained/NAME.safetensors."),
+    iters: int = typer.Option(1500, "--iters", help="Training iterations (Adam steps)."),
+    batch: int = typer.Option(4, "--batch", help="Noise samples per iteration."),
+    size: int = typer.Option(128, "--size", help="Side of the generated training images (a multiple of 16 for 5 scales)."),
+    lr: float = typer.Option(0.05, "--lr", help="Initial Adam learning rate (x0.7 from half the run, every tenth)."),
+    loss: str = typer.Option("gram+color", "--loss", help="Objective: gram+color (default), gram, sw+color or sw."),
+    layers: Optional[str] = typer.Option(None, "--layers", help="Comma-separated taps, or po / texnet."),
+    color_weight: float = typer.Option(10.0, "--color-weight", help="Weight of the colour-distribution term."),
+    scales: int = typer.Option(5, "--scales", help="Noise scales K (sizes become multiples of 2**(K-1))."),
+    norm: str = typer.Option("batch", "--norm", help="batch (ships; exact tiling) or instance (experiment)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the initial weights and training noise."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
+    descriptor: str = typer.Option("auto", "--descriptor", help="auto, vgg19, vgg16-hed or random (tests only)."),
+    descriptor_weights: Optional[Path] = typer.Option(None, "--descriptor-weights", help="Explicit weights file."),
+    crop: Optional[str] = typer.Option(None, "--crop", help="Train on X,Y,W,H of the exemplar (e.g. to leave out a label)."),
+    preview: bool = typer.Option(True, "--preview/--no-preview", help="Also write OUTPUT with .png: exemplar | sample."),
+) -> None:
+    """Train a texture network (Ulyanov et al.) on one exemplar; Ctrl-C saves the latest weights."""
+    from .images import parse_box, resolve_texture
+    from .training import train_texnet as train
+
+    if output.suffix != ".safetensors":
+        raise TexportError(f"output must be a .safetensors file, got {output.name}")
+    if norm not in ("batch", "instance"):
+        raise TexportError(f"unknown norm {norm!r}: choose batch or instance")
+    path = resolve_texture(texture)
+    box = parse_box(crop) if crop else None
+    bar, update = _progress(iters, f"train texnet {path.stem}")
+    with bar:
+        report = train(path, output, iters, batch, size, lr, loss, _layers(layers), color_weight, descriptor,
+                       str(descriptor_weights) if descriptor_weights else None, device, scales, norm=norm, seed=seed,
+                       crop=box, progress=update)
+    if preview:
+        _write_preview(output, path, box)
+    terms = ", ".join(f"{k} {v:.4g}" for k, v in report.terms.items() if k != "total")
+    state = f"interrupted after {report.iterations} of {report.planned}" if report.interrupted else f"{report.iterations}"
+    typer.echo(f"wrote {output}: {state} iterations in {report.seconds:.0f} s, loss {report.loss:.4g} ({terms})")
+    if report.interrupted:
+        raise typer.Exit(130)
+
+
+def _write_preview(model_path: Path, texture_path: Path, box=None) -> Path:
+    from .images import crop_image, load_image, save_image, side_by_side
+    from .models import load_texnet, synthesize
+
+    sample = synthesize(load_texnet(model_path), 256, seed=0)
+    preview = model_path.with_suffix(".png")
+    exemplar = load_image(texture_path)
+    save_image(side_by_side([crop_image(exemplar, box) if box else exemplar, sample]), preview)
+    return preview
+
+
+@app.command()
+def synth(
+    model: str = typer.Argument(..., help="Shipped model name (see 'texport models') or a .safetensors path."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output PNG; with --count N, numbered NAME-0000.png …"),
+    size: str = typer.Option("256", "--size", help="Output size: N or WxH, any size >= 16."),
+    count: int = typer.Option(1, "--count", help="Number of textures (image n uses seed + n)."),
+    seed: int = typer.Option(0, "--seed", help="Noise seed: the same seed gives the same image."),
+    tileable: bool = typer.Option(False, "--tileable", help="Require an output that wraps around (sizes on the model's grid)."),
+    snap: bool = typer.Option(False, "--snap", help="With --tileable: round the size to the nearest valid one."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
+    max_size: Optional[int] = typer.Option(None, "--max-size", help="Largest accepted side (default 8192)."),
+    bits16: bool = typer.Option(False, "--16bit", help="Write 16-bit PNGs."),
+) -> None:
+    """Synthesize textures from a trained texture network, in one forward pass."""
+    import time
+
+    from .images import save_image
+    from .models import load_texnet, synthesize
+    from .sizes import check_size, parse_size
+
+    _check_output(output)
+    if count < 1:
+        raise TexportError(f"--count must be at least 1, got {count}")
+    check_size(parse_size(size), max_size)
+    loaded = load_texnet(model, device)
+    start = time.perf_counter()
+    images = synthesize(loaded, size, seed=seed, count=count, tileable=tileable, snap=snap, max_size=max_size)
+    seconds = time.perf_counter() - start
+    paths = [output] if count == 1 else [output.with_name(f"{output.stem}-{n:04d}.png") for n in range(count)]
+    for image, path in zip(images, paths):
+        save_image(image[None], path, bits=16 if bits16 else 8)
+    h, w = images.shape[-2:]
+    where = paths[0] if count == 1 else f"{paths[0]} … {paths[-1].name}"
+    typer.echo(f"wrote {where} ({count} x {w}x{h}) from {loaded.name} in {seconds:.2f} s")
+
+
+@app.command()
+def models(
+    name: Optional[str] = typer.Argument(None, help="Show one model's full manifest (name or path)."),
+) -> None:
+    """List the shipped models, or print one model's manifest as JSON."""
+    import json
+
+    from .checkpoints import read_manifest
+    from .models import resolve_model, shipped_models, trained_folder
+
+    if name is not None:
+        typer.echo(json.dumps(read_manifest(resolve_model(name)), indent=2, sort_keys=True))
+        return
+    shipped = shipped_models()
+    if not shipped:
+        typer.echo(f"no shipped models in {trained_folder()}")
+        return
+    typer.echo(f"{'name':<16} {'kind':<7} {'trained on':<14} {'iters':>6} {'loss':>8}  descriptor")
+    for model_name, path in shipped.items():
+        m = read_manifest(path)
+        t = m.get("training", {})
+        typer.echo(f"{model_name:<16} {m.get('kind', '?'):<7} {m.get('texture', {}).get('name', '?'):<14} "
+                   f"{t.get('iterations', '?'):>6} {t.get('final_loss', float('nan')):>8.4g}  {m.get('descriptor', '?')[:28]}")
+
+
 @app.command()
 def info() -> None:
     """Versions, devices, shipped textures and which descriptor weights are available."""

@@ -7,6 +7,7 @@ import struct
 import zlib
 from importlib import resources
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -73,6 +74,26 @@ def load_image(path: str | os.PathLike, device: torch.device | str = "cpu") -> t
     except (OSError, SyntaxError, ValueError) as exc:
         raise TexportError(f"cannot read image {path}: {exc}") from None
     return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous().to(device)
+
+
+def parse_box(text: str | Sequence[int]) -> tuple[int, int, int, int]:
+    """'X,Y,W,H' (pixels) -> (x, y, w, h)."""
+    try:
+        box = tuple(int(v) for v in (text.split(",") if isinstance(text, str) else text))
+    except ValueError:
+        box = ()
+    if len(box) != 4 or min(box) < 0 or box[2] == 0 or box[3] == 0:
+        raise TexportError(f"crop must be X,Y,W,H in pixels with W, H > 0, got {text!r}")
+    return box  # type: ignore[return-value]
+
+
+def crop_image(image: torch.Tensor, box: Sequence[int]) -> torch.Tensor:
+    """Cut (x, y, w, h) out of [B, 3, H, W], e.g. to drop a label printed on an exemplar."""
+    x, y, w, h = box
+    height, width = image.shape[-2:]
+    if x + w > width or y + h > height:
+        raise TexportError(f"crop {x},{y},{w},{h} does not fit inside the {width}x{height} image")
+    return image[..., y:y + h, x:x + w]
 
 
 def to_uint8(image: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,211 @@
+"""Texture networks: the noise contract, the generator, any-size synthesis, checkpoints, training."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from conftest import run_cli
+
+from texport import noise
+from texport.checkpoints import load_checkpoint, read_manifest, save_checkpoint
+from texport.errors import TexportError
+from texport.images import resolve_texture
+from texport.models import load_texnet, synthesize, tileable_size
+from texport.objective import build_objective
+from texport.texnet import TextureNetwork
+from texport.training import learning_rate, train_texnet
+
+
+def _hash32_reference(v: np.ndarray) -> np.ndarray:
+    """lowbias32 exactly as the contract writes it, in numpy uint32 (wrapping) arithmetic."""
+    v = v.astype(np.uint32)
+    with np.errstate(over="ignore"):
+        v ^= v >> np.uint32(16)
+        v *= np.uint32(0x7FEB352D)
+        v ^= v >> np.uint32(15)
+        v *= np.uint32(0x846CA68B)
+        v ^= v >> np.uint32(16)
+    return v
+
+
+def test_noise_matches_the_written_contract_bit_for_bit():
+    seed, c, h, w, x0, y0 = 7, 4, 5, 6, -3, 2**31 - 2  # negative and wrapping coordinates included
+    field = noise.noise_field(seed, c, h, w, x0=x0, y0=y0).numpy()
+    with np.errstate(over="ignore"):
+        hs = _hash32_reference(np.array([seed]))
+        hc = _hash32_reference(np.arange(c, dtype=np.uint32) + hs)
+        ys = (np.arange(h, dtype=np.int64) + y0).astype(np.uint32)
+        xs = (np.arange(w, dtype=np.int64) + x0).astype(np.uint32)
+        hy = _hash32_reference(ys[None, :] + hc[:, None])
+        hx = _hash32_reference(xs[None, None, :] + hy[:, :, None])
+    expected = (hx >> np.uint32(8)).astype(np.float32) * np.float32(2.0**-24)
+    assert np.array_equal(field[0], expected)
+    assert noise.hash32(torch.tensor([0, 1, 2**32 - 1])).tolist() == _hash32_reference(np.array([0, 1, 2**32 - 1])).tolist()
+
+
+def test_noise_windows_are_random_access_and_uniform():
+    big = noise.noise_field(3, 2, 64, 80, batch=2)
+    window = noise.noise_field(3, 2, 16, 24, x0=40, y0=32, batch=2)
+    assert torch.equal(window, big[:, :, 32:48, 40:64])
+    assert torch.equal(noise.noise_field(4, 2, 64, 80), big[1:2])  # batch item b uses seed + b
+    assert not torch.equal(big[:, 0], big[:, 1])
+    values = noise.noise_field(0, 1, 256, 256).flatten()
+    assert values.min() >= 0 and values.max() < 1
+    assert abs(values.mean().item() - 0.5) < 0.01 and abs(values.var().item() - 1 / 12) < 0.005
+
+
+def test_noise_scales_have_the_subsampled_shapes():
+    z = torch.zeros(2, 5 * 3, 64, 48)
+    shapes = [tuple(s.shape) for s in noise.scales(z, 5)]
+    assert shapes == [(2, 3, 64 // 2**i, 48 // 2**i) for i in range(5)]
+    z = noise.noise_field(0, 6, 32, 32)
+    fine, coarse = noise.scales(z, 2)
+    assert torch.equal(coarse, z[:, 3:6, ::2, ::2]) and torch.equal(fine, z[:, :3])
+
+
+def test_generator_size_and_parameter_count():
+    net = TextureNetwork().eval()
+    params = sum(p.numel() for p in net.parameters())
+    assert 55_000 <= params <= 75_000, params  # "about 65K" (seed 001)
+    out = net(net.noise(32, 48, batch=2))
+    assert out.shape == (2, 3, 32, 48) and out.min() >= 0 and out.max() <= 1
+
+
+def test_any_size_is_cropped_exactly_and_seeds_are_deterministic():
+    torch.manual_seed(0)
+    net = TextureNetwork().eval()
+    for w, h in ((100, 37), (16, 16), (1000, 70)):
+        assert synthesize(net, f"{w}x{h}").shape == (1, 3, h, w)
+    a, b = synthesize(net, 40, seed=5), synthesize(net, 40, seed=5)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, synthesize(net, 40, seed=6))
+    many = synthesize(net, 32, seed=5, count=3)
+    assert torch.equal(many[1:2], synthesize(net, 32, seed=6))  # image n uses seed + n
+    # a crop is the top-left corner of the valid-size output
+    assert torch.equal(synthesize(net, "40x20"), synthesize(net, "48x32")[..., :20, :40])
+
+
+def test_tileable_sizes_and_exact_wraparound():
+    assert tileable_size(64, 48, 16, snap=False) == (64, 48)
+    assert tileable_size(100, 37, 16, snap=True) == (96, 32)
+    with pytest.raises(TexportError, match="multiples of 16"):
+        tileable_size(100, 37, 16, snap=False)
+    torch.manual_seed(0)
+    net = TextureNetwork().eval()
+    z = net.noise(64, 64)
+    out = net(z)
+    # circular padding and frozen statistics: shifting the noise by a multiple of 16 shifts the texture
+    shifted = net(torch.roll(z, shifts=(16, 32), dims=(2, 3)))
+    assert torch.allclose(shifted, torch.roll(out, shifts=(16, 32), dims=(2, 3)), atol=1e-5)
+
+
+def test_learning_rate_schedule_follows_the_paper_scaled():
+    assert learning_rate(999, 2000, 0.1) == 0.1
+    assert learning_rate(1000, 2000, 0.1) == pytest.approx(0.07)
+    assert learning_rate(1199, 2000, 0.1) == pytest.approx(0.07)
+    assert learning_rate(1200, 2000, 0.1) == pytest.approx(0.049)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, hed_path):
+    """A short real training run on the shipped pebbles copy (vgg16-hed, default objective)."""
+    path = tmp_path_factory.mktemp("texnet") / "pebbles.safetensors"
+    report = train_texnet(
+        resolve_texture("pebbles"), path,
+        iters=40, batch=2, size=64, lr=0.05, descriptor="vgg16-hed", device="cpu", checkpoint_every=0,
+    )
+    return path, report
+
+
+def test_short_training_lowers_the_texture_loss(trained, hed, pebbles):
+    path, report = trained
+    assert report.iterations == 40 and not report.interrupted
+    objective = build_objective(pebbles, descriptor=hed, tileable=True)
+    torch.manual_seed(0)  # the trained network's initial weights
+    fresh = TextureNetwork().eval()
+    model = load_texnet(path)
+    with torch.no_grad():
+        before = objective(fresh(fresh.noise(64, 64, seed=1, batch=4)))["gram"].mean()
+        after = objective(model.network(model.network.noise(64, 64, seed=1, batch=4)))["gram"].mean()
+    assert after < before / 3, (float(before), float(after))
+
+
+def test_checkpoint_round_trip_and_manifest(trained, tmp_path):
+    path, report = trained
+    manifest = read_manifest(path)
+    assert manifest["kind"] == "texnet" and manifest["descriptor"].startswith("vgg16-hed:")
+    assert manifest["training"]["iterations"] == 40 and manifest["size_multiple"] == 16
+    assert manifest["texture"]["name"] == "pebbles" and manifest["architecture"]["scales"] == 5
+    a = load_texnet(path)
+    copy = tmp_path / "copy.safetensors"
+    save_checkpoint(copy, a.network.state_dict(), {k: v for k, v in manifest.items() if not k.startswith("format")})
+    b = load_texnet(copy)
+    assert torch.equal(synthesize(a, 48, seed=2), synthesize(b, 48, seed=2))
+
+
+def test_damaged_and_foreign_model_files_are_refused(trained, tmp_path):
+    path, _ = trained
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(path.read_bytes()[:-200])
+    with pytest.raises(TexportError, match="damaged|not a texport model"):
+        load_texnet(cut)
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.zeros(2)}, str(foreign))
+    with pytest.raises(TexportError, match="without a texport manifest"):
+        load_texnet(foreign)
+    state, manifest = load_checkpoint(path)
+    manifest["architecture"]["width"] = 4
+    wrong = tmp_path / "wrong.safetensors"
+    save_checkpoint(wrong, state, {k: v for k, v in manifest.items() if not k.startswith("format")})
+    with pytest.raises(TexportError, match="does not match its declared architecture"):
+        load_texnet(wrong)
+    manifest["kind"] = "propo"
+    save_checkpoint(wrong, state, {k: v for k, v in manifest.items() if not k.startswith("format")})
+    with pytest.raises(TexportError, match="expected 'texnet'"):
+        load_texnet(wrong)
+
+
+def test_cli_synth_count_seed_and_models(trained, tmp_path):
+    path, _ = trained
+    out = tmp_path / "tex.png"
+    res = run_cli("synth", str(path), "-o", str(out), "--size", "100x37", "--count", "2", "--seed", "3", "--device", "cpu")
+    assert res.returncode == 0, res.stderr
+    files = sorted(tmp_path.glob("tex-*.png"))
+    assert [f.name for f in files] == ["tex-0000.png", "tex-0001.png"]
+    with Image.open(files[0]) as img:
+        assert img.size == (100, 37)
+    again = tmp_path / "again.png"
+    assert run_cli("synth", str(path), "-o", str(again), "--size", "100x37", "--seed", "3").returncode == 0
+    assert again.read_bytes() == files[0].read_bytes()
+    res = run_cli("models", str(path))
+    assert res.returncode == 0 and '"kind": "texnet"' in res.stdout
+
+
+def test_cli_refuses_bad_models_and_sizes_in_one_line(trained, tmp_path):
+    path, _ = trained
+    out = tmp_path / "out.png"
+    out.write_bytes(b"keep me")
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(path.read_bytes()[:100])
+    text = tmp_path / "text.safetensors"
+    text.write_text("hello")
+    cases = {
+        "truncated": ([str(cut)], "not a texport model|damaged"),
+        "not safetensors": ([str(text)], "not a texport model"),
+        "missing": ([str(tmp_path / "none.safetensors")], "not found"),
+        "unknown name": (["no-such-model"], "no such model"),
+        "tileable crop": ([str(path), "--size", "100x37", "--tileable"], "multiples of 16"),
+        "too small": ([str(path), "--size", "8"], "too small"),
+    }
+    for what, (args, pattern) in cases.items():
+        res = run_cli("synth", *args, "-o", str(out))
+        assert res.returncode == 2, (what, res.stderr)
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and re.search(pattern, lines[0]), (what, res.stderr)
+        assert out.read_bytes() == b"keep me", what

@@ -1,0 +1,104 @@
+"""Trained-model files: safetensors weights with a JSON manifest in the safetensors header.
+
+One self-contained file per model, never pickled: the header's metadata entry ``texport`` holds
+the JSON manifest (format, kind, architecture, training record, descriptor identity, texport
+version). Loading accepts only this format and turns a truncated, foreign or mismatched file into
+one TexportError line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Mapping
+
+import torch
+
+from . import __version__
+from .atomic import atomic_path
+from .errors import TexportError
+
+FORMAT = "texport-model"
+FORMAT_VERSION = 1
+MANIFEST_KEY = "texport"
+
+
+def save_checkpoint(path: str | os.PathLike, state: Mapping[str, torch.Tensor], manifest: dict) -> None:
+    """Write weights and manifest atomically (an existing file is replaced only by a complete one)."""
+    from safetensors.torch import save_file
+
+    header = {"format": FORMAT, "format_version": FORMAT_VERSION, "texport_version": __version__, **manifest}
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={MANIFEST_KEY: json.dumps(header, sort_keys=True)})
+
+
+def read_manifest(path: str | os.PathLike) -> dict:
+    """The manifest alone (cheap: reads the header only)."""
+    from safetensors import safe_open
+
+    path = _existing(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as exc:  # safetensors raises its own error types for every kind of damage
+        raise TexportError(f"{path} is not a texport model (unreadable safetensors: {_short(exc)})") from None
+    return _parse_manifest(path, meta)
+
+
+def load_checkpoint(path: str | os.PathLike, kind: str | None = None) -> tuple[dict[str, torch.Tensor], dict]:
+    """(state dict, manifest); checks the format, the kind if given, and that every tensor is readable."""
+    from safetensors.torch import load_file
+
+    path = _existing(path)
+    manifest = read_manifest(path)
+    if kind is not None and manifest.get("kind") != kind:
+        raise TexportError(f"{path} is a {manifest.get('kind')!r} model, expected {kind!r}")
+    try:
+        state = load_file(str(path))
+    except Exception as exc:
+        raise TexportError(f"{path} is damaged (truncated or corrupt weights: {_short(exc)})") from None
+    return state, manifest
+
+
+def check_state(path: str | os.PathLike, model: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+    """Load state into model, failing in one line if names or shapes differ from its architecture."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
+    if missing or extra or wrong:
+        detail = "; ".join(
+            f"{what}: {', '.join(names[:3])}{' …' if len(names) > 3 else ''}"
+            for what, names in (("missing", missing), ("unexpected", extra), ("wrong shape", wrong)) if names
+        )
+        raise TexportError(f"{path} does not match its declared architecture ({detail})")
+    model.load_state_dict(state)
+
+
+def _existing(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise TexportError(f"model file not found: {path}")
+    return path
+
+
+def _parse_manifest(path: Path, meta: Mapping[str, str]) -> dict:
+    if MANIFEST_KEY not in meta:
+        raise TexportError(f"{path} is a safetensors file without a texport manifest (not a texport model)")
+    try:
+        manifest = json.loads(meta[MANIFEST_KEY])
+    except json.JSONDecodeError:
+        raise TexportError(f"{path} has a corrupt texport manifest (invalid JSON)") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise TexportError(f"{path} is not a texport model (manifest format {manifest.get('format') if isinstance(manifest, dict) else None!r})")
+    if int(manifest.get("format_version", 0)) > FORMAT_VERSION:
+        raise TexportError(
+            f"{path} uses model format {manifest['format_version']}, newer than this texport ({__version__}) reads; upgrade texport"
+        )
+    return manifest
+
+
+def _short(exc: Exception) -> str:
+    return " ".join(str(exc).split())[:160] or type(exc).__name__

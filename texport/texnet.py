@@ -1,0 +1,88 @@
+"""Texture network generator (seed 001, Ulyanov et al., sec. 3.2): multi-scale noise -> RGB texture.
+
+K noise scales, finest (full resolution) to coarsest (1/2**(K-1)). Each scale passes a block of
+3x3, 3x3, 1x1 convolutions with 8 channels; from the coarsest up, the running result is upsampled
+x2 (nearest), normalized, concatenated with the next finer scale's normalized block output, and
+passed through a block as wide as the join (8*i channels); a final 1x1 convolution and a sigmoid
+give RGB in [0, 1]. About 65K parameters for K=5.
+
+Every convolution pads circularly, so an output wraps around (tileable) and has no border.
+BatchNorm, as in the paper, runs with frozen statistics at inference: each output pixel is then a
+function of nearby noise only. InstanceNorm is an experiment option (per-image statistics rule
+exact tiling out). The noise comes as one [B, K*C, H, W] tensor (texport.noise contract).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from . import noise as noise_lib
+
+NORMS = ("batch", "instance")
+
+
+def _norm(channels: int, kind: str) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    return nn.InstanceNorm2d(channels, affine=True)
+
+
+class ConvBlock(nn.Sequential):
+    """3x3, 3x3, 1x1 convolutions, each followed by normalization and LeakyReLU (seed 001 fig. 2)."""
+
+    def __init__(self, cin: int, cout: int, norm: str):
+        layers: list[nn.Module] = []
+        for i, kernel in enumerate((3, 3, 1)):
+            layers += [
+                nn.Conv2d(cin if i == 0 else cout, cout, kernel, padding=kernel // 2, padding_mode="circular"),
+                _norm(cout, norm),
+                nn.LeakyReLU(0.01, inplace=True),
+            ]
+        super().__init__(*layers)
+
+
+class TextureNetwork(nn.Module):
+    """g(z): noise [B, K*C, H, W] -> texture [B, 3, H, W] in [0, 1]; H and W multiples of 2**(K-1)."""
+
+    def __init__(self, scales: int = 5, noise_channels: int = 3, width: int = 8, norm: str = "batch"):
+        super().__init__()
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+        self.scales, self.noise_channels, self.width, self.norm = scales, noise_channels, width, norm
+        self.noise_blocks = nn.ModuleList(ConvBlock(noise_channels, width, norm) for _ in range(scales))
+        # join j merges the running result (j+1 scales deep, width*(j+1) channels) with one more scale
+        self.join_norms_coarse = nn.ModuleList(_norm(width * (j + 1), norm) for j in range(scales - 1))
+        self.join_norms_fine = nn.ModuleList(_norm(width, norm) for _ in range(scales - 1))
+        self.join_blocks = nn.ModuleList(ConvBlock(width * (j + 2), width * (j + 2), norm) for j in range(scales - 1))
+        self.to_rgb = nn.Conv2d(width * scales, 3, 1)
+        self.upsample = nn.Upsample(scale_factor=2, mode="nearest")
+        for m in self.modules():  # Xavier initialization (seed 001 sec. 3.2)
+            if isinstance(m, nn.Conv2d):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    @property
+    def size_multiple(self) -> int:
+        return 2 ** (self.scales - 1)
+
+    @property
+    def input_channels(self) -> int:
+        return self.scales * self.noise_channels
+
+    def forward(self, noise: torch.Tensor) -> torch.Tensor:
+        z = noise_lib.scales(noise, self.scales)  # finest first
+        y = self.noise_blocks[-1](z[-1])
+        for j, i in enumerate(range(self.scales - 2, -1, -1)):
+            coarse = self.join_norms_coarse[j](self.upsample(y))
+            fine = self.join_norms_fine[j](self.noise_blocks[i](z[i]))
+            y = self.join_blocks[j](torch.cat([coarse, fine], dim=1))
+        return torch.sigmoid(self.to_rgb(y))
+
+    def noise(self, height: int, width: int, seed: int = 0, batch: int = 1, x0: int = 0, y0: int = 0,
+              device: torch.device | str = "cpu") -> torch.Tensor:
+        """This network's input noise for a window of the field (texport.noise contract)."""
+        return noise_lib.noise_field(seed, self.input_channels, height, width, x0, y0, batch, device)
+
+    def config(self) -> dict:
+        return {"scales": self.scales, "noise_channels": self.noise_channels, "width": self.width, "norm": self.norm}
