@@ -45,6 +45,31 @@ def learning_rate(step: int, iters: int, lr: float) -> float:
     return lr * 0.7 ** (1 + (step - half) // every)
 
 
+@torch.no_grad()
+def recalibrate_batchnorm(net: TextureNetwork, size: int, batch: int, seed: int, batches: int = 32) -> None:
+    """Replace BatchNorm's running statistics by exact averages over fresh noise batches.
+
+    The running averages trail the weights while the learning rate is high; measured on a pebbles
+    run after 400 iterations, eval-mode samples had a 2x higher colour loss than the same noise in
+    training mode. Averaging the final network's statistics over many batches ("precise BN")
+    closes that gap. Generator forwards only: cheap.
+    """
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    if not norms:
+        return
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    net.train()
+    dev = next(net.parameters()).device
+    for i in range(batches):
+        net(net.noise(size, size, seed=seed + i * batch, batch=batch, device=dev))
+    for m, momentum in zip(norms, saved):
+        m.momentum = momentum
+    net.eval()
+
+
 @dataclass
 class TrainReport:
     path: Path
@@ -120,13 +145,13 @@ def train_texnet(
     start = time.perf_counter()
     done = 0
 
-    def save(interrupted: bool) -> dict:
+    def save(interrupted: bool, final: bool = False) -> dict:
         recent = history[-20:] or [float("nan")]
         terms = {k: sum(v[-20:]) / len(v[-20:]) for k, v in terms_acc.items()}
         manifest = dict(manifest_base, training={
             "iterations": done, "planned_iterations": iters, "batch": batch, "size": size, "lr": lr,
             "schedule": "x0.7 at iters/2 then every iters/10 (seed 001, scaled)", "optimizer": "adam",
-            "seed": seed, "device": dev.type, "seconds": round(time.perf_counter() - start, 1),
+            "seed": seed, "device": dev.type, "batchnorm": "recalibrated over 32 fresh batches" if final else "running averages (intermediate checkpoint)", "seconds": round(time.perf_counter() - start, 1),
             "final_loss": sum(recent) / len(recent), "final_terms": terms, "interrupted": interrupted,
         })
         save_checkpoint(out, net.state_dict(), manifest)
@@ -155,7 +180,7 @@ def train_texnet(
                 save(interrupted=False)
     except KeyboardInterrupt:
         interrupted = True  # the `done` iterations completed are kept
-    net.eval()
-    terms = save(interrupted)
+    recalibrate_batchnorm(net, size, batch, seed=TRAIN_SEED_OFFSET // 2 + seed * 4096)
+    terms = save(interrupted, final=True)
     recent = history[-20:] or [float("nan")]
     return TrainReport(out, done, iters, time.perf_counter() - start, sum(recent) / len(recent), terms, interrupted, history)
