@@ -19,7 +19,7 @@ from texport.images import resolve_texture
 from texport.models import load_texnet, synthesize, tileable_size
 from texport.objective import build_objective
 from texport.texnet import TextureNetwork
-from texport.training import learning_rate, train_texnet
+from texport.training import learning_rate, recalibrate_batchnorm, train_texnet
 
 
 def _hash32_reference(v: np.ndarray) -> np.ndarray:
@@ -110,6 +110,19 @@ def test_learning_rate_schedule_follows_the_paper_scaled():
     assert learning_rate(1000, 2000, 0.1) == pytest.approx(0.07)
     assert learning_rate(1199, 2000, 0.1) == pytest.approx(0.07)
     assert learning_rate(1200, 2000, 0.1) == pytest.approx(0.049)
+
+
+def test_batchnorm_recalibration_averages_fresh_batch_statistics():
+    torch.manual_seed(0)
+    net = TextureNetwork()
+    bn = net.noise_blocks[0][1]  # first normalization of the finest scale
+    bn.running_mean.fill_(0.5)  # stale statistics, as a fast-moving training run leaves them
+    recalibrate_batchnorm(net, 64, 2, seed=10, batches=3)
+    assert not net.training and bn.momentum == 0.1 and int(bn.num_batches_tracked) == 3
+    with torch.no_grad():
+        means = [net.noise_blocks[0][0](net.noise(64, 64, seed=10 + 2 * i, batch=2)[:, :3]).mean((0, 2, 3))
+                 for i in range(3)]
+    assert torch.allclose(bn.running_mean, torch.stack(means).mean(0), atol=1e-5)
 
 
 @pytest.fixture(scope="module")
