@@ -32,6 +32,7 @@ import gatys as gatys_benchmark  # noqa: E402  (benchmarks/gatys.py: the cached 
 
 import texport  # noqa: E402
 from texport import losses  # noqa: E402
+from texport.checkpoints import read_manifest  # noqa: E402
 from texport.descriptor import build_descriptor  # noqa: E402
 from texport.images import crop_image, load_image, quantize, save_image, side_by_side  # noqa: E402
 from texport.models import load_texnet, shipped_models, synthesize  # noqa: E402
@@ -97,7 +98,7 @@ def main() -> None:
     args = parser.parse_args()
     if args._one_size:
         return _one_size(args._one_size[0], int(args._one_size[1]), args.device)
-    shipped = {n: p for n, p in shipped_models().items() if json.loads(_manifest_json(p)).get("kind") == "texnet"}
+    shipped = {n: p for n, p in shipped_models().items() if read_manifest(p).get("kind") == "texnet"}
     names = args.models.split(",") if args.models else list(shipped)
     rows, large = [], {}
     for name in names:
@@ -139,12 +140,6 @@ def main() -> None:
         large[name] = [measure_large(shipped[name], s, args.device) for s in LARGE]
         print(json.dumps(rows[-1]), json.dumps(large[name]), flush=True)
     write_results(rows, large, args.device)
-
-
-def _manifest_json(path: Path) -> str:
-    from texport.checkpoints import read_manifest
-
-    return json.dumps(read_manifest(path))
 
 
 def write_results(rows: list[dict], large: dict, device: str) -> None:

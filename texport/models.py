@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import check_state, load_checkpoint, read_manifest
+from .checkpoints import check_state, load_checkpoint
 from .devices import resolve_device
 from .errors import TexportError
 from .sizes import check_size, parse_size
@@ -115,8 +115,3 @@ def synthesize(
         z = network.noise(gh, gw, seed=seed + start, batch=n, device=dev)
         images.append(network(z)[:, :, :height, :width].float().cpu())
     return torch.cat(images)
-
-
-def describe(path: Path) -> dict:
-    """Manifest of a model file, for listings."""
-    return read_manifest(path)

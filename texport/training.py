@@ -115,6 +115,9 @@ def train_texnet(
         raise TexportError(f"training --size must be a multiple of {net_multiple} and at least 16, got {size}")
     if lr <= 0:
         raise TexportError(f"--lr must be positive, got {lr}")
+    out = Path(output)
+    if not (out.parent if str(out.parent) else Path(".")).is_dir():
+        raise TexportError(f"output folder does not exist: {out.parent}")
     texture_path = Path(texture)
     exemplar = load_image(texture_path)
     if crop is not None:
@@ -125,7 +128,6 @@ def train_texnet(
     torch.manual_seed(seed)
     net = TextureNetwork(scales, noise_channels, norm=norm).to(dev).train()
     opt = torch.optim.Adam(net.parameters(), lr=lr)
-    out = Path(output)
     manifest_base = {
         "kind": TEXNET,
         "name": name or out.stem,
@@ -157,8 +159,6 @@ def train_texnet(
         save_checkpoint(out, net.state_dict(), manifest)
         return terms
 
-    if not (out.parent if str(out.parent) else Path(".")).is_dir():
-        raise TexportError(f"output folder does not exist: {out.parent}")
     interrupted = False
     try:
         for step in range(iters):
