@@ -27,7 +27,7 @@ import torch
 
 import texport
 from texport import descriptor, gatys, losses, objective
-from texport.images import crop_image, load_image, quantize, save_image, side_by_side
+from texport.images import load_exemplar, load_image, quantize, save_image, side_by_side
 from texport.objective import build_objective
 
 HERE = Path(__file__).resolve().parent
@@ -67,9 +67,7 @@ def run_one(path: Path, size: int, loss: str, iters: int, seed: int, device: str
     record_path, image_path = CACHE / f"{key}.json", CACHE / f"{key}.png"
     if record_path.is_file() and image_path.is_file():
         return json.loads(record_path.read_text())
-    exemplar = load_image(path)
-    if crop is not None:
-        exemplar = crop_image(exemplar, crop)
+    exemplar = load_exemplar(path, crop)
     obj = build_objective(exemplar, loss, descriptor=desc)
     print(f"  {path.stem} {size}px {loss}: {iters} evaluations ...", flush=True)
     result = gatys.synthesize(exemplar, size, iters, objective=obj, seed=seed, device=device)

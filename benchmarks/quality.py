@@ -34,7 +34,7 @@ import texport  # noqa: E402
 from texport import losses  # noqa: E402
 from texport.checkpoints import read_manifest  # noqa: E402
 from texport.descriptor import build_descriptor  # noqa: E402
-from texport.images import crop_image, load_image, quantize, save_image, side_by_side  # noqa: E402
+from texport.images import load_exemplar, load_image, quantize, save_image, side_by_side  # noqa: E402
 from texport.models import load_texnet, shipped_models, synthesize  # noqa: E402
 from texport.objective import build_objective  # noqa: E402
 
@@ -106,9 +106,7 @@ def main() -> None:
         manifest = loaded.manifest
         path = exemplar_for(manifest)
         crop = manifest["texture"].get("crop")
-        exemplar = load_image(path)
-        if crop:
-            exemplar = crop_image(exemplar, crop)
+        exemplar = load_exemplar(path, crop)
         desc = build_descriptor(manifest["descriptor"].split(":")[0], losses.PO_LAYERS + (losses.DIVERSITY_LAYER,),
                                 device=args.device, expect_identity=manifest["descriptor"])
         gram_objective = build_objective(exemplar, "gram", descriptor=desc)

@@ -144,6 +144,7 @@ def train_texnet(
     layers: Optional[str] = typer.Option(None, "--layers", help="Comma-separated taps, or po / texnet."),
     color_weight: float = typer.Option(10.0, "--color-weight", help="Weight of the colour-distribution term."),
     scales: int = typer.Option(5, "--scales", help="Noise scales K (sizes become multiples of 2**(K-1))."),
+    width: int = typer.Option(8, "--width", help="Channels per noise scale (seed 001: 8)."),
     norm: str = typer.Option("batch", "--norm", help="batch (ships; exact tiling) or instance (experiment)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the initial weights and training noise."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
@@ -165,7 +166,7 @@ def train_texnet(
     bar, update = _progress(iters, f"train texnet {path.stem}")
     with bar:
         report = train(path, output, iters, batch, size, lr, loss, _layers(layers), color_weight, descriptor,
-                       str(descriptor_weights) if descriptor_weights else None, device, scales, norm=norm, seed=seed,
+                       str(descriptor_weights) if descriptor_weights else None, device, scales, width=width, norm=norm, seed=seed,
                        crop=box, progress=update)
     if preview:
         _write_preview(output, path, box)
@@ -177,13 +178,12 @@ def train_texnet(
 
 
 def _write_preview(model_path: Path, texture_path: Path, box=None) -> Path:
-    from .images import crop_image, load_image, save_image, side_by_side
+    from .images import load_exemplar, save_image, side_by_side
     from .models import load_texnet, synthesize
 
     sample = synthesize(load_texnet(model_path), 256, seed=0)
     preview = model_path.with_suffix(".png")
-    exemplar = load_image(texture_path)
-    save_image(side_by_side([crop_image(exemplar, box) if box else exemplar, sample]), preview)
+    save_image(side_by_side([load_exemplar(texture_path, box), sample]), preview)
     return preview
 
 

@@ -96,6 +96,12 @@ def crop_image(image: torch.Tensor, box: Sequence[int]) -> torch.Tensor:
     return image[..., y:y + h, x:x + w]
 
 
+def load_exemplar(path: str | os.PathLike, crop: Sequence[int] | None = None) -> torch.Tensor:
+    """An exemplar as training and benchmarks see it: loaded, then cut to crop (x, y, w, h) if given."""
+    image = load_image(path)
+    return crop_image(image, crop) if crop else image
+
+
 def to_uint8(image: torch.Tensor) -> torch.Tensor:
     """Quantize [.., 3, H, W] floats in [0, 1] to the 8-bit values a saved PNG holds."""
     return (image.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8)

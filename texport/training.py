@@ -22,7 +22,7 @@ from . import losses
 from .checkpoints import save_checkpoint
 from .devices import resolve_device
 from .errors import TexportError
-from .images import crop_image, load_image
+from .images import load_exemplar
 from .models import TEXNET
 from .objective import DEFAULT_COLOR_WEIGHT, DEFAULT_LOSS, build_objective
 from .texnet import TextureNetwork
@@ -32,6 +32,7 @@ DEFAULT_ITERS = 1500
 DEFAULT_BATCH = 4
 DEFAULT_SIZE = 128
 DEFAULT_LR = 0.05
+DEFAULT_WIDTH = 8
 TRAIN_SEED_OFFSET = 1 << 30  # training noise seeds stay clear of the small seeds users sample with
 
 Progress = Callable[[int, float], None]
@@ -97,6 +98,7 @@ def train_texnet(
     device: str | torch.device = "auto",
     scales: int = 5,
     noise_channels: int = 3,
+    width: int = DEFAULT_WIDTH,
     norm: str = "batch",
     seed: int = 0,
     crop: Sequence[int] | None = None,
@@ -113,20 +115,20 @@ def train_texnet(
     net_multiple = 2 ** (scales - 1)
     if size < 16 or size % net_multiple:
         raise TexportError(f"training --size must be a multiple of {net_multiple} and at least 16, got {size}")
+    if width < 1:
+        raise TexportError(f"--width must be positive, got {width}")
     if lr <= 0:
         raise TexportError(f"--lr must be positive, got {lr}")
     out = Path(output)
     if not (out.parent if str(out.parent) else Path(".")).is_dir():
         raise TexportError(f"output folder does not exist: {out.parent}")
     texture_path = Path(texture)
-    exemplar = load_image(texture_path)
-    if crop is not None:
-        exemplar = crop_image(exemplar, crop)
+    exemplar = load_exemplar(texture_path, crop)
     dev = resolve_device(device)
     objective = build_objective(exemplar.to(dev), loss, layers or losses.PO_LAYERS, color_weight=color_weight,
                                 descriptor=descriptor, descriptor_weights=descriptor_weights, tileable=True, device=dev)
     torch.manual_seed(seed)
-    net = TextureNetwork(scales, noise_channels, norm=norm).to(dev).train()
+    net = TextureNetwork(scales, noise_channels, width, norm=norm).to(dev).train()
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     manifest_base = {
         "kind": TEXNET,
