@@ -222,3 +222,20 @@ def test_cli_refuses_bad_models_and_sizes_in_one_line(trained, tmp_path):
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and re.search(pattern, lines[0]), (what, res.stderr)
         assert out.read_bytes() == b"keep me", what
+
+
+def test_cli_train_refuses_bad_arguments_in_one_line(tmp_path):
+    out = tmp_path / "model.safetensors"
+    cases = {
+        "missing exemplar": ([str(tmp_path / "none.png"), "-o", str(out)], "no such file"),
+        "size off the grid": (["pebbles", "-o", str(out), "--size", "100"], "multiple of 16"),
+        "zero width": (["pebbles", "-o", str(out), "--width", "0"], "--width must be positive"),
+        "not safetensors": (["pebbles", "-o", str(tmp_path / "model.pt")], "must be a .safetensors file"),
+        "no output folder": (["pebbles", "-o", str(tmp_path / "nope" / "m.safetensors")], "output folder does not exist"),
+    }
+    for what, (args, pattern) in cases.items():
+        res = run_cli("train", "texnet", *args, "--descriptor", "random", "--no-preview")
+        assert res.returncode == 2, (what, res.stderr)
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and re.search(pattern, lines[-1]), (what, res.stderr)
+    assert not list(tmp_path.iterdir())

@@ -155,7 +155,7 @@ def train_texnet(
 ) -> None:
     """Train a texture network (Ulyanov et al.) on one exemplar; Ctrl-C saves the latest weights."""
     from .images import parse_box, resolve_texture
-    from .training import train_texnet as train
+    from .training import check_arguments, train_texnet as train
 
     if output.suffix != ".safetensors":
         raise TexportError(f"output must be a .safetensors file, got {output.name}")
@@ -163,6 +163,7 @@ def train_texnet(
         raise TexportError(f"unknown norm {norm!r}: choose batch or instance")
     path = resolve_texture(texture)
     box = parse_box(crop) if crop else None
+    check_arguments(output, iters, batch, size, lr, scales, width)
     bar, update = _progress(iters, f"train texnet {path.stem}")
     with bar:
         report = train(path, output, iters, batch, size, lr, loss, _layers(layers), color_weight, descriptor,
