@@ -226,7 +226,10 @@ def test_cli_refuses_bad_models_and_sizes_in_one_line(trained, tmp_path):
 
 def test_cli_train_refuses_bad_arguments_in_one_line(tmp_path):
     out = tmp_path / "model.safetensors"
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_text("not an image")
     cases = {
+        "corrupt exemplar": ([str(corrupt), "-o", str(out)], "corrupt.png"),
         "missing exemplar": ([str(tmp_path / "none.png"), "-o", str(out)], "no such file"),
         "size off the grid": (["pebbles", "-o", str(out), "--size", "100"], "multiple of 16"),
         "zero width": (["pebbles", "-o", str(out), "--width", "0"], "--width must be positive"),
@@ -238,4 +241,4 @@ def test_cli_train_refuses_bad_arguments_in_one_line(tmp_path):
         assert res.returncode == 2, (what, res.stderr)
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and re.search(pattern, lines[-1]), (what, res.stderr)
-    assert not list(tmp_path.iterdir())
+    assert [p.name for p in tmp_path.iterdir()] == [corrupt.name]

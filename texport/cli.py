@@ -5,6 +5,7 @@ User errors (TexportError, bad options) print one line on stderr and exit with 2
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import Optional
@@ -24,7 +25,11 @@ app = typer.Typer(
 
 
 def _progress(total: int, label: str):
-    """A rich progress bar on stderr showing the loss; returns (context manager, callback)."""
+    """A rich progress bar on stderr showing the loss; returns (context manager, callback).
+
+    The bar appears at the first step, so an error raised while the work is being set up (a bad
+    argument, a missing descriptor file) stays the one line on stderr.
+    """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -41,9 +46,19 @@ def _progress(total: int, label: str):
     task = bar.add_task(label, total=total, loss="-")
 
     def update(step: int, loss: float) -> None:
+        if not bar.live.is_started:
+            bar.start()
         bar.update(task, completed=step, loss=f"{loss:.4g}")
 
-    return bar, update
+    @contextlib.contextmanager
+    def shown():
+        try:
+            yield
+        finally:
+            if bar.live.is_started:
+                bar.stop()
+
+    return shown(), update
 
 
 def _check_output(path: Path) -> None:
@@ -155,7 +170,7 @@ def train_texnet(
 ) -> None:
     """Train a texture network (Ulyanov et al.) on one exemplar; Ctrl-C saves the latest weights."""
     from .images import parse_box, resolve_texture
-    from .training import check_arguments, train_texnet as train
+    from .training import train_texnet as train
 
     if output.suffix != ".safetensors":
         raise TexportError(f"output must be a .safetensors file, got {output.name}")
@@ -163,7 +178,6 @@ def train_texnet(
         raise TexportError(f"unknown norm {norm!r}: choose batch or instance")
     path = resolve_texture(texture)
     box = parse_box(crop) if crop else None
-    check_arguments(output, iters, batch, size, lr, scales, width)
     bar, update = _progress(iters, f"train texnet {path.stem}")
     with bar:
         report = train(path, output, iters, batch, size, lr, loss, _layers(layers), color_weight, descriptor,

@@ -83,23 +83,6 @@ class TrainReport:
     history: list[float] = field(default_factory=list)
 
 
-def check_arguments(output: str | os.PathLike, iters: int, batch: int, size: int, lr: float, scales: int,
-                    width: int) -> None:
-    """Refuse bad training arguments in one line, before any work (or progress output) starts."""
-    if iters < 1 or batch < 1:
-        raise TexportError(f"--iters and --batch must be positive (got {iters}, {batch})")
-    net_multiple = 2 ** (scales - 1)
-    if size < 16 or size % net_multiple:
-        raise TexportError(f"training --size must be a multiple of {net_multiple} and at least 16, got {size}")
-    if width < 1:
-        raise TexportError(f"--width must be positive, got {width}")
-    if lr <= 0:
-        raise TexportError(f"--lr must be positive, got {lr}")
-    out = Path(output)
-    if not (out.parent if str(out.parent) else Path(".")).is_dir():
-        raise TexportError(f"output folder does not exist: {out.parent}")
-
-
 def train_texnet(
     texture: str | os.PathLike,
     output: str | os.PathLike,
@@ -127,8 +110,18 @@ def train_texnet(
 
     crop (x, y, w, h) trains on part of the exemplar, e.g. without a printed label; it is recorded.
     """
-    check_arguments(output, iters, batch, size, lr, scales, width)
+    if iters < 1 or batch < 1:
+        raise TexportError(f"--iters and --batch must be positive (got {iters}, {batch})")
+    net_multiple = 2 ** (scales - 1)
+    if size < 16 or size % net_multiple:
+        raise TexportError(f"training --size must be a multiple of {net_multiple} and at least 16, got {size}")
+    if width < 1:
+        raise TexportError(f"--width must be positive, got {width}")
+    if lr <= 0:
+        raise TexportError(f"--lr must be positive, got {lr}")
     out = Path(output)
+    if not (out.parent if str(out.parent) else Path(".")).is_dir():
+        raise TexportError(f"output folder does not exist: {out.parent}")
     texture_path = Path(texture)
     exemplar = load_exemplar(texture_path, crop)
     dev = resolve_device(device)
