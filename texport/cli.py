@@ -143,7 +143,7 @@ def gatys(
     )
 
 
-train_app = typer.Typer(help="Train texture models (texture networks now; ProPO later).", no_args_is_help=True)
+train_app = typer.Typer(help="Train texture models: texture networks (one texture) or ProPO (any texture).", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 
 
@@ -192,6 +192,75 @@ def train_texnet(
         raise typer.Exit(130)
 
 
+@train_app.command("propo")
+def train_propo(
+    dataset: Path = typer.Argument(..., help="Folder or zip archive (.zip, .pk3) of texture images."),
+    output: Path = typer.Option(..., "-o", "--output", help="Model file to write (.safetensors), e.g. trained/propo.safetensors."),
+    iters: int = typer.Option(4000, "--iters", help="Training iterations (the paper: 800K on a GPU)."),
+    size: int = typer.Option(128, "--size", help="Side of the training crops, a multiple of 16 (the paper: 256)."),
+    resize: int = typer.Option(256, "--resize", help="Images are first scaled so their shortest side is this."),
+    lr: float = typer.Option(5e-4, "--lr", help="Adam learning rate (betas 0.5, 0.999), linearly to 0 over the second half."),
+    batch: int = typer.Option(1, "--batch", help="Targets per iteration (the paper: 1)."),
+    color_weight: float = typer.Option(10.0, "--color-weight", help="Weight of the colour-distribution term (x stage number)."),
+    color_input: bool = typer.Option(True, "--color-input/--no-color-input", help="Feed the pixels' colour-Gram gradient to the stages."),
+    incremental: bool = typer.Option(False, "--incremental/--no-incremental", help="Grow the training set during the run (experimental)."),
+    held_out: float = typer.Option(0.1, "--held-out", help="Fraction of folders kept out of training."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Use at most this many training images (quick runs)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the weights, crops, texture order and noise."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
+    descriptor: str = typer.Option("auto", "--descriptor", help="auto, vgg19, vgg16-hed or random (tests only)."),
+    descriptor_weights: Optional[Path] = typer.Option(None, "--descriptor-weights", help="Explicit weights file."),
+    resume: bool = typer.Option(False, "--resume", help="Continue OUTPUT from its last checkpoint (same settings)."),
+    checkpoint_every: int = typer.Option(100, "--checkpoint-every", help="Iterations between checkpoints."),
+    preview: bool = typer.Option(True, "--preview/--no-preview", help="Also write OUTPUT with .png: stages on held-out textures."),
+) -> None:
+    """Train ProPO (Shi & Qiao) on a set of textures; Ctrl-C saves, --resume continues."""
+    from .datasets import open_dataset
+    from .propo_training import describe_stage_losses, train_propo as train
+
+    if output.suffix != ".safetensors":
+        raise TexportError(f"output must be a .safetensors file, got {output.name}")
+    if not 0 <= held_out < 1:
+        raise TexportError(f"--held-out must be in [0, 1), got {held_out}")
+    data = open_dataset(dataset, "train", resize, min_side=min(64, size), held_out_fraction=held_out, limit=limit)
+    bar, update = _progress(iters, "train propo")
+    with bar:
+        report = train(dataset, output, iters, size, resize, lr, batch, color_weight, color_input=color_input,
+                       incremental=incremental, held_out_fraction=held_out, descriptor=descriptor,
+                       descriptor_weights=str(descriptor_weights) if descriptor_weights else None, device=device,
+                       seed=seed, resume=resume, checkpoint_every=checkpoint_every, progress=update, loaded=data)
+    if preview:
+        _write_propo_preview(output, dataset, held_out)
+    state = f"interrupted after {report.iterations} of {report.planned}" if report.interrupted else f"{report.iterations}"
+    typer.echo(f"wrote {output}: {state} iterations in {report.seconds:.0f} s on {len(data)} training images "
+               f"({data.other_split} held out; skipped {data.skipped}), loss {report.loss:.4g}, "
+               f"per stage {describe_stage_losses(report.stages)}")
+    if report.interrupted:
+        raise typer.Exit(130)
+
+
+def _write_propo_preview(model_path: Path, dataset: Path, held_out: float, count: int = 3) -> Path:
+    """Rows of fig. 6 on held-out textures (or training ones if none): noise, x^1..x^5, target."""
+    from .datasets import open_dataset
+    from .images import save_image, side_by_side, stack_rows
+    from .models import load_propo, synthesize_propo
+
+    try:
+        data = open_dataset(dataset, "held-out", held_out_fraction=held_out, limit=count)
+    except TexportError:
+        data = open_dataset(dataset, "train", held_out_fraction=held_out, limit=count)
+    loaded = load_propo(model_path)
+    rows = []
+    for i in range(len(data)):
+        target = data.image(i)
+        stages = synthesize_propo(loaded, target, 256, seed=0, stages=True)
+        rows.append(side_by_side([*stages, target], height=128))
+    canvas = stack_rows(rows)
+    preview = model_path.with_suffix(".png")
+    save_image(canvas, preview)
+    return preview
+
+
 def _write_preview(model_path: Path, texture_path: Path, box=None) -> Path:
     from .images import load_exemplar, save_image, side_by_side
     from .models import load_texnet, synthesize
@@ -214,22 +283,43 @@ def synth(
     device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
     max_size: Optional[int] = typer.Option(None, "--max-size", help="Largest accepted side (default 8192)."),
     bits16: bool = typer.Option(False, "--16bit", help="Write 16-bit PNGs."),
+    texture: Optional[str] = typer.Option(None, "--texture", help="ProPO models: the target texture (any image, seen or not)."),
+    stages: bool = typer.Option(False, "--stages", help="ProPO models: also write OUT-stages.png (noise, x1..x5, target per row)."),
 ) -> None:
-    """Synthesize textures from a trained texture network, in one forward pass."""
+    """Synthesize textures from a trained model in one forward pass (ProPO: like --texture)."""
     import time
 
     from .images import save_image
-    from .models import load_texnet, synthesize
+    from .models import PROPO, load_propo, load_texnet, model_kind, synthesize, synthesize_propo
     from .sizes import check_size, parse_size
 
     _check_output(output)
     if count < 1:
         raise TexportError(f"--count must be at least 1, got {count}")
     check_size(parse_size(size), max_size)
-    loaded = load_texnet(model, device)
-    start = time.perf_counter()
-    images = synthesize(loaded, size, seed=seed, count=count, tileable=tileable, snap=snap, max_size=max_size)
-    seconds = time.perf_counter() - start
+    kind = model_kind(model)
+    if kind == PROPO:
+        from .images import load_image, resolve_texture, side_by_side, stack_rows
+
+        if texture is None:
+            raise TexportError(f"{model} is a ProPO model: give the target with --texture IMG")
+        target = load_image(resolve_texture(texture))
+        loaded = load_propo(model, device)
+        start = time.perf_counter()
+        result = synthesize_propo(loaded, target, size, seed=seed, count=count, tileable=tileable, snap=snap,
+                                  stages=stages, max_size=max_size)
+        seconds = time.perf_counter() - start
+        images = result[-1] if stages else result
+        if stages:
+            sheet = stack_rows([side_by_side([*(s[n:n + 1] for s in result), target], height=128) for n in range(count)])
+            save_image(sheet, output.with_name(f"{output.stem}-stages.png"))
+    else:
+        if texture is not None or stages:
+            raise TexportError(f"{model} is a texture network trained on one texture: --texture and --stages are for ProPO models")
+        loaded = load_texnet(model, device)
+        start = time.perf_counter()
+        images = synthesize(loaded, size, seed=seed, count=count, tileable=tileable, snap=snap, max_size=max_size)
+        seconds = time.perf_counter() - start
     paths = [output] if count == 1 else [output.with_name(f"{output.stem}-{n:04d}.png") for n in range(count)]
     for image, path in zip(images, paths):
         save_image(image[None], path, bits=16 if bits16 else 8)
@@ -259,7 +349,7 @@ def models(
     for model_name, path in shipped.items():
         m = read_manifest(path)
         t = m.get("training", {})
-        typer.echo(f"{model_name:<16} {m.get('kind', '?'):<7} {m.get('texture', {}).get('name', '?'):<14} "
+        typer.echo(f"{model_name:<16} {m.get('kind', '?'):<7} {(m.get('texture') or {}).get('name') or (m.get('dataset') or {}).get('source', '?'):<14} "
                    f"{t.get('iterations', '?'):>6} {t.get('final_loss', float('nan')):>8.4g}  {m.get('descriptor', '?')[:28]}")
 
 

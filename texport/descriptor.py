@@ -290,16 +290,18 @@ class Descriptor(nn.Module):
             x = x.flip(1)
         return x * self.scale + self.shift
 
-    def forward(self, x: torch.Tensor, padding: str | None = None) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, padding: str | None = None, until: str | None = None) -> dict[str, torch.Tensor]:
         """Map [B, 3, H, W] RGB in [0, 1] to {tap name: features} for the requested taps.
 
         padding overrides the descriptor's own for this call (e.g. zeros for an exemplar that does
-        not wrap, circular for the tileable image being synthesized).
+        not wrap, circular for the tileable image being synthesized). until stops after that tap
+        (ProPO's early stages need only the shallow levels).
         """
         mode = PADDINGS[padding or self.padding]
+        taps = self.taps if until is None else self.taps[: self.taps.index(until) + 1]
         h = self.preprocess(x)
         out = {}
-        for tap in self.taps:
+        for tap in taps:
             if tap.startswith("conv"):
                 h = self.convs[tap](F.pad(h, (1, 1, 1, 1), mode=mode))
             elif tap.startswith("relu"):

@@ -167,3 +167,15 @@ def side_by_side(images: list[torch.Tensor], height: int = 256, gap: int = 4) ->
         canvas[..., x : x + r.shape[-1]] = r.clamp(0, 1)
         x += r.shape[-1] + gap
     return canvas
+
+
+def stack_rows(rows: list[torch.Tensor], gap: int = 4) -> torch.Tensor:
+    """Stack side_by_side rows vertically (left-aligned, white gaps): a contact sheet."""
+    width = max(r.shape[-1] for r in rows)
+    height = sum(r.shape[-2] for r in rows) + gap * (len(rows) - 1)
+    canvas = torch.ones(1, 3, height, width)
+    y = 0
+    for r in rows:
+        canvas[..., y : y + r.shape[-2], : r.shape[-1]] = r
+        y += r.shape[-2] + gap
+    return canvas

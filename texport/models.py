@@ -1,4 +1,4 @@
-"""Trained texture networks: find (shipped name or path), load, and synthesize at any size.
+"""Trained models (texture networks, ProPO): find (shipped name or path), load, synthesize at any size.
 
 The network itself needs sides that are multiples of 2**(K-1); any size >= 16 is served by
 generating the next valid size and cropping its top-left corner, so a window of the noise field
@@ -20,8 +20,10 @@ from .devices import resolve_device
 from .errors import TexportError
 from .sizes import check_size, parse_size
 from .texnet import TextureNetwork
+from . import noise as noise_lib
 
 TEXNET = "texnet"
+PROPO = "propo"
 
 
 def trained_folder() -> Path:
@@ -115,3 +117,86 @@ def synthesize(
         z = network.noise(gh, gw, seed=seed + start, batch=n, device=dev)
         images.append(network(z)[:, :, :height, :width].float().cpu())
     return torch.cat(images)
+
+
+# ---------------------------------------------------------------------------------------------
+# ProPO: one model, any target texture
+
+
+@dataclass
+class LoadedPropo:
+    model: "ProPO"
+    manifest: dict
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.manifest.get("name") or self.path.stem
+
+
+def load_propo(name_or_path: str | os.PathLike, device: str | torch.device = "cpu",
+               descriptor_weights: str | None = None) -> LoadedPropo:
+    """A ProPO model with the descriptor it was trained with (the manifest's identity is enforced)."""
+    from .descriptor import build_descriptor
+    from .propo import LEVELS, ProPO
+
+    path = resolve_model(name_or_path)
+    state, manifest = load_checkpoint(path, kind=PROPO)
+    identity = manifest.get("descriptor")
+    if not isinstance(identity, str) or ":" not in identity:
+        raise TexportError(f"{path} has no descriptor identity in its manifest")
+    dev = resolve_device(device)
+    descriptor = build_descriptor("auto", LEVELS, weights_file=descriptor_weights, device=dev, expect_identity=identity)
+    try:
+        arch = manifest["architecture"]
+        model = ProPO(descriptor, int(arch["stages"]), tuple(int(w) for w in arch["widths"]), bool(arch["color_input"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise TexportError(f"{path} has an invalid architecture in its manifest ({exc})") from None
+    check_state(path, model.optimizers, {k.removeprefix("optimizers."): v for k, v in state.items()})
+    return LoadedPropo(model.to(dev).eval(), manifest, path)
+
+
+@torch.no_grad()
+def synthesize_propo(
+    model: LoadedPropo,
+    texture: torch.Tensor,
+    size: int | str | tuple[int, int] = 256,
+    seed: int = 0,
+    count: int = 1,
+    tileable: bool = False,
+    snap: bool = False,
+    stages: bool = False,
+    max_size: int | None = None,
+) -> torch.Tensor | list[torch.Tensor]:
+    """count textures like `texture` [1, 3, h, w] as [count, 3, H, W] in [0, 1] on the CPU.
+
+    The target statistics are encoded once; image n uses noise seed seed + n. With stages=True the
+    result is the list of stage images [noise, x^1, ..., x^5], each [count, 3, H, W].
+    """
+    from .propo import MIN_SIDE, SIZE_MULTIPLE
+
+    propo = model.model
+    width, height = check_size(parse_size(size), max_size)
+    if tileable:
+        width, height = tileable_size(width, height, SIZE_MULTIPLE, snap)
+        if min(width, height) < MIN_SIDE:
+            raise TexportError(f"a tileable ProPO output needs sides of at least {MIN_SIDE}, got {width}x{height}")
+    if count < 1:
+        raise TexportError(f"count must be at least 1, got {count}")
+    dev = next(propo.parameters()).device
+    grams = propo.encode(texture.to(dev))
+    gw, gh = (max(MIN_SIDE, s) for s in valid_size(width, height, SIZE_MULTIPLE))
+    rows = []
+    for n in range(count):
+        z = noise_lib.noise_field(seed + n, 3, gh, gw, device=dev)
+        images = [z, *propo.synthesize(z, grams, stages=True)] if stages else [propo.synthesize(z, grams)]
+        rows.append([im[:, :, :height, :width].clamp(0, 1).float().cpu() for im in images])
+    columns = [torch.cat(col) for col in zip(*rows)]
+    return columns if stages else columns[0]
+
+
+def model_kind(name_or_path: str | os.PathLike) -> str:
+    """The kind recorded in a model's manifest (texnet, propo)."""
+    from .checkpoints import read_manifest
+
+    return str(read_manifest(resolve_model(name_or_path)).get("kind"))

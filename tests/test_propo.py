@@ -1,0 +1,306 @@
+"""ProPO: in-graph gradients, shapes, encode-once equality, training, checkpoints, datasets, CLI."""
+
+from __future__ import annotations
+
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from texport import losses
+from texport.checkpoints import read_manifest, save_checkpoint
+from texport.datasets import held_out, open_dataset
+from texport.errors import TexportError
+from texport.images import load_image, resolve_texture
+from texport.models import load_propo, synthesize_propo
+from texport.noise import noise_field
+from texport.propo import LEVELS, ProPO, with_ones
+from texport.propo_training import IncrementalSampler, evaluate, learning_rate, state_path, train_propo
+
+from conftest import run_cli
+
+SIZE = 32  # training crops in these tests: pool4 is 2x2, enough to exercise every stage
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    """Two real textures (the shipped ones), one folder each."""
+    root = tmp_path_factory.mktemp("textures")
+    for name in ("pebbles", "red-peppers"):
+        (root / name).mkdir()
+        shutil.copy(resolve_texture(name), root / name / f"{name}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def model(hed) -> ProPO:
+    torch.manual_seed(0)
+    return ProPO(hed).eval()
+
+
+def test_in_graph_gradient_equals_autograd_for_every_level_and_colour(hed, pebbles):
+    x = pebbles[..., :64, :64]
+    target = pebbles[..., 64:128, 64:160]
+    feats = {k: v.detach().double() for k, v in hed(x).items()}
+    target_grams = {k: v.double() for k, v in losses.grams(hed(target), LEVELS).items()}
+    for level in LEVELS:
+        f = feats[level].clone().requires_grad_(True)
+        loss = (losses.gram(f).double() - target_grams[level]).pow(2).sum()
+        (auto,) = torch.autograd.grad(loss, f)
+        analytic = losses.gram_gradient(f.detach().float(), target_grams[level].float()).double()
+        assert torch.allclose(analytic, auto, rtol=1e-3, atol=1e-6 * auto.abs().max().item()), level
+    pixels = with_ones(x).double().requires_grad_(True)
+    target_rgb = losses.gram(with_ones(target)).double()
+    (auto,) = torch.autograd.grad((losses.gram(pixels).double() - target_rgb).pow(2).sum(), pixels)
+    analytic = losses.gram_gradient(with_ones(x), losses.gram(with_ones(target))).double()
+    assert torch.allclose(analytic, auto, rtol=1e-3, atol=1e-7)
+
+
+def test_stage_gradients_are_scale_normalized(model, pebbles):
+    x = noise_field(0, 3, 64, 64)
+    grams = model.encode(pebbles)
+    feats = model.features(x, LEVELS[-1])
+    grads = model.stage_gradients(x, feats, grams, 5)
+    raw = [losses.gram_gradient(feats[lv], grams[lv]).pow(2).mean().sqrt() for lv in LEVELS]
+    assert max(raw) / min(raw) > 100  # the problem being solved: scales differ by orders of magnitude
+    for g in grads:
+        assert torch.allclose(g.pow(2).mean(dim=(1, 2, 3)), torch.ones(1), rtol=1e-4)
+    assert [g.shape[1] for g in grads] == [64 + 3, 64, 128, 256, 512]
+
+
+@pytest.mark.parametrize("size", [(17, 33), (100, 47), (16, 16)])
+def test_odd_sizes_are_padded_to_16_and_cropped(model, pebbles, size, tmp_path):
+    from texport.models import LoadedPropo
+
+    loaded = LoadedPropo(model, {"name": "test"}, tmp_path / "m.safetensors")
+    w, h = size
+    stages = synthesize_propo(loaded, pebbles[..., :80, :120], (w, h), seed=3, count=2, stages=True)
+    assert len(stages) == 6  # noise, x^1..x^5
+    assert all(s.shape == (2, 3, h, w) for s in stages)
+    assert all(float(s.min()) >= 0 and float(s.max()) <= 1 for s in stages)
+    with pytest.raises(ValueError, match="multiples of 16"):
+        model.synthesize(noise_field(0, 3, 40, 48), model.encode(pebbles))
+    with pytest.raises(ValueError, match="at least 32"):
+        model.synthesize(noise_field(0, 3, 16, 48), model.encode(pebbles))
+
+
+def test_stage_images_have_the_noise_shape_and_differ(model, pebbles):
+    z = noise_field(5, 3, 48, 80)
+    images = model.synthesize(z, model.encode(pebbles), stages=True)
+    assert [tuple(i.shape) for i in images] == [(1, 3, 48, 80)] * 5
+    assert all(not torch.equal(a, b) for a, b in zip([z, *images], images))
+
+
+def test_encode_once_then_synthesize_equals_forward(model, peppers):
+    texture = peppers[..., :96, :112]
+    z1, z2 = noise_field(1, 3, 64, 64), noise_field(2, 3, 64, 64)
+    with torch.no_grad():
+        grams = model.encode(texture)
+        a1, a2 = model.synthesize(z1, grams), model.synthesize(z2, grams)
+        b1, b2 = model(z1, texture), model(z2, texture)
+    assert torch.equal(a1, b1) and torch.equal(a2, b2)
+    assert not torch.equal(a1, a2)
+
+
+def test_one_descriptor_pass_per_stage_image(model, pebbles, monkeypatch):
+    calls = []
+    original = model.descriptor.forward
+
+    def counting(x, padding=None, until=None):
+        calls.append(until)
+        return original(x, padding=padding, until=until)
+
+    monkeypatch.setattr(model.descriptor, "forward", counting)
+    with torch.no_grad():
+        grams = model.encode(pebbles)
+        calls.clear()
+        model.run(noise_field(0, 3, 32, 32), grams, final_features=True)
+    # x^0 .. x^5: six passes, each only as deep as the next stage (or the loss) needs
+    assert calls == ["relu1_1", "pool1", "pool2", "pool3", "pool4", "pool4"]
+
+
+def test_learning_rate_and_incremental_sampler():
+    assert learning_rate(0, 100, 1.0) == 1.0 and learning_rate(49, 100, 1.0) == 1.0
+    assert learning_rate(75, 100, 1.0) == pytest.approx(0.5) and learning_rate(100, 100, 1.0) == 0.0
+    gen = torch.Generator().manual_seed(0)
+    inc = IncrementalSampler(100, 1000, seed=0)
+    assert inc.pool_size(0) == 8 and inc.pool_size(250) == 54 and inc.pool_size(500) == 100 and inc.pool_size(999) == 100
+    early = {inc(3, gen) for _ in range(200)}
+    assert early <= set(inc.order[:8]) and inc.order[7] in early
+    flat = IncrementalSampler(100, 1000, seed=0, incremental=False)
+    assert len({flat(3, gen) for _ in range(400)}) > 50
+
+
+def test_dataset_folder_and_zip_agree_and_filter_non_textures(dataset, tmp_path):
+    rng = np.random.default_rng(0)
+    (tmp_path / "d" / "junk").mkdir(parents=True)
+    Image.fromarray(np.full((80, 80, 3), 120, np.uint8)).save(tmp_path / "d" / "junk" / "flat.png")
+    Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(tmp_path / "d" / "junk" / "small.png")
+    rgba = rng.integers(0, 255, (80, 80, 4), dtype=np.uint8)
+    rgba[..., 3] = 0
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "d" / "junk" / "cutout.png")
+    (tmp_path / "d" / "junk" / "broken.jpg").write_bytes(b"not a jpeg")
+    for p in dataset.rglob("*.png"):
+        (tmp_path / "d" / p.parent.name).mkdir(exist_ok=True)
+        shutil.copy(p, tmp_path / "d" / p.parent.name / p.name)
+    archive = tmp_path / "d.pk3"
+    with zipfile.ZipFile(archive, "w") as z:
+        for p in sorted((tmp_path / "d").rglob("*.*")):
+            z.write(p, p.relative_to(tmp_path / "d").as_posix())
+    a = open_dataset(tmp_path / "d", "all", resize=128)
+    b = open_dataset(archive, "all", resize=128)
+    assert a.names == b.names == ["pebbles/pebbles.png", "red-peppers/red-peppers.png"]
+    assert vars(a.skipped) == {"small": 1, "flat": 1, "cutout": 1, "unreadable": 1}
+    assert min(a.arrays[0].shape[:2]) == 128
+    assert all(np.array_equal(x, y) for x, y in zip(a.arrays, b.arrays))
+    crop = a.crop(0, 64, torch.Generator().manual_seed(0))
+    assert crop.shape == (1, 3, 64, 64) and 0 <= float(crop.min()) and float(crop.max()) <= 1
+
+
+def test_held_out_split_is_by_folder_and_deterministic():
+    names = [f"textures/family{i}/variant{j}.jpg" for i in range(200) for j in range(3)]
+    flags = {n: held_out(n, 0.1) for n in names}
+    for i in range(200):
+        assert len({flags[f"textures/family{i}/variant{j}.jpg"] for j in range(3)}) == 1
+    share = sum(flags.values()) / len(names)
+    assert 0.04 < share < 0.18
+    assert flags == {n: held_out(n, 0.1) for n in names}
+
+
+def test_dataset_errors_are_one_line(tmp_path):
+    with pytest.raises(TexportError, match="dataset not found"):
+        open_dataset(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(TexportError, match="no images"):
+        open_dataset(tmp_path / "empty")
+    (tmp_path / "bad.zip").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(TexportError, match="cannot read archive|zip archive"):
+        open_dataset(tmp_path / "bad.zip")
+
+
+@pytest.fixture(scope="module")
+def trained(dataset, hed, tmp_path_factory):
+    """A short real training run (2 real textures, 32 px crops); returns (path, losses before, after)."""
+    out = tmp_path_factory.mktemp("propo") / "tiny.safetensors"
+    data = open_dataset(dataset, "all", resize=96)
+    targets = [data.image(i)[..., :SIZE, :SIZE] for i in range(len(data))]
+    torch.manual_seed(0)
+    before = evaluate(ProPO(hed), targets, SIZE)
+    train_propo(dataset, out, iters=160, size=SIZE, resize=96, lr=5e-4, held_out_fraction=0.0, descriptor="vgg16-hed",
+                checkpoint_every=80)
+    after = evaluate(load_propo(out).model, targets, SIZE)
+    return out, before, after
+
+
+def test_short_training_on_real_textures_lowers_every_stage_loss(trained):
+    _, before, after = trained
+    for m in range(5):
+        assert after.gram[m] < before.gram[m], (m, before.gram, after.gram)
+        assert after.color[m] < before.color[m], (m, before.color, after.color)
+    assert after.total < 0.8 * before.total
+
+
+def test_checkpoint_round_trip_and_manifest(trained, pebbles):
+    path, _, _ = trained
+    manifest = read_manifest(path)
+    assert manifest["kind"] == "propo" and manifest["architecture"]["stages"] == 5
+    assert manifest["descriptor"].startswith("vgg16-hed:")
+    assert manifest["dataset"]["images"] == 2 and manifest["training"]["iterations"] == 160
+    assert len(manifest["training"]["final_stage_losses"]["gram"]) == 5
+    a, b = load_propo(path), load_propo(path)
+    z = noise_field(0, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(a.model(z, pebbles), b.model(z, pebbles))
+    with safe_keys(path) as keys:
+        assert not any(k.startswith("descriptor.") for k in keys)  # the descriptor is referenced, not copied
+
+
+def safe_keys(path):
+    from safetensors import safe_open
+
+    class _Keys:
+        def __enter__(self):
+            self.f = safe_open(str(path), framework="pt")
+            return list(self.f.keys())
+
+        def __exit__(self, *exc):
+            return False
+
+    return _Keys()
+
+
+def test_bad_model_files_are_refused(trained, tmp_path):
+    path, _, _ = trained
+    truncated = tmp_path / "cut.safetensors"
+    truncated.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    with pytest.raises(TexportError, match="damaged|not a texport model"):
+        load_propo(truncated)
+    from texport.models import shipped_models
+
+    texnet = shipped_models()["pebbles"]
+    with pytest.raises(TexportError, match="expected 'propo'"):
+        load_propo(texnet)
+    from texport.checkpoints import load_checkpoint
+
+    state, manifest = load_checkpoint(path)
+    wrong_desc = tmp_path / "desc.safetensors"
+    save_checkpoint(wrong_desc, state, dict(manifest, descriptor="vgg16-hed:" + "0" * 64))
+    with pytest.raises(TexportError, match="descriptor mismatch"):
+        load_propo(wrong_desc)
+    wrong_arch = tmp_path / "arch.safetensors"
+    save_checkpoint(wrong_arch, state, dict(manifest, architecture=dict(manifest["architecture"], widths=[8, 8, 8, 8, 8])))
+    with pytest.raises(TexportError, match="does not match its declared architecture"):
+        load_propo(wrong_arch)
+    pickle = tmp_path / "evil.safetensors"
+    pickle.write_bytes(b"\x80\x04\x95" + b"\x00" * 64)
+    with pytest.raises(TexportError):
+        load_propo(pickle)
+
+
+def test_resume_continues_exactly_where_an_unbroken_run_would_be(dataset, tmp_path):
+    common = dict(size=SIZE, resize=96, lr=2e-3, held_out_fraction=0.0, descriptor="vgg16-hed", checkpoint_every=0)
+    train_propo(dataset, tmp_path / "whole.safetensors", iters=6, **common)
+    part = tmp_path / "part.safetensors"
+
+    def stop_at_3(step, loss):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    report = train_propo(dataset, part, iters=6, progress=stop_at_3, **common)
+    assert report.interrupted and report.iterations == 3 and state_path(part).is_file()
+    train_propo(dataset, part, iters=6, resume=True, **common)
+    from texport.checkpoints import load_checkpoint
+
+    whole, _ = load_checkpoint(tmp_path / "whole.safetensors")
+    resumed, manifest = load_checkpoint(part)
+    assert manifest["training"]["iterations"] == 6
+    for key in whole:
+        assert torch.allclose(whole[key], resumed[key], atol=1e-6), key
+    with pytest.raises(TexportError, match="cannot resume .* size"):
+        train_propo(dataset, part, iters=6, resume=True, **dict(common, size=48))
+    with pytest.raises(TexportError, match="nothing to resume"):
+        train_propo(dataset, tmp_path / "none.safetensors", iters=6, resume=True, **common)
+
+
+def test_cli_train_and_synth_propo(trained, dataset, tmp_path):
+    path, _, _ = trained
+    out = tmp_path / "p.png"
+    r = run_cli("synth", str(path), "--texture", "red-peppers", "-o", str(out), "--size", "50x40", "--count", "2", "--stages")
+    assert r.returncode == 0, r.stderr
+    assert Image.open(tmp_path / "p-0001.png").size == (50, 40)
+    assert (tmp_path / "p-stages.png").is_file()
+    r = run_cli("synth", str(path), "-o", str(out))
+    assert r.returncode == 2 and "--texture" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = run_cli("train", "propo", str(tmp_path / "nowhere"), "-o", str(tmp_path / "m.safetensors"))
+    assert r.returncode == 2 and r.stderr.strip() == f"texport: error: dataset not found: {tmp_path / 'nowhere'}"
+    r = run_cli("train", "propo", str(dataset), "-o", str(tmp_path / "m.safetensors"), "--size", "40")
+    assert r.returncode == 2 and "multiple of 16" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    model = tmp_path / "m.safetensors"
+    r = run_cli("train", "propo", str(dataset), "-o", str(model), "--iters", "2", "--size", "32", "--resize", "64",
+                "--held-out", "0", "--descriptor", "vgg16-hed")
+    assert r.returncode == 0, r.stderr
+    assert model.is_file() and model.with_suffix(".png").is_file() and "wrote" in r.stdout

@@ -1,0 +1,207 @@
+"""ProPO, the progressive pseudo optimizer (seed 000, Shi & Qiao, sec. 3.3-3.5, fig. 3-4, eq. 6-9).
+
+Five stages refine a noise image: x^m = x^(m-1) + PO^[m](gradients of x^(m-1)), m = 1..5. Stage m
+reads the descriptor levels 1..m of x^(m-1) (relu1_1, pool1, pool2, pool3, pool4) and their
+texture-loss gradients g^l = (4/N_l)(G^l(x) - G^l_target) F^l (eq. 6), computed from the target's
+Gram matrices with plain tensor ops (texport.losses.gram_gradient: no autograd, so the whole graph
+exports). Its pseudo optimizer starts at level m (two convolutions, two residual blocks), then goes
+up level by level (nearest x2 upsampling plus a convolution, joined with that level's processed
+gradient) to level 1 at full resolution, and a 1x1 convolution gives the 3-channel step.
+
+Gradient scale: g^l spans orders of magnitude across levels, images and stages (raw Gram energies
+differ ~1e6 between relu1_1 and pool4 on vgg16-hed, and shrink as the stages converge). Each g^l is
+divided by its own root mean square per image before entering the network, so every input has
+unit scale; the network learns step sizes from directions, as the InstanceNorm after its first
+convolution would impose anyway. The RMS is formed in fp32 with a floor, so an exact match (g = 0)
+gives zeros, not NaNs.
+
+Colour input (optional, on in shipped models): the Gram gradient of the pixels themselves,
+[r, g, b, 1] (so the 4x4 Gram holds the colour mean and second moments), joins level 1. The
+edge-trained vgg16-hed descriptor pins colours down loosely; this gives the stages a direct colour
+signal, in the same exportable form as the feature gradients.
+
+Every convolution pads circularly and the descriptor reads the image circularly, so outputs wrap
+around (tileable) when their sides are multiples of 16.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from . import losses
+from .descriptor import Descriptor
+
+LEVELS = losses.PO_LAYERS  # relu1_1, pool1, pool2, pool3, pool4: levels 1..5
+LEVEL_CHANNELS = {"relu1_1": 64, "pool1": 64, "pool2": 128, "pool3": 256, "pool4": 512}
+COLOR_KEY = "rgb"  # the grams entry holding the pixels' [r, g, b, 1] Gram matrix
+DEFAULT_WIDTHS = (16, 32, 64, 64, 64)  # PO channels at levels 1..5
+SIZE_MULTIPLE = 16  # pool4 is 1/16 of the image
+MIN_SIDE = 32  # pool4 at least 2x2: InstanceNorm needs more than one pixel
+RMS_FLOOR = 1e-20
+
+
+def normalize_gradient(g: torch.Tensor) -> torch.Tensor:
+    """g / RMS(g) per image: every gradient enters the optimizer at unit scale."""
+    rms = g.float().pow(2).mean(dim=(1, 2, 3), keepdim=True).clamp_min(RMS_FLOOR).sqrt()
+    return g / rms
+
+
+def with_ones(image: torch.Tensor) -> torch.Tensor:
+    """[r, g, b] -> [r, g, b, 1]: its Gram matrix holds the colour mean as well as the second moments."""
+    return torch.cat([image, torch.ones_like(image[:, :1])], dim=1)
+
+
+def conv(cin: int, cout: int, kernel: int = 3) -> nn.Sequential:
+    """Convolution, InstanceNorm, LeakyReLU (seed 000 sec. 4.1), circular padding."""
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, kernel, padding=kernel // 2, padding_mode="circular"),
+        nn.InstanceNorm2d(cout, affine=True),
+        nn.LeakyReLU(0.2),
+    )
+
+
+class ResidualBlock(nn.Module):
+    """He et al. 2016: x + IN(conv(LReLU(IN(conv(x)))))."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            conv(channels, channels),
+            nn.Conv2d(channels, channels, 3, padding=1, padding_mode="circular"),
+            nn.InstanceNorm2d(channels, affine=True),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class GradientBranch(nn.Sequential):
+    """One level's gradient: two convolutions and r = 2 residual blocks (seed 000 sec. 4.1)."""
+
+    def __init__(self, cin: int, width: int, residual_blocks: int = 2):
+        super().__init__(conv(cin, width), conv(width, width), *[ResidualBlock(width) for _ in range(residual_blocks)])
+
+
+class PseudoOptimizer(nn.Module):
+    """PO^[m]: gradients of levels 1..m (finest first) -> the step Δx [B, 3, H, W] (seed 000 fig. 3)."""
+
+    def __init__(self, levels: int, widths: Sequence[int] = DEFAULT_WIDTHS, color_input: bool = True):
+        super().__init__()
+        self.levels = levels
+        self.branches = nn.ModuleList(
+            GradientBranch(LEVEL_CHANNELS[LEVELS[i]] + (3 if i == 0 and color_input else 0), widths[i]) for i in range(levels)
+        )
+        # Going up from level i+1 to level i: upsample x2, convolve to level i's width, join, convolve.
+        self.ups = nn.ModuleList(conv(widths[i + 1], widths[i]) for i in range(levels - 1))
+        self.joins = nn.ModuleList(conv(2 * widths[i], widths[i]) for i in range(levels - 1))
+        self.to_rgb = nn.Conv2d(widths[0], 3, 1)
+        with torch.no_grad():  # start with small steps: the first stages then see near-noise statistics
+            self.to_rgb.weight.mul_(0.1)
+            self.to_rgb.bias.zero_()
+
+    def forward(self, gradients: Sequence[torch.Tensor]) -> torch.Tensor:
+        h = self.branches[-1](gradients[-1])
+        for i in range(self.levels - 2, -1, -1):
+            up = self.ups[i](F.interpolate(h, scale_factor=2.0, mode="nearest"))
+            h = self.joins[i](torch.cat([up, self.branches[i](gradients[i])], dim=1))
+        return self.to_rgb(h)
+
+
+class ProPO(nn.Module):
+    """The progressive pseudo optimizer: noise + target Gram matrices -> texture, in one forward pass.
+
+    The descriptor is a submodule (an exported graph carries it) but not part of a checkpoint:
+    `trainable_state()` holds only the pseudo optimizers, and the manifest records the descriptor's
+    identity.
+    """
+
+    def __init__(self, descriptor: Descriptor, stages: int = 5, widths: Sequence[int] = DEFAULT_WIDTHS,
+                 color_input: bool = True):
+        super().__init__()
+        missing = [lv for lv in LEVELS[:stages] if lv not in descriptor.layers]
+        if missing or not 1 <= stages <= len(LEVELS):
+            raise ValueError(f"ProPO needs 1..5 stages and descriptor levels {LEVELS[:stages]} (missing {missing})")
+        self.descriptor = descriptor
+        self.levels = LEVELS[:stages]
+        self.widths = tuple(int(w) for w in widths)
+        self.color_input = color_input
+        self.optimizers = nn.ModuleList(PseudoOptimizer(m, self.widths, color_input) for m in range(1, stages + 1))
+
+    def config(self) -> dict:
+        return {"stages": len(self.optimizers), "widths": list(self.widths), "color_input": self.color_input}
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("descriptor.")}
+
+    # ------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def encode(self, texture: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The target statistics of a texture [B, 3, H, W] in [0, 1] (any size): {level: [B, C, C]}.
+
+        Read with reflect padding: an exemplar does not wrap, and a zero border would ask for edges.
+        """
+        return self.target_grams(texture)
+
+    def target_grams(self, texture: torch.Tensor) -> dict[str, torch.Tensor]:
+        feats = self.descriptor(texture, padding="reflect", until=self.levels[-1])
+        grams = losses.grams(feats, self.levels)
+        if self.color_input:
+            grams[COLOR_KEY] = losses.gram(with_ones(texture))
+        return grams
+
+    def features(self, image: torch.Tensor, deepest: str) -> dict[str, torch.Tensor]:
+        """Descriptor levels of a generated image, read circularly (outputs wrap)."""
+        return self.descriptor(image, padding="circular", until=deepest)
+
+    def stage_gradients(self, image: torch.Tensor, feats: Mapping[str, torch.Tensor],
+                        grams: Mapping[str, torch.Tensor], m: int) -> list[torch.Tensor]:
+        """Normalized eq. 6 gradients of levels 1..m (plus the colour gradient joined at level 1).
+
+        Training treats them as observations (detached, a no-op at inference): backpropagating
+        through the cubic G(F)F terms made training diverge (stage losses rose 10x within 80 steps
+        at lr 1e-3); learned optimizers drop these second-order paths likewise (Andrychowicz et al.
+        2016, "Learning to learn by gradient descent by gradient descent", sec. 2.1). Each stage
+        image still reaches the loss through x^m = x^(m-1) + Δx.
+        """
+        grads = [normalize_gradient(losses.gram_gradient(feats[lv].detach(), grams[lv])) for lv in self.levels[:m]]
+        if self.color_input:
+            color = losses.gram_gradient(with_ones(image.detach()), grams[COLOR_KEY])[:, :3]
+            grads[0] = torch.cat([grads[0], normalize_gradient(color)], dim=1)
+        return grads
+
+    def run(self, noise: torch.Tensor, grams: Mapping[str, torch.Tensor], final_features: bool = False
+            ) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor] | None]]:
+        """All stage images x^1..x^L and the descriptor features computed on each.
+
+        One descriptor pass per image: the pass over x^m goes to level m+1, serving both stage m's
+        loss (levels 1..m) and stage m+1's input; x^L's pass (loss only) runs if final_features.
+        """
+        h, w = noise.shape[-2:]
+        if h % SIZE_MULTIPLE or w % SIZE_MULTIPLE or min(h, w) < MIN_SIDE:
+            raise ValueError(f"ProPO noise sides must be multiples of {SIZE_MULTIPLE} and at least {MIN_SIDE}, got {w}x{h}")
+        stages = len(self.optimizers)
+        x = noise
+        feats = self.features(x, self.levels[0])
+        images, features = [], []
+        for m in range(1, stages + 1):
+            x = x + self.optimizers[m - 1](self.stage_gradients(x, feats, grams, m))
+            if m < stages:
+                feats = self.features(x, self.levels[m])
+            else:
+                feats = self.features(x, self.levels[-1]) if final_features else None
+            images.append(x)
+            features.append(feats)
+        return images, features
+
+    def synthesize(self, noise: torch.Tensor, grams: Mapping[str, torch.Tensor], stages: bool = False):
+        """noise [B, 3, H, W] (sides multiples of 16, at least 32) -> x^L; with stages=True, the list x^1..x^L."""
+        images, _ = self.run(noise, grams)
+        return images if stages else images[-1]
+
+    def forward(self, noise: torch.Tensor, texture: torch.Tensor) -> torch.Tensor:
+        return self.synthesize(noise, self.target_grams(texture))

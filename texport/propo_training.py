@@ -1,0 +1,309 @@
+"""Training ProPO on a set of textures (seed 000 sec. 3.4-3.5, 4.1; eq. 10).
+
+Each iteration draws a target crop (random position and flips) from the training split, fresh
+noise, runs the five stages, and minimizes the mean over stages of stage m's loss on x^m: the
+relative Gram loss of levels 1..m (each level's ||G - G_target||^2 / ||G_target||^2, so levels
+and textures of very different energies count alike, as in the foundation's 'normalized' weights)
+plus the colour-distribution term (sliced Wasserstein on RGB, weight color_weight x m, the
+foundation objective's scaling). The pass over x^m that gives stage m's loss also feeds stage
+m+1 (ProPO.run), so no image is described twice.
+
+Incremental learning (seed 000 sec. 1 and 4.3 name it; its source, Li et al. 2017 "Diversified
+Texture Synthesis with Feed-forward Networks", grows the training set during training): the
+textures are visited in a seeded random order; the pool starts with `INCREMENTAL_START` and grows
+linearly to the whole split by half the run; each iteration trains on the newest texture with
+probability 1/2, else on any texture already in the pool. It is off by default (--incremental
+turns it on): on a two-texture set it made training diverge (stage losses 5-10x up after 160
+steps at lr 5e-4, where uniform draws lowered every stage's loss), and its effect on diversity is
+not measured yet. Without it, targets are drawn uniformly from the start.
+
+Resumable: every `checkpoint_every` iterations the model (safetensors + manifest) and the Adam
+state (OUTPUT.state.safetensors) are written atomically; --resume continues from them. All
+randomness is derived from (seed, iteration), so a resumed run draws what an unbroken one would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from . import losses
+from . import noise as noise_lib
+from .checkpoints import check_state, load_checkpoint, save_checkpoint
+from .datasets import DEFAULT_HELD_OUT, DEFAULT_RESIZE, TextureDataset, open_dataset
+from .descriptor import build_descriptor
+from .devices import resolve_device
+from .errors import TexportError
+from .models import PROPO
+from .propo import DEFAULT_WIDTHS, LEVELS, SIZE_MULTIPLE, ProPO
+
+DEFAULT_ITERS = 4000
+DEFAULT_SIZE = 128  # the paper's 256 crops cost ~4x more per step; 128 fits a CPU run
+DEFAULT_LR = 5e-4  # the paper: 2e-4 over 800K steps; short CPU runs need larger steps (lr 1e-3 diverged)
+BETAS = (0.5, 0.999)
+DEFAULT_COLOR_WEIGHT = 10.0
+INCREMENTAL_START = 8
+NOISE_SEED_OFFSET = 1 << 30
+
+Progress = Callable[[int, float], None]
+
+
+def learning_rate(step: int, iters: int, lr: float) -> float:
+    """Seed 000 sec. 4.1: constant, then linearly to 0 over the second half."""
+    half = iters // 2
+    return lr if step < half else lr * max(0.0, (iters - step) / max(1, iters - half))
+
+
+class IncrementalSampler:
+    """Which training texture iteration `step` uses (see the module docstring)."""
+
+    def __init__(self, count: int, iters: int, seed: int, incremental: bool = True, start: int = INCREMENTAL_START):
+        self.count, self.iters, self.seed, self.incremental = count, iters, seed, incremental
+        self.start = min(count, start)
+        self.order = torch.randperm(count, generator=torch.Generator().manual_seed(seed)).tolist()
+
+    def pool_size(self, step: int) -> int:
+        if not self.incremental:
+            return self.count
+        grow_until = max(1, self.iters // 2)
+        return min(self.count, self.start + (self.count - self.start) * step // grow_until)
+
+    def __call__(self, step: int, generator: torch.Generator) -> int:
+        n = self.pool_size(step)
+        if self.incremental and float(torch.rand((), generator=generator)) < 0.5:
+            return self.order[n - 1]
+        return self.order[int(torch.randint(0, n, (1,), generator=generator))]
+
+
+def relative_gram_loss(features: dict, target_grams: dict, levels) -> torch.Tensor:
+    """sum over levels of ||G(F) - G_target||^2 / ||G_target||^2, per batch item."""
+    total = 0
+    for lv in levels:
+        target = target_grams[lv].float()
+        err = (losses.gram(features[lv]) - target).pow(2).sum(dim=(1, 2))
+        total = total + err / target.pow(2).sum(dim=(1, 2)).clamp_min(1e-30)
+    return total
+
+
+@dataclass
+class StageLosses:
+    """Per-stage terms of one evaluation, averaged over the batch: lists indexed by stage - 1."""
+
+    gram: list[float]
+    color: list[float]
+    total: float
+
+    def as_dict(self) -> dict:
+        return {"gram": self.gram, "color": self.color, "total": self.total}
+
+
+def stage_objective(model: ProPO, noise: torch.Tensor, target: torch.Tensor, color_weight: float
+                    ) -> tuple[torch.Tensor, StageLosses]:
+    """Eq. 10 plus the colour term: mean over stages m of (relative Gram loss on levels 1..m + colour)."""
+    with torch.no_grad():
+        grams = model.target_grams(target)
+        directions = losses.random_directions(losses.COLOR_DIRECTIONS, 3, losses.COLOR_SEED, target.device)
+        colors = losses.sorted_projections(target, directions)
+    images, feats = model.run(noise, grams, final_features=True)
+    total, gram_terms, color_terms = 0, [], []
+    for m, (image, f) in enumerate(zip(images, feats), start=1):
+        g = relative_gram_loss(f, grams, model.levels[:m]).mean()
+        c = losses.color_loss(image, colors, directions).mean()
+        total = total + g + color_weight * m * c
+        gram_terms.append(float(g.detach()))
+        color_terms.append(float(c.detach()))
+    total = total / len(images)
+    return total, StageLosses(gram_terms, color_terms, float(total.detach()))
+
+
+@torch.no_grad()
+def evaluate(model: ProPO, targets: list[torch.Tensor], size: int, color_weight: float = DEFAULT_COLOR_WEIGHT,
+             seed: int = 0) -> StageLosses:
+    """Stage losses averaged over fixed (target, noise) pairs: a noise-free yardstick for a training run."""
+    was_training = model.training
+    model.eval()
+    dev = next(model.parameters()).device
+    results = [stage_objective(model, noise_lib.noise_field(seed + i, 3, size, size, device=dev), t.to(dev), color_weight)[1]
+               for i, t in enumerate(targets)]
+    model.train(was_training)
+    n = len(results)
+    return StageLosses([sum(r.gram[i] for r in results) / n for i in range(len(results[0].gram))],
+                       [sum(r.color[i] for r in results) / n for i in range(len(results[0].color))],
+                       sum(r.total for r in results) / n)
+
+
+@dataclass
+class TrainReport:
+    path: Path
+    iterations: int
+    planned: int
+    seconds: float
+    loss: float
+    stages: dict
+    interrupted: bool = False
+    history: list[float] = field(default_factory=list)
+
+
+def state_path(output: Path) -> Path:
+    return output.with_name(output.stem + ".state.safetensors")
+
+
+def _save_state(path: Path, opt: torch.optim.Optimizer, step: int, extra: dict) -> None:
+    sd = opt.state_dict()
+    tensors = {f"{i}.{k}": v for i, s in sd["state"].items() for k, v in s.items() if torch.is_tensor(v)}
+    save_checkpoint(path, tensors, {"kind": "propo-optimizer-state", "step": step,
+                                     "param_groups": sd["param_groups"], **extra})
+
+
+def _load_state(path: Path, opt: torch.optim.Optimizer) -> dict:
+    tensors, manifest = load_checkpoint(path, kind="propo-optimizer-state")
+    state: dict = {}
+    for key, value in tensors.items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    try:
+        opt.load_state_dict({"state": state, "param_groups": manifest["param_groups"]})
+    except (KeyError, ValueError) as exc:
+        raise TexportError(f"{path} does not match this model's optimizer ({exc})") from None
+    return manifest
+
+
+def train_propo(
+    dataset: str | os.PathLike,
+    output: str | os.PathLike,
+    iters: int = DEFAULT_ITERS,
+    size: int = DEFAULT_SIZE,
+    resize: int = DEFAULT_RESIZE,
+    lr: float = DEFAULT_LR,
+    batch: int = 1,
+    color_weight: float = DEFAULT_COLOR_WEIGHT,
+    widths: tuple[int, ...] = DEFAULT_WIDTHS,
+    color_input: bool = True,
+    incremental: bool = False,
+    held_out_fraction: float = DEFAULT_HELD_OUT,
+    descriptor: str = "auto",
+    descriptor_weights: str | None = None,
+    device: str | torch.device = "auto",
+    seed: int = 0,
+    resume: bool = False,
+    checkpoint_every: int = 100,
+    limit: int | None = None,
+    progress: Progress | None = None,
+    loaded: TextureDataset | None = None,
+) -> TrainReport:
+    """Train ProPO on the training split of `dataset` (a folder or zip archive) and save it to `output`."""
+    if iters < 1 or batch < 1:
+        raise TexportError(f"--iters and --batch must be positive (got {iters}, {batch})")
+    if size < SIZE_MULTIPLE or size % SIZE_MULTIPLE:
+        raise TexportError(f"training --size must be a multiple of {SIZE_MULTIPLE}, got {size}")
+    if resize < size:
+        raise TexportError(f"--resize ({resize}) must be at least the crop --size ({size})")
+    if lr <= 0:
+        raise TexportError(f"--lr must be positive, got {lr}")
+    out = Path(output)
+    if out.suffix != ".safetensors":
+        raise TexportError(f"output must be a .safetensors file, got {out.name}")
+    if not (out.parent if str(out.parent) else Path(".")).is_dir():
+        raise TexportError(f"output folder does not exist: {out.parent}")
+    if resume and not (out.is_file() and state_path(out).is_file()):
+        raise TexportError(f"nothing to resume: {out} and {state_path(out).name} must both exist")
+    dev = resolve_device(device)
+    data = loaded or open_dataset(dataset, "train", resize, min_side=min(64, size),
+                                  held_out_fraction=held_out_fraction, limit=limit)
+    desc = build_descriptor(descriptor, LEVELS, weights_file=descriptor_weights, device=dev)
+    torch.manual_seed(seed)
+    model = ProPO(desc, widths=widths, color_input=color_input).to(dev).train()
+    opt = torch.optim.Adam(model.optimizers.parameters(), lr=lr, betas=BETAS)
+    settings = {"iterations_planned": iters, "size": size, "resize": resize, "lr": lr, "betas": list(BETAS),
+                "batch": batch, "schedule": "constant, then linear to 0 over the second half (seed 000)",
+                "color_weight": color_weight, "incremental": incremental, "seed": seed,
+                "objective": "mean over stages m of sum_{l<=m} ||G_l - G_l(target)||^2 / ||G_l(target)||^2 "
+                             "+ color_weight * m * sliced-Wasserstein(RGB)"}
+    start_step, history, seconds_before = 0, [], 0.0
+    if resume:
+        state, manifest = load_checkpoint(out, kind=PROPO)
+        previous = manifest.get("training", {})
+        for key in ("size", "resize", "batch", "color_weight", "incremental", "seed", "iterations_planned"):
+            if previous.get(key) != settings[key]:
+                raise TexportError(f"cannot resume {out}: it was trained with {key}={previous.get(key)!r}, not {settings[key]!r}")
+        if manifest.get("architecture") != model.config():
+            raise TexportError(f"cannot resume {out}: architecture {manifest.get('architecture')} differs from {model.config()}")
+        if manifest.get("descriptor") != desc.identity:
+            raise TexportError(f"cannot resume {out}: it was trained with descriptor {manifest.get('descriptor', '')[:40]}...")
+        check_state(out, model.optimizers, {k.removeprefix("optimizers."): v for k, v in state.items()})
+        extra = _load_state(state_path(out), opt)
+        start_step = int(extra["step"])
+        history = list(previous.get("loss_history", []))
+        seconds_before = float(previous.get("seconds", 0.0))
+    sampler = IncrementalSampler(len(data), iters, seed, incremental)
+    manifest_base = {
+        "kind": PROPO,
+        "name": out.stem,
+        "architecture": model.config(),
+        "size_multiple": SIZE_MULTIPLE,
+        "levels": list(LEVELS),
+        "noise": {"contract": "texport.noise/1 lowbias32 uniform[0,1) 24-bit", "channels": 3,
+                  "batch_seed": "seed + item"},
+        "descriptor": desc.identity,
+        "dataset": dict(data.describe(), held_out_fraction=held_out_fraction, held_out_rule="sha1(folder) < fraction"),
+    }
+    window: list[StageLosses] = []
+    begin = time.perf_counter()
+    step = start_step
+
+    def save(interrupted: bool) -> dict:
+        recent = window[-50:]
+        stages = {
+            "gram": [sum(s.gram[i] for s in recent) / len(recent) for i in range(len(LEVELS))],
+            "color": [sum(s.color[i] for s in recent) / len(recent) for i in range(len(LEVELS))],
+        } if recent else {}
+        training = dict(settings, iterations=step, seconds=round(seconds_before + time.perf_counter() - begin, 1),
+                        device=dev.type, interrupted=interrupted, final_loss=sum(s.total for s in recent) / max(1, len(recent)),
+                        final_stage_losses=stages, loss_history=history)
+        save_checkpoint(out, model.trainable_state(), dict(manifest_base, training=training))
+        _save_state(state_path(out), opt, step, {"model": out.name})
+        return stages
+
+    interrupted = False
+    try:
+        while step < iters:
+            gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
+            targets, noises = [], []
+            for b in range(batch):
+                targets.append(data.crop(sampler(step, gen), size, gen))
+            target = torch.cat(targets).to(dev)
+            z = noise_lib.noise_field(NOISE_SEED_OFFSET + (seed * iters + step) * batch, 3, size, size, batch=batch, device=dev)
+            for group in opt.param_groups:
+                group["lr"] = learning_rate(step, iters, lr)
+            loss, terms = stage_objective(model, z, target, color_weight)
+            opt.zero_grad(set_to_none=True)
+            if math.isfinite(terms.total):
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.optimizers.parameters(), 10.0)
+                opt.step()
+            window.append(terms)
+            del window[:-200]
+            step += 1
+            if step % 10 == 0:
+                history.append(round(sum(s.total for s in window[-10:]) / len(window[-10:]), 5))
+            if progress is not None:
+                progress(step, sum(s.total for s in window[-20:]) / len(window[-20:]))
+            if checkpoint_every and step % checkpoint_every == 0 and step < iters:
+                save(interrupted=False)
+    except KeyboardInterrupt:
+        interrupted = True
+    stages = save(interrupted)
+    recent = window[-50:]
+    return TrainReport(out, step, iters, seconds_before + time.perf_counter() - begin,
+                       sum(s.total for s in recent) / max(1, len(recent)), stages, interrupted, history)
+
+
+def describe_stage_losses(stages: dict) -> str:
+    return json.dumps({k: [round(v, 4) for v in vals] for k, vals in stages.items()})
