@@ -1,0 +1,110 @@
+"""ProPO design questions, answered by short matched training runs (same seed, data, steps):
+
+1. colour input: feed the stages the pixels' colour-Gram gradient, or only the descriptor gradients?
+2. incremental learning (growing the training set) vs uniform draws: its effect on diversity.
+
+Each variant trains `--iters` steps on `--size` px crops of the training split, then is scored on
+the first `--count` held-out textures (by SHA-1 of their names, 256 px shortest side, centre
+`--eval-size` crop): Gram loss (normalized weights, PO layers), colour distance and diversity
+(eq. 11, conv4_2) of 5 samples per texture, all on 8-bit images. Small runs: they rank the
+variants; they do not predict a long run's absolute quality. Writes its RESULTS.md section.
+
+    python benchmarks/propo_ablation.py --dataset /path/to/pak4-textures.pk3 --iters 400 --size 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import gatys as gatys_benchmark  # noqa: E402
+from propo_quality import find_dataset  # noqa: E402
+
+import texport  # noqa: E402
+from texport import losses  # noqa: E402
+from texport.datasets import open_dataset  # noqa: E402
+from texport.descriptor import build_descriptor  # noqa: E402
+from texport.images import quantize  # noqa: E402
+from texport.models import load_propo, synthesize_propo  # noqa: E402
+from texport.objective import build_objective  # noqa: E402
+from texport.propo_training import train_propo  # noqa: E402
+
+VARIANTS = {
+    "baseline (colour input, uniform)": {"color_input": True, "incremental": False},
+    "no colour input": {"color_input": False, "incremental": False},
+    "incremental": {"color_input": True, "incremental": True},
+}
+RUNS = HERE / "cache" / "ablation"
+
+
+def score(model_path: Path, targets: list[torch.Tensor], size: int, desc) -> dict:
+    model = load_propo(model_path)
+    gram, color, div = [], [], []
+    for target in targets:
+        objective = build_objective(target, "gram", descriptor=desc)
+        samples = quantize(synthesize_propo(model, target, size, seed=0, count=5))
+        with torch.no_grad():
+            gram += [float(v) for v in objective(samples)["gram"]]
+            color += [float(losses.color_distance(s[None], target)) for s in samples]
+            div.append(float(losses.diversity(desc(samples, padding="reflect")[losses.DIVERSITY_LAYER])))
+    return {"gram": statistics.mean(gram), "color": statistics.mean(color), "diversity": statistics.mean(div)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default=None)
+    parser.add_argument("--iters", type=int, default=400)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--eval-size", type=int, default=128)
+    parser.add_argument("--count", type=int, default=8)
+    parser.add_argument("--variants", default=None, help="comma-separated names (default: all)")
+    args = parser.parse_args()
+    dataset = find_dataset(args.dataset)
+    held = open_dataset(dataset, "held-out", resize=256)
+    order = sorted(range(len(held)), key=lambda i: hashlib.sha1(held.names[i].encode()).hexdigest())[:args.count]
+    targets = []
+    for i in order:
+        image = held.image(i)
+        h, w = image.shape[-2:]
+        y, x = (h - args.eval_size) // 2, (w - args.eval_size) // 2
+        targets.append(image[..., y:y + args.eval_size, x:x + args.eval_size])
+    train = open_dataset(dataset, "train", resize=256)
+    desc = build_descriptor("auto", losses.PO_LAYERS + (losses.DIVERSITY_LAYER,))
+    RUNS.mkdir(parents=True, exist_ok=True)
+    rows = []
+    names = args.variants.split(",") if args.variants else list(VARIANTS)
+    for name in names:
+        out = RUNS / f"{name.split(' ')[0]}_{args.size}_{args.iters}.safetensors"
+        start = time.perf_counter()
+        if not out.is_file():
+            train_propo(dataset, out, iters=args.iters, size=args.size, checkpoint_every=0, loaded=train, **VARIANTS[name])
+        row = {"variant": name, "train_seconds": time.perf_counter() - start, **score(out, targets, args.eval_size, desc)}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    lines = [
+        "## ProPO design ablation (`benchmarks/propo_ablation.py`)",
+        "",
+        f"Each variant: {args.iters} steps on {args.size} px crops of {len(train)} training images of {dataset.name} "
+        f"(default lr, seed 0), scored on {len(targets)} held-out textures ({args.eval_size} px, 5 samples each; "
+        f"metrics on 8-bit images). Machine: {gatys_benchmark.cpu_name()}, {torch.get_num_threads()} threads, "
+        f"texport {texport.__version__}; measured {time.strftime('%Y-%m-%d')}.",
+        "",
+        "| variant | Gram loss | colour distance | diversity (eq. 11) |",
+        "| --- | --- | --- | --- |",
+    ] + [f"| {r['variant']} | {r['gram']:.4g} | {r['color']:.4f} | {r['diversity']:.4g} |" for r in rows] + [""]
+    gatys_benchmark.replace_section(gatys_benchmark.RESULTS, "propo-ablation", "\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""ProPO against the Gatys reference on held-out and training textures (seed 000 Table 2, fig. 6).
+
+Textures: the first N usable images (by SHA-1 of their names) of the held-out and of the training
+split of the dataset ProPO was trained on (default: Debian's openarena-081-textures pak4-textures.pk3),
+scaled so the shortest side is 256 and centre-cropped to 256x256; they are written to
+benchmarks/cache/textures/ (not committed: third-party images, regenerated from the archive).
+
+For each texture at 256x256, on the model's descriptor: Gram texture loss (normalized layer
+weights, PO layers) and colour distance (sliced Wasserstein-1, 0-1 RGB) of 5 ProPO samples (seeds
+0-4, mean) and of a Gatys result (400 L-BFGS-B evaluations of the default Gram + colour objective,
+seed 0, cached by benchmarks/gatys.py); ratios per texture and ratio of the means; the Gram loss of
+each stage image x^1..x^5 (same full objective); diversity (eq. 11, conv4_2) of 5 ProPO samples vs
+5 Gatys runs on two textures; seconds per image of both. Metrics on the saved 8-bit images.
+
+    python benchmarks/propo_quality.py                        # needs the archive; runs missing Gatys
+    python benchmarks/propo_quality.py --gatys none           # ProPO columns only (minutes)
+    python benchmarks/propo_quality.py --dataset /path/to/pak4-textures.pk3 --count 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import gatys as gatys_benchmark  # noqa: E402
+
+import texport  # noqa: E402
+from texport import losses  # noqa: E402
+from texport.datasets import open_dataset  # noqa: E402
+from texport.descriptor import build_descriptor  # noqa: E402
+from texport.images import load_image, quantize, save_image, side_by_side, stack_rows  # noqa: E402
+from texport.models import load_propo, resolve_model, synthesize_propo  # noqa: E402
+from texport.objective import build_objective  # noqa: E402
+
+SIZE = 256
+SAMPLES = 5
+TEXTURES = HERE / "cache" / "textures"
+DEFAULT_DATASET = Path("/usr/share/games/openarena/baseoa/pak4-textures.pk3")
+TARGETS = {"gram_ratio_train": 5.0, "gram_ratio_held_out": 10.0, "color": 0.01, "diversity_ratio": 0.9, "speedup": 100.0}
+
+
+def find_dataset(given: str | None) -> Path:
+    for candidate in ([Path(given)] if given else []) + [DEFAULT_DATASET, Path("/tmp/oa") / DEFAULT_DATASET.relative_to("/")]:
+        if candidate.exists():
+            return candidate
+    raise SystemExit("dataset not found: give --dataset, or get it with 'apt-get download openarena-081-textures && "
+                     "dpkg-deb -x openarena-081-textures_*.deb /tmp/oa'")
+
+
+def pick_textures(dataset: Path, split: str, count: int, held_out_fraction: float) -> list[Path]:
+    """The first `count` usable images of a split by SHA-1 of their names, as 256x256 PNGs."""
+    data = open_dataset(dataset, split, resize=SIZE, held_out_fraction=held_out_fraction)
+    order = sorted(range(len(data)), key=lambda i: hashlib.sha1(data.names[i].encode()).hexdigest())[:count]
+    TEXTURES.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in order:
+        image = data.image(i)
+        h, w = image.shape[-2:]
+        y, x = (h - SIZE) // 2, (w - SIZE) // 2
+        name = data.names[i].replace("/", "_").rsplit(".", 1)[0]
+        path = TEXTURES / f"{split}_{name}.png"
+        if not path.is_file():
+            save_image(image[..., y:y + SIZE, x:x + SIZE], path)
+        paths.append(path)
+    return paths
+
+
+def seconds_per_image(model, texture: torch.Tensor, repeats: int = 3) -> float:
+    """Encode + synthesize one 256x256 image (what a user waits for), median of repeats."""
+    synthesize_propo(model, texture, SIZE, seed=100)
+    times = []
+    for r in range(repeats):
+        start = time.perf_counter()
+        synthesize_propo(model, texture, SIZE, seed=r)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def measure(model, path: Path, split: str, desc, gatys_mode: str, diversity: bool, device: str) -> dict:
+    exemplar = load_image(path)
+    objective = build_objective(exemplar, "gram", descriptor=desc)
+    stages = synthesize_propo(model, exemplar, SIZE, seed=0, count=SAMPLES, stages=True)
+    samples = quantize(stages[-1])
+    with torch.no_grad():
+        gram = [float(v) for v in objective(samples)["gram"]]
+        color = [float(losses.color_distance(s[None], exemplar)) for s in samples]
+        stage_gram = [float(objective(quantize(s))["gram"].mean()) for s in stages[1:]]
+        div = float(losses.diversity(desc(samples, padding="reflect")[losses.DIVERSITY_LAYER]))
+    row = {"texture": path.stem, "split": split, "gram": statistics.mean(gram), "color": statistics.mean(color),
+           "stage_gram": stage_gram, "diversity": div, "seconds": seconds_per_image(model, exemplar),
+           "gatys_gram": None, "gatys_color": None, "gatys_seconds": None, "gatys_diversity": None}
+    images = [exemplar] + [s[None] for s in samples[:3]]
+    if gatys_mode != "none":
+        seeds = range(SAMPLES) if diversity else range(1)
+        records = []
+        for s in seeds:
+            record = gatys_cached(path, s, desc) if gatys_mode == "cached" else \
+                gatys_benchmark.run_one(path, SIZE, "gram+color", gatys_benchmark.BUDGET, s, device, desc)
+            if record is None:
+                break
+            records.append(record)
+        if records:
+            ref = records[0]
+            row.update(gatys_gram=ref["gram_loss"], gatys_color=ref["color_distance"], gatys_seconds=ref["seconds"])
+            images.insert(1, load_image(gatys_benchmark.CACHE / f"{ref['key']}.png"))
+        if diversity and len(records) == SAMPLES:
+            g = torch.cat([load_image(gatys_benchmark.CACHE / f"{r['key']}.png") for r in records])
+            with torch.no_grad():
+                row["gatys_diversity"] = float(losses.diversity(desc(g, padding="reflect")[losses.DIVERSITY_LAYER]))
+    row["sheet"] = side_by_side(images, height=128)
+    row["stages_sheet"] = side_by_side([s[:1] for s in stages] + [exemplar], height=128)
+    return row
+
+
+def gatys_cached(path: Path, seed: int, desc) -> dict | None:
+    """A Gatys record if benchmarks/gatys.py has it cached (same key), else None."""
+    key_parts = [hashlib.sha256(path.read_bytes()).hexdigest(), SIZE, "gram+color", gatys_benchmark.BUDGET, seed,
+                 desc.identity, gatys_benchmark.code_hash(), torch.__version__]
+    key = hashlib.sha256(json.dumps(key_parts).encode()).hexdigest()[:20]
+    record = gatys_benchmark.CACHE / f"{key}.json"
+    return json.loads(record.read_text()) if record.is_file() else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="propo")
+    parser.add_argument("--dataset", default=None)
+    parser.add_argument("--count", type=int, default=8, help="textures per split")
+    parser.add_argument("--gatys", choices=("run", "cached", "none"), default="run")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    model = load_propo(args.model, args.device)
+    manifest = model.manifest
+    fraction = manifest["dataset"].get("held_out_fraction", 0.1)
+    dataset = find_dataset(args.dataset)
+    desc = build_descriptor("auto", losses.PO_LAYERS + (losses.DIVERSITY_LAYER,), device=args.device,
+                            expect_identity=manifest["descriptor"])
+    rows = []
+    for split in ("held-out", "train"):
+        for i, path in enumerate(pick_textures(dataset, split, args.count, fraction)):
+            rows.append(measure(model, path, split, desc, args.gatys, diversity=(i == 0), device=args.device))
+            print(json.dumps({k: v for k, v in rows[-1].items() if not k.endswith("sheet")}), flush=True)
+    gatys_benchmark.IMAGES.mkdir(exist_ok=True)
+    for split in ("held-out", "train"):
+        save_image(stack_rows([r["sheet"] for r in rows if r["split"] == split]),
+                   gatys_benchmark.IMAGES / f"propo_{split}_{SIZE}.png")
+        save_image(stack_rows([r["stages_sheet"] for r in rows if r["split"] == split][:4]),
+                   gatys_benchmark.IMAGES / f"propo_stages_{split}_{SIZE}.png")
+    write_results(rows, manifest, args)
+
+
+def _fmt(v, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def write_results(rows: list[dict], manifest: dict, args) -> None:
+    t = manifest["training"]
+    lines = [
+        "## ProPO vs Gatys (`benchmarks/propo_quality.py`)",
+        "",
+        f"Model `{resolve_model(args.model).name}`: {t['iterations']} iterations of {t['iterations_planned']} planned, "
+        f"{t['size']} px crops, lr {t['lr']}, batch {t['batch']}, colour weight {t['color_weight']}, incremental "
+        f"{t['incremental']}, {t['seconds']:.0f} s on {t['device']}; trained on {manifest['dataset']['images']} images "
+        f"of {manifest['dataset']['source']}. 256x256; ProPO: mean of {SAMPLES} samples (seeds 0-4); Gatys: 400 "
+        "L-BFGS-B evaluations of the default Gram + colour objective (seed 0). Gram: normalized-weight texture loss "
+        "on the PO layers; colour: sliced Wasserstein-1 on 0-1 RGB; on the saved 8-bit images. Stage columns: the "
+        f"same Gram loss of x^1..x^5. Gatys: {args.gatys}. Machine: {gatys_benchmark.cpu_name()}, "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}, device {args.device}, texport "
+        f"{texport.__version__}; measured {time.strftime('%Y-%m-%d')}.",
+        "",
+        "| split | texture | Gram ProPO | Gram Gatys | ratio | colour ProPO | colour Gatys | x^1 | x^2 | x^3 | x^4 | x^5 | s/image ProPO | s/image Gatys |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        ratio = r["gram"] / r["gatys_gram"] if r["gatys_gram"] else None
+        lines.append(f"| {r['split']} | {r['texture'][:40]} | {r['gram']:.3g} | {_fmt(r['gatys_gram'], '.3g')} | "
+                     f"{_fmt(ratio, '.1f')} | {r['color']:.4f} | {_fmt(r['gatys_color'], '.4f')} | "
+                     + " | ".join(f"{v:.3g}" for v in r["stage_gram"])
+                     + f" | {r['seconds']:.3f} | {_fmt(r['gatys_seconds'], '.1f')} |")
+    lines += ["", "| split | mean Gram ProPO | mean Gram Gatys | ratio of means (target) | mean colour ProPO (target <= 0.01) | "
+              "diversity ProPO / Gatys (texture) | speed-up (target >= 100) |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for split, target in (("held-out", TARGETS["gram_ratio_held_out"]), ("train", TARGETS["gram_ratio_train"])):
+        sel = [r for r in rows if r["split"] == split]
+        if not sel:
+            continue
+        mean_gram = statistics.mean(r["gram"] for r in sel)
+        gatys = [r["gatys_gram"] for r in sel if r["gatys_gram"]]
+        mean_gatys = statistics.mean(gatys) if len(gatys) == len(sel) else None
+        ratio = mean_gram / mean_gatys if mean_gatys else None
+        div = next((r for r in sel if r["gatys_diversity"]), None)
+        div_text = f"{div['diversity']:.3g} / {div['gatys_diversity']:.3g} = {div['diversity'] / div['gatys_diversity']:.2f}x ({div['texture'][:24]})" \
+            if div else f"{sel[0]['diversity']:.3g} / - ({sel[0]['texture'][:24]})"
+        secs = [r["gatys_seconds"] / r["seconds"] for r in sel if r["gatys_seconds"]]
+        lines.append(f"| {split} | {mean_gram:.3g} | {_fmt(mean_gatys, '.3g')} | {_fmt(ratio, '.1f')} (<= {target:g}) | "
+                     f"{statistics.mean(r['color'] for r in sel):.4f} | {div_text} | "
+                     f"{_fmt(statistics.mean(secs) if secs else None, '.0f')} |")
+    lines += ["", "Images: `benchmarks/images/propo_held-out_256.png`, `benchmarks/images/propo_train_256.png` "
+              "(exemplar | Gatys | 3 ProPO samples), `benchmarks/images/propo_stages_*_256.png` (noise, x^1..x^5, target).", ""]
+    gatys_benchmark.replace_section(gatys_benchmark.RESULTS, "propo", "\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
