@@ -39,10 +39,12 @@ from texport.models import load_propo, synthesize_propo  # noqa: E402
 from texport.objective import build_objective  # noqa: E402
 from texport.propo_training import train_propo  # noqa: E402
 
-VARIANTS = {
-    "baseline (colour input, uniform)": {"color_input": True, "incremental": False},
-    "no colour input": {"color_input": False, "incremental": False},
-    "incremental": {"color_input": True, "incremental": True},
+VARIANTS = {  # file key -> (what it changes, train_propo arguments); 'default' is what ships
+    "raw": ("uniform [0, 1) start, no colour moment matching", {"noise_amplitude": 1.0, "color_match": False}),
+    "noise-0.1": ("start 0.5 +- 0.05, no colour moment matching", {"noise_amplitude": 0.1, "color_match": False}),
+    "default": ("start 0.5 +- 0.05, stage colour moments set to the target's, colour input, uniform draws", {}),
+    "no-color-input": ("default without the colour-Gram gradient input", {"color_input": False}),
+    "incremental": ("default with incremental learning", {"incremental": True}),
 }
 RUNS = HERE / "cache" / "ablation"
 
@@ -84,11 +86,11 @@ def main() -> None:
     rows = []
     names = args.variants.split(",") if args.variants else list(VARIANTS)
     for name in names:
-        out = RUNS / f"{name.split(' ')[0]}_{args.size}_{args.iters}.safetensors"
-        start = time.perf_counter()
+        what, kwargs = VARIANTS[name]
+        out = RUNS / f"{name}_{args.size}_{args.iters}.safetensors"
         if not out.is_file():
-            train_propo(dataset, out, iters=args.iters, size=args.size, checkpoint_every=0, loaded=train, **VARIANTS[name])
-        row = {"variant": name, "train_seconds": time.perf_counter() - start, **score(out, targets, args.eval_size, desc)}
+            train_propo(dataset, out, iters=args.iters, size=args.size, checkpoint_every=0, loaded=train, **kwargs)
+        row = {"variant": f"{name}: {what}", **score(out, targets, args.eval_size, desc)}
         rows.append(row)
         print(json.dumps(row), flush=True)
     lines = [

@@ -18,7 +18,7 @@ from texport.errors import TexportError
 from texport.images import load_image, resolve_texture
 from texport.models import load_propo, synthesize_propo
 from texport.noise import noise_field
-from texport.propo import LEVELS, ProPO, with_ones
+from texport.propo import LEVELS, ProPO, match_moments, with_ones
 from texport.propo_training import IncrementalSampler, evaluate, learning_rate, state_path, train_propo
 
 from conftest import run_cli
@@ -70,6 +70,19 @@ def test_stage_gradients_are_scale_normalized(model, pebbles):
     for g in grads:
         assert torch.allclose(g.pow(2).mean(dim=(1, 2, 3)), torch.ones(1), rtol=1e-4)
     assert [g.shape[1] for g in grads] == [64 + 3, 64, 128, 256, 512]
+
+
+def test_stage_images_take_the_targets_colour_moments(model, peppers):
+    target = peppers[..., :96, :112]
+    images = model.synthesize(noise_field(4, 3, 64, 64), model.encode(target), stages=True)
+    for x in images:
+        assert torch.allclose(x.mean(dim=(2, 3)), target.mean(dim=(2, 3)), atol=1e-5)
+        assert torch.allclose(x.std(dim=(2, 3), unbiased=False), target.std(dim=(2, 3), unbiased=False), rtol=2e-3)
+    x = torch.rand(2, 3, 8, 8) * 3 - 1
+    y = match_moments(x, torch.tensor([0.2, 0.5, 0.7]).view(1, 3, 1, 1), torch.tensor([0.1, 0.2, 0.05]).view(1, 3, 1, 1))
+    assert torch.allclose(y.mean(dim=(2, 3)), torch.tensor([[0.2, 0.5, 0.7]] * 2), atol=1e-6)
+    # the relative layout of the pixels is kept: an increasing affine map per channel
+    assert torch.equal(x[0, 0].flatten().argsort(), y[0, 0].flatten().argsort())
 
 
 @pytest.mark.parametrize("size", [(17, 33), (100, 47), (16, 16)])

@@ -203,6 +203,8 @@ def train_propo(
     batch: int = typer.Option(1, "--batch", help="Targets per iteration (the paper: 1)."),
     color_weight: float = typer.Option(10.0, "--color-weight", help="Weight of the colour-distribution term (x stage number)."),
     color_input: bool = typer.Option(True, "--color-input/--no-color-input", help="Feed the pixels' colour-Gram gradient to the stages."),
+    color_match: bool = typer.Option(True, "--color-match/--no-color-match", help="Set each stage image's colour mean and deviation to the target's."),
+    noise_amplitude: float = typer.Option(0.1, "--noise-amplitude", help="Start image: 0.5 + amplitude x (uniform noise - 0.5)."),
     incremental: bool = typer.Option(False, "--incremental/--no-incremental", help="Grow the training set during the run (experimental)."),
     held_out: float = typer.Option(0.1, "--held-out", help="Fraction of folders kept out of training."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use at most this many training images (quick runs)."),
@@ -226,7 +228,7 @@ def train_propo(
     bar, update = _progress(iters, "train propo")
     with bar:
         report = train(dataset, output, iters, size, resize, lr, batch, color_weight, color_input=color_input,
-                       incremental=incremental, held_out_fraction=held_out, descriptor=descriptor,
+                       noise_amplitude=noise_amplitude, color_match=color_match, incremental=incremental, held_out_fraction=held_out, descriptor=descriptor,
                        descriptor_weights=str(descriptor_weights) if descriptor_weights else None, device=device,
                        seed=seed, resume=resume, checkpoint_every=checkpoint_every, progress=update, loaded=data)
     if preview:

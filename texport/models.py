@@ -149,7 +149,8 @@ def load_propo(name_or_path: str | os.PathLike, device: str | torch.device = "cp
     descriptor = build_descriptor("auto", LEVELS, weights_file=descriptor_weights, device=dev, expect_identity=identity)
     try:
         arch = manifest["architecture"]
-        model = ProPO(descriptor, int(arch["stages"]), tuple(int(w) for w in arch["widths"]), bool(arch["color_input"]))
+        model = ProPO(descriptor, int(arch["stages"]), tuple(int(w) for w in arch["widths"]), bool(arch["color_input"]),
+                      float(arch.get("noise_amplitude", 1.0)), bool(arch.get("color_match", False)))
     except (KeyError, TypeError, ValueError) as exc:
         raise TexportError(f"{path} has an invalid architecture in its manifest ({exc})") from None
     check_state(path, model.optimizers, {k.removeprefix("optimizers."): v for k, v in state.items()})
@@ -189,7 +190,7 @@ def synthesize_propo(
     rows = []
     for n in range(count):
         z = noise_lib.noise_field(seed + n, 3, gh, gw, device=dev)
-        images = [z, *propo.synthesize(z, grams, stages=True)] if stages else [propo.synthesize(z, grams)]
+        images = [propo.start_image(z), *propo.synthesize(z, grams, stages=True)] if stages else [propo.synthesize(z, grams)]
         rows.append([im[:, :, :height, :width].clamp(0, 1).float().cpu() for im in images])
     columns = [torch.cat(col) for col in zip(*rows)]
     return columns if stages else columns[0]

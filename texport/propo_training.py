@@ -49,6 +49,7 @@ DEFAULT_SIZE = 128  # the paper's 256 crops cost ~4x more per step; 128 fits a C
 DEFAULT_LR = 5e-4  # the paper: 2e-4 over 800K steps; short CPU runs need larger steps (lr 1e-3 diverged)
 BETAS = (0.5, 0.999)
 DEFAULT_COLOR_WEIGHT = 10.0
+DEFAULT_NOISE_AMPLITUDE = 0.1
 INCREMENTAL_START = 8
 NOISE_SEED_OFFSET = 1 << 30
 
@@ -186,6 +187,8 @@ def train_propo(
     color_weight: float = DEFAULT_COLOR_WEIGHT,
     widths: tuple[int, ...] = DEFAULT_WIDTHS,
     color_input: bool = True,
+    noise_amplitude: float = DEFAULT_NOISE_AMPLITUDE,
+    color_match: bool = True,
     incremental: bool = False,
     held_out_fraction: float = DEFAULT_HELD_OUT,
     descriptor: str = "auto",
@@ -219,11 +222,13 @@ def train_propo(
                                   held_out_fraction=held_out_fraction, limit=limit)
     desc = build_descriptor(descriptor, LEVELS, weights_file=descriptor_weights, device=dev)
     torch.manual_seed(seed)
-    model = ProPO(desc, widths=widths, color_input=color_input).to(dev).train()
+    model = ProPO(desc, widths=widths, color_input=color_input, noise_amplitude=noise_amplitude,
+                 color_match=color_match).to(dev).train()
     opt = torch.optim.Adam(model.optimizers.parameters(), lr=lr, betas=BETAS)
     settings = {"iterations_planned": iters, "size": size, "resize": resize, "lr": lr, "betas": list(BETAS),
                 "batch": batch, "schedule": "constant, then linear to 0 over the second half (seed 000)",
                 "color_weight": color_weight, "incremental": incremental, "seed": seed,
+                "held_out_fraction": held_out_fraction,
                 "objective": "mean over stages m of sum_{l<=m} ||G_l - G_l(target)||^2 / ||G_l(target)||^2 "
                              "+ color_weight * m * sliced-Wasserstein(RGB)"}
     start_step, history, seconds_before = 0, [], 0.0
