@@ -317,3 +317,14 @@ def test_cli_train_and_synth_propo(trained, dataset, tmp_path):
                 "--held-out", "0", "--descriptor", "vgg16-hed")
     assert r.returncode == 0, r.stderr
     assert model.is_file() and model.with_suffix(".png").is_file() and "wrote" in r.stdout
+
+
+def test_shipped_model_synthesizes_unseen_textures_in_their_colours(pebbles, peppers):
+    from texport.models import shipped_models
+
+    model = load_propo(shipped_models()["propo"])
+    assert model.manifest["dataset"]["source"] == "pak4-textures.pk3"
+    for target in (pebbles, peppers):  # neither is in the training data
+        image = synthesize_propo(model, target, 64, seed=0)
+        assert image.shape == (1, 3, 64, 64)
+        assert float(losses.color_distance(image, target)) < 0.08  # measured 0.04-0.05; 0.2 without colour matching

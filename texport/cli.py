@@ -214,7 +214,7 @@ def train_propo(
     descriptor_weights: Optional[Path] = typer.Option(None, "--descriptor-weights", help="Explicit weights file."),
     resume: bool = typer.Option(False, "--resume", help="Continue OUTPUT from its last checkpoint (same settings)."),
     checkpoint_every: int = typer.Option(100, "--checkpoint-every", help="Iterations between checkpoints."),
-    preview: bool = typer.Option(True, "--preview/--no-preview", help="Also write OUTPUT with .png: stages on held-out textures."),
+    preview: bool = typer.Option(True, "--preview/--no-preview", help="Also write OUTPUT with .png: stages on unseen textures."),
 ) -> None:
     """Train ProPO (Shi & Qiao) on a set of textures; Ctrl-C saves, --resume continues."""
     from .datasets import open_dataset
@@ -241,25 +241,26 @@ def train_propo(
         raise typer.Exit(130)
 
 
-def _write_propo_preview(model_path: Path, dataset: Path, held_out: float, count: int = 3) -> Path:
-    """Rows of fig. 6 on held-out textures (or training ones if none): noise, x^1..x^5, target."""
+def _write_propo_preview(model_path: Path, dataset: Path, held_out: float, count: int = 2) -> Path:
+    """Rows of fig. 6 (noise, x^1..x^5, target) for the shipped textures and `count` held-out images,
+    all unseen in training (held-out images: the first by SHA-1 of their names, as the benchmark picks)."""
+    import hashlib
+
     from .datasets import open_dataset
-    from .images import save_image, side_by_side, stack_rows
+    from .images import load_image, save_image, shipped_textures, side_by_side, stack_rows
     from .models import load_propo, synthesize_propo
 
+    targets = [load_image(p) for _, p in sorted(shipped_textures().items())]
     try:
-        data = open_dataset(dataset, "held-out", held_out_fraction=held_out, limit=count)
+        data = open_dataset(dataset, "held-out", held_out_fraction=held_out)
+        order = sorted(range(len(data)), key=lambda i: hashlib.sha1(data.names[i].encode()).hexdigest())
+        targets += [data.image(i) for i in order[:count]]
     except TexportError:
-        data = open_dataset(dataset, "train", held_out_fraction=held_out, limit=count)
+        pass  # no held-out split (--held-out 0): the shipped textures alone
     loaded = load_propo(model_path)
-    rows = []
-    for i in range(len(data)):
-        target = data.image(i)
-        stages = synthesize_propo(loaded, target, 256, seed=0, stages=True)
-        rows.append(side_by_side([*stages, target], height=128))
-    canvas = stack_rows(rows)
+    rows = [side_by_side([*synthesize_propo(loaded, t, 256, seed=0, stages=True), t], height=128) for t in targets]
     preview = model_path.with_suffix(".png")
-    save_image(canvas, preview)
+    save_image(stack_rows(rows), preview)
     return preview
 
 
