@@ -56,14 +56,18 @@ def code_hash() -> str:
     return digest.hexdigest()[:16]
 
 
-def run_one(path: Path, size: int, loss: str, iters: int, seed: int, device: str, desc, crop=None) -> dict:
-    """One cached Gatys run; crop (x, y, w, h) cuts the exemplar first (as a texture network's manifest records)."""
+def cache_key(path: Path, size: int, loss: str, iters: int, seed: int, desc, crop=None) -> str:
+    """The cache name of a Gatys run: exemplar bytes, settings, descriptor, code and torch version."""
     key_parts = [hashlib.sha256(path.read_bytes()).hexdigest(), size, loss, iters, seed, desc.identity,
                  code_hash(), torch.__version__]
     if crop is not None:
         key_parts.append(list(crop))
-    key_src = json.dumps(key_parts)
-    key = hashlib.sha256(key_src.encode()).hexdigest()[:20]
+    return hashlib.sha256(json.dumps(key_parts).encode()).hexdigest()[:20]
+
+
+def run_one(path: Path, size: int, loss: str, iters: int, seed: int, device: str, desc, crop=None) -> dict:
+    """One cached Gatys run; crop (x, y, w, h) cuts the exemplar first (as a texture network's manifest records)."""
+    key = cache_key(path, size, loss, iters, seed, desc, crop)
     record_path, image_path = CACHE / f"{key}.json", CACHE / f"{key}.png"
     if record_path.is_file() and image_path.is_file():
         return json.loads(record_path.read_text())

@@ -15,7 +15,6 @@ variants; they do not predict a long run's absolute quality. Writes its RESULTS.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import statistics
 import sys
@@ -73,7 +72,7 @@ def main() -> None:
     args = parser.parse_args()
     dataset = find_dataset(args.dataset)
     held = open_dataset(dataset, "held-out", resize=256)
-    order = sorted(range(len(held)), key=lambda i: hashlib.sha1(held.names[i].encode()).hexdigest())[:args.count]
+    order = held.by_name_hash(args.count)
     targets = []
     for i in order:
         image = held.image(i)

@@ -20,7 +20,6 @@ each stage image x^1..x^5 (same full objective); diversity (eq. 11, conv4_2) of 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import statistics
 import sys
@@ -60,7 +59,7 @@ def find_dataset(given: str | None) -> Path:
 def pick_textures(dataset: Path, split: str, count: int, held_out_fraction: float) -> list[Path]:
     """The first `count` usable images of a split by SHA-1 of their names, as 256x256 PNGs."""
     data = open_dataset(dataset, split, resize=SIZE, held_out_fraction=held_out_fraction)
-    order = sorted(range(len(data)), key=lambda i: hashlib.sha1(data.names[i].encode()).hexdigest())[:count]
+    order = data.by_name_hash(count)
     TEXTURES.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in order:
@@ -124,9 +123,7 @@ def measure(model, path: Path, split: str, desc, gatys_mode: str, diversity: boo
 
 def gatys_cached(path: Path, seed: int, desc) -> dict | None:
     """A Gatys record if benchmarks/gatys.py has it cached (same key), else None."""
-    key_parts = [hashlib.sha256(path.read_bytes()).hexdigest(), SIZE, "gram+color", gatys_benchmark.BUDGET, seed,
-                 desc.identity, gatys_benchmark.code_hash(), torch.__version__]
-    key = hashlib.sha256(json.dumps(key_parts).encode()).hexdigest()[:20]
+    key = gatys_benchmark.cache_key(path, SIZE, "gram+color", gatys_benchmark.BUDGET, seed, desc)
     record = gatys_benchmark.CACHE / f"{key}.json"
     return json.loads(record.read_text()) if record.is_file() else None
 

@@ -244,8 +244,6 @@ def train_propo(
 def _write_propo_preview(model_path: Path, dataset: Path, held_out: float, count: int = 2) -> Path:
     """Rows of fig. 6 (noise, x^1..x^5, target) for the shipped textures and `count` held-out images,
     all unseen in training (held-out images: the first by SHA-1 of their names, as the benchmark picks)."""
-    import hashlib
-
     from .datasets import open_dataset
     from .images import load_image, save_image, shipped_textures, side_by_side, stack_rows
     from .models import load_propo, synthesize_propo
@@ -253,8 +251,7 @@ def _write_propo_preview(model_path: Path, dataset: Path, held_out: float, count
     targets = [load_image(p) for _, p in sorted(shipped_textures().items())]
     try:
         data = open_dataset(dataset, "held-out", held_out_fraction=held_out)
-        order = sorted(range(len(data)), key=lambda i: hashlib.sha1(data.names[i].encode()).hexdigest())
-        targets += [data.image(i) for i in order[:count]]
+        targets += [data.image(i) for i in data.by_name_hash(count)]
     except TexportError:
         pass  # no held-out split (--held-out 0): the shipped textures alone
     loaded = load_propo(model_path)

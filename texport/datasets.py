@@ -21,7 +21,7 @@ import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import torch
@@ -109,6 +109,11 @@ class TextureDataset:
             patch = patch.flip(-2)
         return patch
 
+    def by_name_hash(self, count: int | None = None) -> list[int]:
+        """Image indices ordered by the SHA-1 of their names: a fixed pick that favours no folder."""
+        order = sorted(range(len(self)), key=lambda i: hashlib.sha1(self.names[i].encode()).hexdigest())
+        return order[:count]
+
     def describe(self) -> dict:
         digest = hashlib.sha256("\n".join(self.names).encode()).hexdigest()
         return {"source": self.source.name, "split": self.split, "images": len(self.names), "resize": self.resize,
@@ -171,8 +176,3 @@ def open_dataset(
         raise TexportError(f"no usable {split} images in {source} ({len(chosen)} candidates; skipped {data.skipped})")
     return data
 
-
-def iter_batches(data: TextureDataset, order: Iterator[int], size: int, generator: torch.Generator):
-    """Crops for the indices `order` yields."""
-    for index in order:
-        yield index, data.crop(index, size, generator)
