@@ -135,8 +135,12 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=8, help="textures per split")
     parser.add_argument("--gatys", choices=("run", "cached", "none"), default="run")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--histogram-match", action=argparse.BooleanOptionalAction, default=None,
+                        help="override the model's final colour histogram matching (results go to their own section)")
     args = parser.parse_args()
     model = load_propo(args.model, args.device)
+    if args.histogram_match is not None:
+        model.model.histogram_match = args.histogram_match
     manifest = model.manifest
     fraction = manifest["dataset"].get("held_out_fraction", 0.1)
     dataset = find_dataset(args.dataset)
@@ -148,11 +152,12 @@ def main() -> None:
             rows.append(measure(model, path, split, desc, args.gatys, diversity=(i == 0), device=args.device))
             print(json.dumps({k: v for k, v in rows[-1].items() if not k.endswith("sheet")}), flush=True)
     gatys_benchmark.IMAGES.mkdir(exist_ok=True)
+    suffix = "" if args.histogram_match is None else f"_histogram_{'on' if args.histogram_match else 'off'}"
     for split in ("held-out", "train"):
         save_image(stack_rows([r["sheet"] for r in rows if r["split"] == split]),
-                   gatys_benchmark.IMAGES / f"propo_{split}_{SIZE}.png")
+                   gatys_benchmark.IMAGES / f"propo_{split}_{SIZE}{suffix}.png")
         save_image(stack_rows([r["stages_sheet"] for r in rows if r["split"] == split][:4]),
-                   gatys_benchmark.IMAGES / f"propo_stages_{split}_{SIZE}.png")
+                   gatys_benchmark.IMAGES / f"propo_stages_{split}_{SIZE}{suffix}.png")
     write_results(rows, manifest, args)
 
 
@@ -162,11 +167,13 @@ def _fmt(v, spec: str) -> str:
 
 def write_results(rows: list[dict], manifest: dict, args) -> None:
     t = manifest["training"]
+    hist = manifest["architecture"].get("histogram_match", False) if args.histogram_match is None else args.histogram_match
     lines = [
-        "## ProPO vs Gatys (`benchmarks/propo_quality.py`)",
+        "## ProPO vs Gatys (`benchmarks/propo_quality.py`"
+        + ("" if args.histogram_match is None else f" `--{'' if args.histogram_match else 'no-'}histogram-match`") + ")",
         "",
         f"Model `{resolve_model(args.model).name}`: {t['iterations']} iterations of {t['iterations_planned']} planned, "
-        f"{t['size']} px crops, lr {t['lr']}, batch {t['batch']}, colour weight {t['color_weight']}, incremental "
+        f"{t['size']} px crops, final histogram matching {hist}, lr {t['lr']}, batch {t['batch']}, colour weight {t['color_weight']}, incremental "
         f"{t['incremental']}, {t['seconds']:.0f} s on {t['device']}; trained on {manifest['dataset']['images']} images "
         f"of {manifest['dataset']['source']}. 256x256; ProPO: mean of {SAMPLES} samples (seeds 0-4); Gatys: 400 "
         "L-BFGS-B evaluations of the default Gram + colour objective (seed 0). Gram: normalized-weight texture loss "
@@ -203,7 +210,8 @@ def write_results(rows: list[dict], manifest: dict, args) -> None:
                      f"{_fmt(statistics.mean(secs) if secs else None, '.0f')} |")
     lines += ["", "Images: `benchmarks/images/propo_held-out_256.png`, `benchmarks/images/propo_train_256.png` "
               "(exemplar | Gatys | 3 ProPO samples), `benchmarks/images/propo_stages_*_256.png` (noise, x^1..x^5, target).", ""]
-    gatys_benchmark.replace_section(gatys_benchmark.RESULTS, "propo", "\n".join(lines))
+    section = "propo" if args.histogram_match is None else f"propo-histogram-{'on' if args.histogram_match else 'off'}"
+    gatys_benchmark.replace_section(gatys_benchmark.RESULTS, section, "\n".join(lines))
     print("\n".join(lines))
 
 

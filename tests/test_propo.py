@@ -75,7 +75,7 @@ def test_stage_gradients_are_scale_normalized(model, pebbles):
 def test_stage_images_take_the_targets_colour_moments(model, peppers):
     target = peppers[..., :96, :112]
     images = model.synthesize(noise_field(4, 3, 64, 64), model.encode(target), stages=True)
-    for x in images:
+    for x in images[:-1]:  # the last one has the target's whole histogram instead (test_color_transfer)
         assert torch.allclose(x.mean(dim=(2, 3)), target.mean(dim=(2, 3)), atol=1e-5)
         assert torch.allclose(x.std(dim=(2, 3), unbiased=False), target.std(dim=(2, 3), unbiased=False), rtol=2e-3)
     x = torch.rand(2, 3, 8, 8) * 3 - 1
@@ -83,6 +83,7 @@ def test_stage_images_take_the_targets_colour_moments(model, peppers):
     assert torch.allclose(y.mean(dim=(2, 3)), torch.tensor([[0.2, 0.5, 0.7]] * 2), atol=1e-6)
     # the relative layout of the pixels is kept: an increasing affine map per channel
     assert torch.equal(x[0, 0].flatten().argsort(), y[0, 0].flatten().argsort())
+    assert float(losses.color_distance(images[-1], target)) < float(losses.color_distance(images[-2], target))
 
 
 @pytest.mark.parametrize("size", [(17, 33), (100, 47), (16, 16)])

@@ -204,6 +204,7 @@ def train_propo(
     color_weight: float = typer.Option(10.0, "--color-weight", help="Weight of the colour-distribution term (x stage number)."),
     color_input: bool = typer.Option(True, "--color-input/--no-color-input", help="Feed the pixels' colour-Gram gradient to the stages."),
     color_match: bool = typer.Option(True, "--color-match/--no-color-match", help="Set each stage image's colour mean and deviation to the target's."),
+    histogram_match: bool = typer.Option(True, "--histogram-match/--no-histogram-match", help="Match the final image's colour histogram along the target's principal axes."),
     noise_amplitude: float = typer.Option(0.1, "--noise-amplitude", help="Start image: 0.5 + amplitude x (uniform noise - 0.5)."),
     incremental: bool = typer.Option(False, "--incremental/--no-incremental", help="Grow the training set during the run (experimental)."),
     held_out: float = typer.Option(0.1, "--held-out", help="Fraction of folders kept out of training."),
@@ -228,7 +229,7 @@ def train_propo(
     bar, update = _progress(iters, "train propo")
     with bar:
         report = train(dataset, output, iters, size, resize, lr, batch, color_weight, color_input=color_input,
-                       noise_amplitude=noise_amplitude, color_match=color_match, incremental=incremental, held_out_fraction=held_out, descriptor=descriptor,
+                       noise_amplitude=noise_amplitude, color_match=color_match, histogram_match=histogram_match, incremental=incremental, held_out_fraction=held_out, descriptor=descriptor,
                        descriptor_weights=str(descriptor_weights) if descriptor_weights else None, device=device,
                        seed=seed, resume=resume, checkpoint_every=checkpoint_every, progress=update, loaded=data)
     if preview:

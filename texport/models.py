@@ -150,7 +150,8 @@ def load_propo(name_or_path: str | os.PathLike, device: str | torch.device = "cp
     try:
         arch = manifest["architecture"]
         model = ProPO(descriptor, int(arch["stages"]), tuple(int(w) for w in arch["widths"]), bool(arch["color_input"]),
-                      float(arch.get("noise_amplitude", 1.0)), bool(arch.get("color_match", False)))
+                      float(arch.get("noise_amplitude", 1.0)), bool(arch.get("color_match", False)),
+                      bool(arch.get("histogram_match", False)))
     except (KeyError, TypeError, ValueError) as exc:
         raise TexportError(f"{path} has an invalid architecture in its manifest ({exc})") from None
     check_state(path, model.optimizers, {k.removeprefix("optimizers."): v for k, v in state.items()})

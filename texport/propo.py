@@ -27,6 +27,12 @@ the target's (AdaIN, eq. 5, applied to RGB). Without the latter the stages learn
 image, the cheapest way to cut the deep levels' relative Gram errors, and colours drifted far
 from the target (colour distance 0.20 vs 0.019 after matched 400-step runs).
 
+Final colour histogram (optional, on in the shipped model): the last stage image's colour
+histogram along the target's principal colour axes is set to the target's (Heeger & Bergen 1995,
+texport.color_transfer). The per-channel mean and standard deviation leave the distribution's
+shape loose; matching it cut the held-out colour distance from 0.019 to 0.003 and lowered the Gram
+loss as well (RESULTS.md).
+
 Every convolution pads circularly and the descriptor reads the image circularly, so outputs wrap
 around (tileable) when their sides are multiples of 16.
 """
@@ -39,13 +45,14 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from . import losses
+from . import color_transfer, losses
 from .descriptor import Descriptor
 
 LEVELS = losses.PO_LAYERS  # relu1_1, pool1, pool2, pool3, pool4: levels 1..5
 LEVEL_CHANNELS = {"relu1_1": 64, "pool1": 64, "pool2": 128, "pool3": 256, "pool4": 512}
 COLOR_KEY = "rgb"  # the grams entry holding the pixels' [r, g, b, 1] Gram matrix
 MEAN_KEY, STD_KEY = "rgb_mean", "rgb_std"  # the target's per-channel colour moments [B, 3, 1, 1]
+BASIS_KEY, QUANTILES_KEY = "rgb_basis", "rgb_quantiles"  # principal colour axes [B, 3, 3], quantiles along them
 DEFAULT_WIDTHS = (16, 32, 64, 64, 64)  # PO channels at levels 1..5
 SIZE_MULTIPLE = 16  # pool4 is 1/16 of the image
 MIN_SIDE = 32  # pool4 at least 2x2: InstanceNorm needs more than one pixel
@@ -135,7 +142,8 @@ class ProPO(nn.Module):
     """
 
     def __init__(self, descriptor: Descriptor, stages: int = 5, widths: Sequence[int] = DEFAULT_WIDTHS,
-                 color_input: bool = True, noise_amplitude: float = 0.1, color_match: bool = True):
+                 color_input: bool = True, noise_amplitude: float = 0.1, color_match: bool = True,
+                 histogram_match: bool = True):
         super().__init__()
         missing = [lv for lv in LEVELS[:stages] if lv not in descriptor.layers]
         if missing or not 1 <= stages <= len(LEVELS):
@@ -146,11 +154,13 @@ class ProPO(nn.Module):
         self.color_input = color_input
         self.noise_amplitude = float(noise_amplitude)
         self.color_match = bool(color_match)
+        self.histogram_match = bool(histogram_match)
         self.optimizers = nn.ModuleList(PseudoOptimizer(m, self.widths, color_input) for m in range(1, stages + 1))
 
     def config(self) -> dict:
         return {"stages": len(self.optimizers), "widths": list(self.widths), "color_input": self.color_input,
-                "noise_amplitude": self.noise_amplitude, "color_match": self.color_match}
+                "noise_amplitude": self.noise_amplitude, "color_match": self.color_match,
+                "histogram_match": self.histogram_match}
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         return {k: v for k, v in self.state_dict().items() if not k.startswith("descriptor.")}
@@ -173,6 +183,8 @@ class ProPO(nn.Module):
         if self.color_match:
             grams[MEAN_KEY] = texture.mean(dim=(2, 3), keepdim=True)
             grams[STD_KEY] = texture.std(dim=(2, 3), keepdim=True, unbiased=False)
+        if self.histogram_match:
+            grams[BASIS_KEY], grams[QUANTILES_KEY] = color_transfer.statistics(texture)
         return grams
 
     def features(self, image: torch.Tensor, deepest: str) -> dict[str, torch.Tensor]:
@@ -213,6 +225,8 @@ class ProPO(nn.Module):
             x = x + self.optimizers[m - 1](self.stage_gradients(x, feats, grams, m))
             if self.color_match:
                 x = match_moments(x, grams[MEAN_KEY], grams[STD_KEY])
+            if self.histogram_match and m == stages:  # on the displayable range: outliers would stretch the CDF's bins
+                x = color_transfer.match(x.clamp(0, 1), grams[BASIS_KEY], grams[QUANTILES_KEY])
             if m < stages:
                 feats = self.features(x, self.levels[m])
             else:

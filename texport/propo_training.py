@@ -189,6 +189,7 @@ def train_propo(
     color_input: bool = True,
     noise_amplitude: float = DEFAULT_NOISE_AMPLITUDE,
     color_match: bool = True,
+    histogram_match: bool = True,
     incremental: bool = False,
     held_out_fraction: float = DEFAULT_HELD_OUT,
     descriptor: str = "auto",
@@ -223,7 +224,7 @@ def train_propo(
     desc = build_descriptor(descriptor, LEVELS, weights_file=descriptor_weights, device=dev)
     torch.manual_seed(seed)
     model = ProPO(desc, widths=widths, color_input=color_input, noise_amplitude=noise_amplitude,
-                 color_match=color_match).to(dev).train()
+                 color_match=color_match, histogram_match=histogram_match).to(dev).train()
     opt = torch.optim.Adam(model.optimizers.parameters(), lr=lr, betas=BETAS)
     settings = {"iterations_planned": iters, "size": size, "resize": resize, "lr": lr, "betas": list(BETAS),
                 "batch": batch, "schedule": "constant, then linear to 0 over the second half (seed 000)",
