@@ -329,6 +329,27 @@ def synth(
     typer.echo(f"wrote {where} ({count} x {w}x{h}) from {loaded.name} in {seconds:.2f} s")
 
 
+@app.command("export")
+def export_model(
+    output: Path = typer.Argument(..., help="File to write; the format follows the extension (.onnx)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Shipped model name or .safetensors path (default: OUTPUT's stem, e.g. propo.onnx -> propo)."),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset."),
+    check: bool = typer.Option(True, "--check/--no-check", help="Compare every written graph with PyTorch through onnxruntime."),
+) -> None:
+    """Export a model for deployment (ProPO also writes NAME.encode.onnx and NAME.synth.onnx beside OUTPUT)."""
+    import time
+
+    from .export import export, output_format
+
+    output_format(output)
+    start = time.perf_counter()
+    for item in export(output, model, opset=opset, check=check):
+        size = item.path.stat().st_size / 1e6
+        parity = f", onnxruntime vs torch max abs diff {item.max_abs_diff:.2g}" if check else ""
+        typer.echo(f"wrote {item.path} ({item.graph}, {size:.1f} MB{parity})")
+    typer.echo(f"done in {time.perf_counter() - start:.1f} s")
+
+
 @app.command()
 def models(
     name: Optional[str] = typer.Argument(None, help="Show one model's full manifest (name or path)."),

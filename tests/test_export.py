@@ -1,0 +1,116 @@
+"""ONNX export of every shipped model kind: metadata, checker, dynamic sizes, parity, bad inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from texport.errors import TexportError
+from texport.export import PARITY_FP32, PROPO_PARITY_FP32, export
+from texport.graphs import ProPOGraph, statistic_names
+from texport.models import load_propo, load_texnet
+from texport.noise import noise_field
+from texport.onnx_export import read_metadata
+
+from conftest import run_cli
+
+
+def _session(path: Path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+@pytest.fixture(scope="module")
+def propo_files(tmp_path_factory) -> list:
+    return export(tmp_path_factory.mktemp("onnx") / "propo.onnx")
+
+
+@pytest.fixture(scope="module")
+def pebbles_file(tmp_path_factory) -> Path:
+    return export(tmp_path_factory.mktemp("onnx") / "pebbles.onnx")[0].path
+
+
+def test_texnet_graph_is_checked_named_and_carries_metadata(pebbles_file):
+    model = onnx.load(str(pebbles_file))
+    onnx.checker.check_model(model)
+    assert [i.name for i in model.graph.input] == ["noise"] and [o.name for o in model.graph.output] == ["image"]
+    meta = read_metadata(pebbles_file)
+    assert meta["texport.kind"] == "texnet" and meta["texport.size_multiple"] == "16"
+    assert meta["texport.descriptor"].startswith("vgg16-hed:") and "lowbias32" in meta["texport.noise_distribution"]
+    assert meta["texport.noise_shape"].startswith("[batch, 15, height, width]")
+    for key in ("texport.version", "texport.value_range", "texport.model"):
+        assert meta[key]
+
+
+@pytest.mark.parametrize("batch,height,width", [(1, 48, 80), (2, 128, 96)])
+def test_texnet_onnx_matches_torch_at_any_size_and_batch(pebbles_file, batch, height, width):
+    net = load_texnet("pebbles").network
+    z = net.noise(height, width, seed=5, batch=batch)
+    got = _session(pebbles_file).run(None, {"noise": z.numpy()})[0]
+    with torch.no_grad():
+        want = net(z).numpy()
+    assert got.shape == (batch, 3, height, width)
+    assert float(np.abs(got - want).max()) <= PARITY_FP32
+
+
+def test_propo_writes_the_whole_graph_and_the_encode_synth_pair(propo_files):
+    paths = [e.path for e in propo_files]
+    assert [p.name for p in paths] == ["propo.onnx", "propo.encode.onnx", "propo.synth.onnx"]
+    assert all(e.max_abs_diff <= PROPO_PARITY_FP32 for e in propo_files)
+    names = statistic_names(load_propo("propo").model)
+    assert names[:5] == ["relu1_1", "pool1", "pool2", "pool3", "pool4"]
+    whole, encode, synth = (onnx.load(str(p), load_external_data=False) for p in paths)
+    assert [i.name for i in whole.graph.input] == ["noise", "texture"]
+    assert [o.name for o in encode.graph.output] == names
+    assert [i.name for i in synth.graph.input] == ["noise", *names]
+    meta = read_metadata(paths[0])
+    assert meta["texport.kind"] == "propo" and meta["texport.statistics"] == ",".join(names)
+    assert read_metadata(paths[1])["texport.graph"] == "encode"
+
+
+def test_propo_onnx_matches_torch_at_two_sizes_and_textures(propo_files, pebbles, peppers):
+    loaded = load_propo("propo")
+    graph = ProPOGraph(loaded.model).eval()
+    whole, encode, synth = (_session(e.path) for e in propo_files)
+    for (h, w), texture in (((64, 96), pebbles), ((96, 64), peppers[..., :80, :112])):
+        z = noise_field(7, 3, h, w)
+        with torch.no_grad():
+            want = graph(z, texture).numpy()
+        got = whole.run(None, {"noise": z.numpy(), "texture": texture.numpy()})[0]
+        assert float(np.abs(got - want).max()) <= PROPO_PARITY_FP32
+        # texture -> statistics once, then noise + statistics -> image: the same image
+        stats = encode.run(None, {"texture": texture.numpy()})
+        names = [o.name for o in encode.get_outputs()]
+        split = synth.run(None, {"noise": z.numpy(), **dict(zip(names, stats))})[0]
+        assert float(np.abs(split - want).max()) <= PROPO_PARITY_FP32
+
+
+def test_export_errors_are_one_line_and_leave_nothing(tmp_path):
+    for args, message in (
+        (["export", str(tmp_path / "pebbles.engin")], "cannot tell the format"),
+        (["export", str(tmp_path / "nosuch.onnx")], "no such model"),
+        (["export", str(tmp_path / "x.onnx"), "--model", str(tmp_path / "missing.safetensors")], "not found"),
+        (["export", str(tmp_path / "missing-folder" / "pebbles.onnx")], "output folder does not exist"),
+    ):
+        result = run_cli(*args)
+        assert result.returncode == 2, result.stderr
+        assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_export_reports_parity(tmp_path):
+    result = run_cli("export", str(tmp_path / "tile.onnx"), "--model", "bark")
+    assert result.returncode == 0, result.stderr
+    assert "max abs diff" in result.stdout and (tmp_path / "tile.onnx").is_file()
+    assert read_metadata(tmp_path / "tile.onnx")["texport.model"] == "bark"
+
+
+def test_corrupt_onnx_is_refused_in_one_line(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07not a protobuf at all" * 10)
+    with pytest.raises(TexportError, match="not a readable ONNX file"):
+        read_metadata(bad)

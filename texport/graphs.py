@@ -1,0 +1,149 @@
+"""Deployable graphs: each shipped model kind as modules with named tensor inputs and outputs.
+
+What an engine sees (issue 10 item 2): a texture network maps `noise` [B, K*C, H, W] to `image`
+[B, 3, H, W]; ProPO maps `noise` [B, 3, H, W] and `texture` [B, 3, h, w] to `image`, and splits
+into `texture` -> one named tensor per statistic (`encode`) and `noise` + those tensors -> `image`
+(`synth`), for engines that reuse a texture's statistics across frames. Images are in [0, 1]. The
+modules hold no logic of their own: they fix argument order and names for the exporters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .models import LoadedPropo, LoadedTexnet
+from .propo import BASIS_KEY, COLOR_KEY, MEAN_KEY, QUANTILES_KEY, SIZE_MULTIPLE, STD_KEY, ProPO
+
+NOISE_CONTRACT = "texport.noise/1: lowbias32 hash of (seed + item, channel, y, x), uniform [0, 1) in 2^-24 steps"
+
+
+class TexnetGraph(nn.Module):
+    """noise -> image."""
+
+    def __init__(self, network: nn.Module):
+        super().__init__()
+        self.network = network
+
+    def forward(self, noise: torch.Tensor) -> torch.Tensor:
+        return self.network(noise)
+
+
+class ProPOGraph(nn.Module):
+    """noise, texture -> image: the descriptor, the analytic gradients and all stages in one graph."""
+
+    def __init__(self, propo: ProPO):
+        super().__init__()
+        self.propo = propo
+
+    def forward(self, noise: torch.Tensor, texture: torch.Tensor) -> torch.Tensor:
+        return self.propo(noise, texture).clamp(0, 1)
+
+
+def statistic_names(propo: ProPO) -> list[str]:
+    """The encode graph's outputs, in order: the descriptor levels, then the colour statistics."""
+    names = list(propo.levels)
+    if propo.color_input:
+        names.append(COLOR_KEY)
+    if propo.color_match:
+        names += [MEAN_KEY, STD_KEY]
+    if propo.histogram_match:
+        names += [BASIS_KEY, QUANTILES_KEY]
+    return names
+
+
+class ProPOEncodeGraph(nn.Module):
+    """texture -> the target statistics (one tensor per name of statistic_names)."""
+
+    def __init__(self, propo: ProPO):
+        super().__init__()
+        self.propo = propo
+        self.names = statistic_names(propo)
+
+    def forward(self, texture: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        grams = self.propo.target_grams(texture)
+        return tuple(grams[n] for n in self.names)
+
+
+class ProPOSynthGraph(nn.Module):
+    """noise, statistics... -> image."""
+
+    def __init__(self, propo: ProPO):
+        super().__init__()
+        self.propo = propo
+        self.names = statistic_names(propo)
+
+    def forward(self, noise: torch.Tensor, *statistics: torch.Tensor) -> torch.Tensor:
+        return self.propo.synthesize(noise, dict(zip(self.names, statistics))).clamp(0, 1)
+
+
+@dataclass
+class GraphSpec:
+    """One graph to export: the module, example inputs, names, which axes are dynamic, metadata."""
+
+    name: str
+    module: nn.Module
+    inputs: tuple[torch.Tensor, ...]
+    input_names: list[str]
+    output_names: list[str]
+    dynamic_axes: dict[str, dict[int, str]]
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+_IMAGE_AXES = {0: "batch", 2: "height", 3: "width"}
+_TEXTURE_AXES = {0: "batch", 2: "texture_height", 3: "texture_width"}
+
+
+def _common_metadata(loaded, kind: str) -> dict[str, str]:
+    from . import __version__
+
+    manifest = loaded.manifest
+    return {
+        "texport.kind": kind,
+        "texport.model": loaded.name,
+        "texport.version": __version__,
+        "texport.value_range": "image in [0, 1], RGB, NCHW",
+        "texport.noise_distribution": NOISE_CONTRACT,
+        "texport.descriptor": str(manifest.get("descriptor", "")),
+    }
+
+
+def texnet_specs(loaded: LoadedTexnet, size: int = 64, batch: int = 1) -> list[GraphSpec]:
+    net = loaded.network
+    noise = net.noise(size, size, batch=batch, device=next(net.parameters()).device)
+    meta = dict(_common_metadata(loaded, "texnet"),
+                **{"texport.size_multiple": str(net.size_multiple),
+                   "texport.noise_shape": f"[batch, {net.input_channels}, height, width]; scale i = channels "
+                                          f"{net.noise_channels}i..{net.noise_channels}(i+1)-1 subsampled by 2^i"})
+    return [GraphSpec(loaded.name, TexnetGraph(net).eval(), (noise,), ["noise"], ["image"],
+                      {"noise": _IMAGE_AXES, "image": _IMAGE_AXES}, meta)]
+
+
+def propo_specs(loaded: LoadedPropo, size: int = 64, texture_size: int = 64, batch: int = 1) -> list[GraphSpec]:
+    """The whole graph, then the encode / synth pair."""
+    from .noise import noise_field
+
+    propo = loaded.model
+    dev = next(propo.parameters()).device
+    noise = noise_field(0, 3, size, size, batch=batch, device=dev)
+    texture = torch.rand(batch, 3, texture_size, texture_size, generator=torch.Generator().manual_seed(0)).to(dev)
+    names = statistic_names(propo)
+    with torch.no_grad():
+        statistics = ProPOEncodeGraph(propo)(texture)
+    meta = dict(_common_metadata(loaded, "propo"),
+                **{"texport.size_multiple": str(SIZE_MULTIPLE), "texport.min_side": "32",
+                   "texport.noise_shape": "[batch, 3, height, width]",
+                   "texport.texture": "[batch, 3, texture_height, texture_width] in [0, 1], any size >= 32",
+                   "texport.statistics": ",".join(names)})
+    stat_axes = {n: {0: "batch"} for n in names}
+    return [
+        GraphSpec(loaded.name, ProPOGraph(propo).eval(), (noise, texture), ["noise", "texture"], ["image"],
+                  {"noise": _IMAGE_AXES, "texture": _TEXTURE_AXES, "image": _IMAGE_AXES}, meta),
+        GraphSpec(f"{loaded.name}.encode", ProPOEncodeGraph(propo).eval(), (texture,), ["texture"], names,
+                  {"texture": _TEXTURE_AXES, **stat_axes}, dict(meta, **{"texport.graph": "encode"})),
+        GraphSpec(f"{loaded.name}.synth", ProPOSynthGraph(propo).eval(), (noise, *statistics), ["noise", *names],
+                  ["image"], {"noise": _IMAGE_AXES, "image": _IMAGE_AXES, **stat_axes},
+                  dict(meta, **{"texport.graph": "synth"})),
+    ]
