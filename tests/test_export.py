@@ -114,3 +114,89 @@ def test_corrupt_onnx_is_refused_in_one_line(tmp_path):
     bad.write_bytes(b"\x08\x07not a protobuf at all" * 10)
     with pytest.raises(TexportError, match="not a readable ONNX file"):
         read_metadata(bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# fp16 graphs and TensorRT engines
+
+def test_fp16_texnet_onnx_is_half_inside_and_close_to_fp32(tmp_path):
+    from texport.export import PARITY
+
+    path = export(tmp_path / "pebbles.onnx", fp16=True)[0].path
+    model = onnx.load(str(path))
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # fp32 interface
+    weights = {init.data_type for init in model.graph.initializer}
+    assert onnx.TensorProto.FLOAT16 in weights
+    assert read_metadata(path)["texport.precision"].startswith("fp16")
+    net = load_texnet("pebbles").network
+    session = _session(path)
+    for size in (48, 64):
+        z = net.noise(size, size, seed=2)
+        with torch.no_grad():
+            want = net(z).numpy()
+        got = session.run(None, {"noise": z.numpy()})[0]
+        assert float(np.abs(got - want).max()) <= PARITY["fp16"]
+
+
+@pytest.fixture(scope="module")
+def engines(tmp_path_factory) -> dict:
+    pytest.importorskip("tensorrt_rtx", reason="tensorrt-rtx is installed by the test command; run tests/run.sh")
+    folder = tmp_path_factory.mktemp("engines")
+    built = {}
+    for name, fp16 in (("pebbles", False), ("pebbles", True), ("propo", False), ("propo", True)):
+        out = folder / f"{name}{'-fp16' if fp16 else ''}.engine"
+        built[(name, fp16)] = export(out, model=name, fp16=fp16, check=False, batch=2, sizes=(None, 64, 256),
+                                     texture_sizes=(32, 64, 128))[0]
+    return built
+
+
+def test_real_tensorrt_rtx_engines_for_every_kind_and_precision(engines):
+    from texport.tensorrt_build import read_sidecar, sha256_file
+
+    for (name, fp16), item in engines.items():
+        assert item.path.is_file() and item.path.stat().st_size > 100_000
+        side = read_sidecar(item.path)
+        assert side == item.sidecar
+        assert side["flavour"] == "tensorrt-rtx" and side["flavour_version"] == "1.7.1.116"
+        assert side["precision"] == ("fp16" if fp16 else "fp32")
+        assert side["model"]["texport.kind"] == ("propo" if name == "propo" else "texnet")
+        assert len(side["source_onnx"]["sha256"]) == 64 and side["texport_version"]
+        assert side["compute_capabilities"].startswith("SM80")
+        noise = side["profile"]["noise"]
+        assert noise["min"][0] == 1 and noise["max"][0] == 2 and noise["max"][2:] == [256, 256]
+        names = [t["name"] for t in side["inputs"]]
+        assert names == (["noise", "texture"] if name == "propo" else ["noise"])
+        if name == "propo":
+            assert side["profile"]["texture"]["max"] == [2, 3, 128, 128]
+        assert [t["name"] for t in side["outputs"]] == ["image"]
+
+
+def test_engine_for_named_gpus_and_bad_engine_requests(tmp_path):
+    pytest.importorskip("tensorrt_rtx", reason="tensorrt-rtx is installed by the test command")
+    from texport.tensorrt_build import read_sidecar
+
+    out = tmp_path / "bark.engine"
+    result = run_cli("export", str(out), "--compute-capability", "8.6,8.9", "--max-size", "512", "--no-check")
+    assert result.returncode == 0, result.stderr
+    assert read_sidecar(out)["compute_capabilities"] == ["SM86", "SM89"]
+    import importlib.util
+
+    cases = [
+        (["--compute-capability", "9.0"], "unknown compute capability"),
+        (["--opt-size", "100"], "multiples of 16"),
+        (["--opt-size", "4096"], "min <= opt <= max"),
+        (["--texture-sizes", "32,64"], "three integers"),
+    ]
+    if importlib.util.find_spec("tensorrt") is None:  # standard TensorRT is not installable here
+        cases.append((["--trt", "tensorrt"], "tensorrt is not installed"))
+    for args, message in cases:
+        result = run_cli("export", str(tmp_path / "x.plan"), "--model", "bark", *args)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bark.engine", "bark.engine.json"]
+    (tmp_path / "bark.engine.json").write_text('{"format": "something else"}')
+    with pytest.raises(TexportError, match="not a texport engine sidecar"):
+        read_sidecar(out)
+    (tmp_path / "bark.engine.json").unlink()
+    with pytest.raises(TexportError, match="no sidecar"):
+        read_sidecar(out)

@@ -331,22 +331,42 @@ def synth(
 
 @app.command("export")
 def export_model(
-    output: Path = typer.Argument(..., help="File to write; the format follows the extension (.onnx)."),
+    output: Path = typer.Argument(..., help="File to write; the format follows the extension: .onnx, or .engine / .plan (TensorRT)."),
     model: Optional[str] = typer.Option(None, "--model", help="Shipped model name or .safetensors path (default: OUTPUT's stem, e.g. propo.onnx -> propo)."),
+    fp16: bool = typer.Option(False, "--fp16", help="Half-precision graph (Gram matrices stay fp32); inputs and outputs stay fp32."),
+    batch: int = typer.Option(1, "--batch", help="Engines: largest batch of the optimization profile (also its opt)."),
+    min_size: Optional[int] = typer.Option(None, "--min-size", help="Engines: smallest image side (default: the model's smallest)."),
+    opt_size: int = typer.Option(512, "--opt-size", help="Engines: the image side TensorRT tunes for."),
+    max_size: int = typer.Option(2048, "--max-size", help="Engines: largest image side."),
+    texture_sizes: str = typer.Option("32,256,1024", "--texture-sizes", help="ProPO engines: min,opt,max side of the texture input."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset."),
-    check: bool = typer.Option(True, "--check/--no-check", help="Compare every written graph with PyTorch through onnxruntime."),
+    trt: Optional[str] = typer.Option(None, "--trt", help="Engines: tensorrt or tensorrt-rtx (default: tensorrt if installed, else tensorrt-rtx)."),
+    compute_capability: Optional[str] = typer.Option(None, "--compute-capability", help="tensorrt-rtx engines: target GPUs, e.g. 8.6,8.9 (default: 8.0, 8.6, 8.9, 12.x)."),
+    workspace: Optional[int] = typer.Option(None, "--workspace", help="Engines: builder workspace limit in MiB (default: none; CPU-only builds fail with one)."),
+    timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="Engines: timing cache file to read and update."),
+    check: bool = typer.Option(True, "--check/--no-check", help="Compare every ONNX graph with PyTorch through onnxruntime."),
 ) -> None:
-    """Export a model for deployment (ProPO also writes NAME.encode.onnx and NAME.synth.onnx beside OUTPUT)."""
+    """Export a model for deployment (ProPO .onnx also writes NAME.encode.onnx and NAME.synth.onnx beside OUTPUT)."""
     import time
 
     from .export import export, output_format
 
     output_format(output)
+    try:
+        textures = tuple(int(v) for v in texture_sizes.split(","))
+        assert len(textures) == 3
+    except (ValueError, AssertionError):
+        raise TexportError(f"--texture-sizes must be three integers MIN,OPT,MAX, got {texture_sizes!r}") from None
+    targets = [c.strip() for c in compute_capability.split(",")] if compute_capability else None
     start = time.perf_counter()
-    for item in export(output, model, opset=opset, check=check):
+    for item in export(output, model, fp16=fp16, opset=opset, check=check, batch=batch, sizes=(min_size, opt_size, max_size),
+                       texture_sizes=textures, flavour=trt, workspace_mb=workspace, compute_capabilities=targets,
+                       timing_cache=timing_cache):
         size = item.path.stat().st_size / 1e6
-        parity = f", onnxruntime vs torch max abs diff {item.max_abs_diff:.2g}" if check else ""
-        typer.echo(f"wrote {item.path} ({item.graph}, {size:.1f} MB{parity})")
+        parity = f", ONNX vs torch max abs diff {item.max_abs_diff:.2g}" if check else ""
+        engine = f", {item.sidecar['flavour']} {item.sidecar['flavour_version']} {item.sidecar['precision']}, built in " \
+                 f"{item.sidecar['build_seconds']:.1f} s, sidecar {item.path.name}.json" if item.sidecar else ""
+        typer.echo(f"wrote {item.path} ({item.graph}, {size:.1f} MB{parity}{engine})")
     typer.echo(f"done in {time.perf_counter() - start:.1f} s")
 
 

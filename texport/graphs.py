@@ -5,10 +5,16 @@ What an engine sees (issue 10 item 2): a texture network maps `noise` [B, K*C, H
 into `texture` -> one named tensor per statistic (`encode`) and `noise` + those tensors -> `image`
 (`synth`), for engines that reuse a texture's statistics across frames. Images are in [0, 1]. The
 modules hold no logic of their own: they fix argument order and names for the exporters.
+
+fp16 graphs (TensorRT-RTX is strongly typed: an fp16 engine comes from an fp16 graph) run the
+networks and the descriptor in half precision, while every Gram matrix, Gram difference and colour
+statistic stays fp32 through explicit casts (texport.losses.gram, ProPO.stage_gradients); their
+inputs and outputs stay fp32, so an engine's interface does not depend on its precision.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import torch
@@ -79,6 +85,32 @@ class ProPOSynthGraph(nn.Module):
         return self.propo.synthesize(noise, dict(zip(self.names, statistics))).clamp(0, 1)
 
 
+class HalfPrecision(nn.Module):
+    """Runs `module` in fp16: its first `cast` inputs go in as fp16, every output comes out fp32.
+
+    A texture network keeps its noise and its per-scale noise blocks in fp32 (TextureNetwork._noise_block).
+    """
+
+    def __init__(self, module: nn.Module, cast: int):
+        super().__init__()
+        self.module = copy.deepcopy(module).half()
+        self.cast = cast
+        if isinstance(module, TexnetGraph):  # see TextureNetwork._noise_block
+            self.module.network.noise_blocks.float()
+
+    def forward(self, *inputs: torch.Tensor):
+        out = self.module(*(x.half() if i < self.cast else x for i, x in enumerate(inputs)))
+        return tuple(o.float() for o in out) if isinstance(out, tuple) else out.float()
+
+
+def in_precision(module: nn.Module, precision: str, cast: int) -> nn.Module:
+    if precision == "fp32":
+        return module
+    if precision == "fp16":
+        return HalfPrecision(module, cast).eval()
+    raise ValueError(f"precision must be fp32 or fp16, got {precision!r}")
+
+
 @dataclass
 class GraphSpec:
     """One graph to export: the module, example inputs, names, which axes are dynamic, metadata."""
@@ -90,18 +122,24 @@ class GraphSpec:
     output_names: list[str]
     dynamic_axes: dict[str, dict[int, str]]
     metadata: dict[str, str] = field(default_factory=dict)
+    reference: nn.Module | None = None  # the fp32 graph an fp16 export is compared with
+
+    @property
+    def precision(self) -> str:
+        return "fp16" if isinstance(self.module, HalfPrecision) else "fp32"
 
 
 _IMAGE_AXES = {0: "batch", 2: "height", 3: "width"}
 _TEXTURE_AXES = {0: "batch", 2: "texture_height", 3: "texture_width"}
 
 
-def _common_metadata(loaded, kind: str) -> dict[str, str]:
+def _common_metadata(loaded, kind: str, precision: str) -> dict[str, str]:
     from . import __version__
 
     manifest = loaded.manifest
     return {
         "texport.kind": kind,
+        "texport.precision": precision if precision == "fp32" else f"{precision} (Gram matrices and colour statistics fp32; inputs and outputs fp32)",
         "texport.model": loaded.name,
         "texport.version": __version__,
         "texport.value_range": "image in [0, 1], RGB, NCHW",
@@ -110,40 +148,46 @@ def _common_metadata(loaded, kind: str) -> dict[str, str]:
     }
 
 
-def texnet_specs(loaded: LoadedTexnet, size: int = 64, batch: int = 1) -> list[GraphSpec]:
+def texnet_specs(loaded: LoadedTexnet, size: int = 64, batch: int = 1, precision: str = "fp32") -> list[GraphSpec]:
     net = loaded.network
     noise = net.noise(size, size, batch=batch, device=next(net.parameters()).device)
-    meta = dict(_common_metadata(loaded, "texnet"),
+    meta = dict(_common_metadata(loaded, "texnet", precision),
                 **{"texport.size_multiple": str(net.size_multiple),
                    "texport.noise_shape": f"[batch, {net.input_channels}, height, width]; scale i = channels "
                                           f"{net.noise_channels}i..{net.noise_channels}(i+1)-1 subsampled by 2^i"})
-    return [GraphSpec(loaded.name, TexnetGraph(net).eval(), (noise,), ["noise"], ["image"],
-                      {"noise": _IMAGE_AXES, "image": _IMAGE_AXES}, meta)]
+    graph = TexnetGraph(net).eval()
+    return [GraphSpec(loaded.name, in_precision(graph, precision, 0), (noise,), ["noise"], ["image"],
+                      {"noise": _IMAGE_AXES, "image": _IMAGE_AXES}, meta, graph)]
 
 
-def propo_specs(loaded: LoadedPropo, size: int = 64, texture_size: int = 64, batch: int = 1) -> list[GraphSpec]:
+def propo_specs(loaded: LoadedPropo, size: int = 64, texture_size: int = 64, batch: int = 1,
+                precision: str = "fp32") -> list[GraphSpec]:
     """The whole graph, then the encode / synth pair."""
     from .noise import noise_field
 
     propo = loaded.model
     dev = next(propo.parameters()).device
     noise = noise_field(0, 3, size, size, batch=batch, device=dev)
-    texture = torch.rand(batch, 3, texture_size, texture_size, generator=torch.Generator().manual_seed(0)).to(dev)
+    # a real texture (the shipped pebbles) as the example: parity is checked on it
+    from .images import load_image, resolve_texture
+
+    texture = load_image(resolve_texture("pebbles"))[..., :texture_size, :texture_size].expand(batch, -1, -1, -1).to(dev)
     names = statistic_names(propo)
     with torch.no_grad():
         statistics = ProPOEncodeGraph(propo)(texture)
-    meta = dict(_common_metadata(loaded, "propo"),
+    meta = dict(_common_metadata(loaded, "propo", precision),
                 **{"texport.size_multiple": str(SIZE_MULTIPLE), "texport.min_side": "32",
                    "texport.noise_shape": "[batch, 3, height, width]",
                    "texport.texture": "[batch, 3, texture_height, texture_width] in [0, 1], any size >= 32",
                    "texport.statistics": ",".join(names)})
     stat_axes = {n: {0: "batch"} for n in names}
+    whole, encode, synth = ProPOGraph(propo).eval(), ProPOEncodeGraph(propo).eval(), ProPOSynthGraph(propo).eval()
     return [
-        GraphSpec(loaded.name, ProPOGraph(propo).eval(), (noise, texture), ["noise", "texture"], ["image"],
-                  {"noise": _IMAGE_AXES, "texture": _TEXTURE_AXES, "image": _IMAGE_AXES}, meta),
-        GraphSpec(f"{loaded.name}.encode", ProPOEncodeGraph(propo).eval(), (texture,), ["texture"], names,
-                  {"texture": _TEXTURE_AXES, **stat_axes}, dict(meta, **{"texport.graph": "encode"})),
-        GraphSpec(f"{loaded.name}.synth", ProPOSynthGraph(propo).eval(), (noise, *statistics), ["noise", *names],
+        GraphSpec(loaded.name, in_precision(whole, precision, 2), (noise, texture), ["noise", "texture"], ["image"],
+                  {"noise": _IMAGE_AXES, "texture": _TEXTURE_AXES, "image": _IMAGE_AXES}, meta, whole),
+        GraphSpec(f"{loaded.name}.encode", in_precision(encode, precision, 1), (texture,), ["texture"], names,
+                  {"texture": _TEXTURE_AXES, **stat_axes}, dict(meta, **{"texport.graph": "encode"}), encode),
+        GraphSpec(f"{loaded.name}.synth", in_precision(synth, precision, 1), (noise, *statistics), ["noise", *names],
                   ["image"], {"noise": _IMAGE_AXES, "image": _IMAGE_AXES, **stat_axes},
-                  dict(meta, **{"texport.graph": "synth"})),
+                  dict(meta, **{"texport.graph": "synth"}), synth),
     ]

@@ -72,9 +72,10 @@ def with_ones(image: torch.Tensor) -> torch.Tensor:
 
 def match_moments(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """Give each colour channel of x the target's mean and standard deviation (AdaIN, seed 000 eq. 5, on RGB)."""
-    mu = x.mean(dim=(2, 3), keepdim=True)
-    sigma = (x - mu).pow(2).mean(dim=(2, 3), keepdim=True).add(eps).sqrt()
-    return (x - mu) / sigma * std + mean
+    x32 = x.float()  # moments in fp32 whatever the graph's precision
+    mu = x32.mean(dim=(2, 3), keepdim=True)
+    sigma = (x32 - mu).pow(2).mean(dim=(2, 3), keepdim=True).add(eps).sqrt()
+    return ((x32 - mu) / sigma * std.float() + mean.float()).to(x.dtype)
 
 
 def conv(cin: int, cout: int, kernel: int = 3) -> nn.Sequential:
@@ -178,13 +179,14 @@ class ProPO(nn.Module):
     def target_grams(self, texture: torch.Tensor) -> dict[str, torch.Tensor]:
         feats = self.descriptor(texture, padding="reflect", until=self.levels[-1])
         grams = losses.grams(feats, self.levels)
+        rgb = texture.float()  # colour statistics in fp32 whatever the graph's precision
         if self.color_input:
-            grams[COLOR_KEY] = losses.gram(with_ones(texture))
+            grams[COLOR_KEY] = losses.gram(with_ones(rgb))
         if self.color_match:
-            grams[MEAN_KEY] = texture.mean(dim=(2, 3), keepdim=True)
-            grams[STD_KEY] = texture.std(dim=(2, 3), keepdim=True, unbiased=False)
+            grams[MEAN_KEY] = rgb.mean(dim=(2, 3), keepdim=True)
+            grams[STD_KEY] = rgb.std(dim=(2, 3), keepdim=True, unbiased=False)
         if self.histogram_match:
-            grams[BASIS_KEY], grams[QUANTILES_KEY] = color_transfer.statistics(texture)
+            grams[BASIS_KEY], grams[QUANTILES_KEY] = color_transfer.statistics(rgb)
         return grams
 
     def features(self, image: torch.Tensor, deepest: str) -> dict[str, torch.Tensor]:
@@ -203,9 +205,9 @@ class ProPO(nn.Module):
         """
         grads = [normalize_gradient(losses.gram_gradient(feats[lv].detach(), grams[lv])) for lv in self.levels[:m]]
         if self.color_input:
-            color = losses.gram_gradient(with_ones(image.detach()), grams[COLOR_KEY])[:, :3]
+            color = losses.gram_gradient(with_ones(image.detach().float()), grams[COLOR_KEY])[:, :3]
             grads[0] = torch.cat([grads[0], normalize_gradient(color)], dim=1)
-        return grads
+        return [g.to(image.dtype) for g in grads]  # Gram terms in fp32, the optimizers in the image's precision
 
     def run(self, noise: torch.Tensor, grams: Mapping[str, torch.Tensor], final_features: bool = False
             ) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor] | None]]:
