@@ -286,8 +286,12 @@ def synth(
     bits16: bool = typer.Option(False, "--16bit", help="Write 16-bit PNGs."),
     texture: Optional[str] = typer.Option(None, "--texture", help="ProPO models: the target texture (any image, seen or not)."),
     stages: bool = typer.Option(False, "--stages", help="ProPO models: also write OUT-stages.png (noise, x1..x5, target per row)."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="torch, onnxruntime, openvino, tensorrt (MODEL: an .engine) or auto (default: torch; onnxruntime for an .onnx; tensorrt for an engine)."),
+    fp16: bool = typer.Option(False, "--fp16", help="With --backend: half precision (openvino: the CPU's bf16/f16)."),
 ) -> None:
-    """Synthesize textures from a trained model in one forward pass (ProPO: like --texture)."""
+    """Synthesize textures from a trained model in one forward pass (ProPO: like --texture).
+
+    MODEL may also be an exported .onnx (onnxruntime, openvino) or a TensorRT .engine / .plan."""
     import time
 
     from .images import save_image
@@ -298,6 +302,11 @@ def synth(
     if count < 1:
         raise TexportError(f"--count must be at least 1, got {count}")
     check_size(parse_size(size), max_size)
+    if backend not in (None, "torch") or fp16 or Path(model).suffix.lower() in (".onnx", ".engine", ".plan"):
+        if stages:
+            raise TexportError("--stages is shown by the torch backend only")
+        return _synth_backend(model, output, size, count, seed, tileable, snap, device, max_size, bits16, texture,
+                              backend, fp16)
     kind = model_kind(model)
     if kind == PROPO:
         from .images import load_image, resolve_texture, side_by_side, stack_rows
@@ -368,6 +377,30 @@ def export_model(
                  f"{item.sidecar['build_seconds']:.1f} s, sidecar {item.path.name}.json" if item.sidecar else ""
         typer.echo(f"wrote {item.path} ({item.graph}, {size:.1f} MB{parity}{engine})")
     typer.echo(f"done in {time.perf_counter() - start:.1f} s")
+
+
+def _synth_backend(model, output, size, count, seed, tileable, snap, device, max_size, bits16, texture, backend, fp16):
+    import time
+
+    from .backends import open_backend, synthesize_with
+    from .images import load_image, resolve_texture, save_image
+
+    if backend is None:
+        suffix = Path(model).suffix.lower()
+        backend = "tensorrt" if suffix in (".engine", ".plan") else "onnxruntime" if suffix == ".onnx" else "torch"
+    runner = open_backend(model, backend, device, fp16)
+    if texture is not None and runner.kind != "propo":
+        raise TexportError(f"{model} is a texture network trained on one texture: --texture is for ProPO models")
+    target = load_image(resolve_texture(texture)) if texture is not None else None
+    start = time.perf_counter()
+    images = synthesize_with(runner, size, seed, count, target, tileable, snap, max_size)
+    seconds = time.perf_counter() - start
+    paths = [output] if count == 1 else [output.with_name(f"{output.stem}-{n:04d}.png") for n in range(count)]
+    for image, path in zip(images, paths):
+        save_image(image[None], path, bits=16 if bits16 else 8)
+    h, w = images.shape[-2:]
+    where = paths[0] if count == 1 else f"{paths[0]} … {paths[-1].name}"
+    typer.echo(f"wrote {where} ({count} x {w}x{h}) from {Path(str(model)).name} on {runner.describe()} in {seconds:.2f} s")
 
 
 @app.command()
