@@ -24,31 +24,27 @@ app = typer.Typer(
 )
 
 
-def _progress(total: int, label: str):
-    """A rich progress bar on stderr showing the loss; returns (context manager, callback).
+def _progress(total: int, label: str, show_loss: bool = True):
+    """A rich progress bar on stderr (with the loss, for optimizations); returns (context manager, callback).
 
     The bar appears at the first step, so an error raised while the work is being set up (a bad
-    argument, a missing descriptor file) stays the one line on stderr.
+    argument, a missing descriptor file) stays the one line on stderr. update(step, loss, total)
+    may also set the total once it is known.
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=False,
-    )
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
+    columns += [TextColumn("loss {task.fields[loss]}")] if show_loss else []
+    bar = Progress(*columns, TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=False)
     task = bar.add_task(label, total=total, loss="-")
 
-    def update(step: int, loss: float) -> None:
+    def update(step: int, loss: float | None = None, total: int | None = None) -> None:
         if not bar.live.is_started:
             bar.start()
-        bar.update(task, completed=step, loss=f"{loss:.4g}")
+        if total is not None:
+            bar.update(task, total=total)
+        bar.update(task, completed=step, loss="-" if loss is None else f"{loss:.4g}")
 
     @contextlib.contextmanager
     def shown():
@@ -401,6 +397,54 @@ def _synth_backend(model, output, size, count, seed, tileable, snap, device, max
     h, w = images.shape[-2:]
     where = paths[0] if count == 1 else f"{paths[0]} … {paths[-1].name}"
     typer.echo(f"wrote {where} ({count} x {w}x{h}) from {Path(str(model)).name} on {runner.describe()} in {seconds:.2f} s")
+
+
+@app.command()
+def tile(
+    model: str = typer.Argument(..., help="Shipped model name, .safetensors, exported .onnx, or TensorRT engine."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output PNG, written band by band."),
+    size: str = typer.Option(..., "--size", help="Output size WxH (or N), e.g. 16384x16384."),
+    tile_size: int = typer.Option(1024, "--tile", help="Tile side, a multiple of 16 (ProPO: at least 128)."),
+    seed: int = typer.Option(0, "--seed", help="Noise seed."),
+    tileable: bool = typer.Option(False, "--tileable", help="Wrap noise and seams around: the result tiles seamlessly."),
+    texture: Optional[str] = typer.Option(None, "--texture", help="ProPO models: the target texture."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="torch, onnxruntime, openvino, tensorrt or auto (default as synth)."),
+    fp16: bool = typer.Option(False, "--fp16", help="Half precision."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
+    max_size: Optional[int] = typer.Option(65536, "--max-size", help="Largest accepted side."),
+    bits16: bool = typer.Option(False, "--16bit", help="Write a 16-bit PNG."),
+) -> None:
+    """Large textures in tiles with bounded memory (texture networks: tiles join exactly)."""
+    import time
+
+    from .backends import open_backend
+    from .images import load_image, resolve_texture
+    from .sizes import check_size, parse_size
+    from .tiling import tile_image
+
+    _check_output(output)
+    width, height = check_size(parse_size(size), max_size)
+    if backend is None:
+        suffix = Path(model).suffix.lower()
+        backend = "tensorrt" if suffix in (".engine", ".plan") else "onnxruntime" if suffix == ".onnx" else "torch"
+    runner = open_backend(model, backend, device, fp16)
+    if texture is not None and runner.kind != "propo":
+        raise TexportError(f"{model} is a texture network trained on one texture: --texture is for ProPO models")
+    target = load_image(resolve_texture(texture)) if texture is not None else None
+    bar, update = _progress(1, f"tile {width}x{height}", show_loss=False)
+    done = [0]
+
+    def advance(n: int, total: int) -> None:
+        done[0] += n
+        update(done[0], total=total)
+
+    start = time.perf_counter()
+    with bar:
+        summary = tile_image(runner, output, width, height, tile_size, seed, tileable, target, 16 if bits16 else 8,
+                             progress=advance)
+    seconds = time.perf_counter() - start
+    typer.echo(f"wrote {output} ({width}x{height}, {summary['tiles']} tiles of {tile_size} + {summary['overlap']} px "
+               f"on each side) on {runner.describe()} in {seconds:.1f} s")
 
 
 @app.command()

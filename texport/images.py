@@ -118,16 +118,77 @@ def _png_16bit(rgb16: np.ndarray) -> bytes:
     raw = rgb16.astype(">u2").reshape(h, w * 3)
     rows = np.concatenate([np.zeros((h, 1), dtype=np.uint8), raw.view(np.uint8).reshape(h, w * 6)], axis=1)
 
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
     header = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
     return (
         b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6))
-        + chunk(b"IEND", b"")
+        + _chunk(b"IHDR", header)
+        + _chunk(b"IDAT", zlib.compress(rows.tobytes(), 6))
+        + _chunk(b"IEND", b"")
     )
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+class PngRowWriter:
+    """Writes an RGB PNG band by band (8 or 16 bits), holding one band at a time, atomically.
+
+    For outputs too large to hold whole (texport tile: a 16384x16384 float image is 3.2 GB): rows
+    are filtered (type 0) and deflated as they arrive; the file appears only when every row is in.
+    """
+
+    def __init__(self, path: str | os.PathLike, width: int, height: int, bits: int = 8):
+        path = Path(path)
+        if path.suffix.lower() != ".png":
+            raise TexportError(f"output must be a .png file, got {path.name}")
+        if bits not in (8, 16):
+            raise TexportError(f"bits must be 8 or 16, got {bits}")
+        self.path, self.width, self.height, self.bits = path, width, height, bits
+        self.rows = 0
+        self._atomic = atomic_path(path)
+        self._tmp = self._atomic.__enter__()
+        self._file = open(self._tmp, "wb")
+        self._deflate = zlib.compressobj(6)
+        self._file.write(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bits, 2, 0, 0, 0)))
+
+    def write(self, band: torch.Tensor) -> None:
+        """band [3, rows, width] (or [1, 3, rows, width]) in [0, 1]."""
+        band = band[0] if band.dim() == 4 else band
+        if band.shape[0] != 3 or band.shape[2] != self.width or self.rows + band.shape[1] > self.height:
+            raise ValueError(f"band {tuple(band.shape)} does not fit a {self.width}x{self.height} PNG at row {self.rows}")
+        hwc = band.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+        if self.bits == 8:
+            raw = (hwc * 255.0).round().astype(np.uint8).reshape(hwc.shape[0], -1)
+        else:
+            raw = (hwc * 65535.0).round().astype(">u2").reshape(hwc.shape[0], -1).view(np.uint8)
+        rows = np.concatenate([np.zeros((raw.shape[0], 1), dtype=np.uint8), raw], axis=1)
+        self._idat(self._deflate.compress(rows.tobytes()))
+        self.rows += band.shape[1]
+
+    def _idat(self, data: bytes) -> None:
+        if data:
+            self._file.write(_chunk(b"IDAT", data))
+
+    def close(self) -> Path:
+        """Finish the file (all rows must have been written) and move it into place."""
+        if self.rows != self.height:
+            self.abort()
+            raise ValueError(f"only {self.rows} of {self.height} rows were written")
+        self._idat(self._deflate.flush())
+        self._file.write(_chunk(b"IEND", b""))
+        self._file.close()
+        self._atomic.__exit__(None, None, None)
+        return self.path
+
+    def abort(self) -> None:
+        """Drop the partial file (the target, if it existed, is untouched)."""
+        if not self._file.closed:
+            self._file.close()
+        try:
+            self._atomic.__exit__(RuntimeError, RuntimeError("aborted"), None)
+        except RuntimeError:
+            pass
 
 
 def save_image(image: torch.Tensor, path: str | os.PathLike, bits: int = 8) -> Path:

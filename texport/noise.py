@@ -62,14 +62,21 @@ def noise_field(
     Batch item b uses seed + b.
     """
     dev = torch.device(device)
+    ys = torch.arange(height, dtype=torch.int64, device=dev) + y0
+    xs = torch.arange(width, dtype=torch.int64, device=dev) + x0
+    return noise_at(seed, channels, ys, xs, batch)
+
+
+def noise_at(seed: int, channels: int, ys: torch.Tensor, xs: torch.Tensor, batch: int = 1) -> torch.Tensor:
+    """The field at the rows ys x columns xs (int64 coordinates, any order, e.g. wrapped): [batch, channels, len(ys), len(xs)]."""
+    dev = ys.device
     seeds = (torch.arange(batch, dtype=torch.int64, device=dev) + seed) & MASK
     chans = torch.arange(channels, dtype=torch.int64, device=dev)
-    ys = (torch.arange(height, dtype=torch.int64, device=dev) + y0) & MASK
-    xs = (torch.arange(width, dtype=torch.int64, device=dev) + x0) & MASK
+    ys, xs = ys & MASK, xs & MASK
     h = hash32(seeds).view(batch, 1, 1, 1)
     h = hash32(chans.view(1, channels, 1, 1) + h)
-    h = hash32(ys.view(1, 1, height, 1) + h)
-    h = hash32(xs.view(1, 1, 1, width) + h)
+    h = hash32(ys.view(1, 1, -1, 1) + h)
+    h = hash32(xs.view(1, 1, 1, -1) + h)
     return (h >> 8).to(torch.float32) * (2.0 ** -24)
 
 

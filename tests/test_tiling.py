@@ -1,0 +1,94 @@
+"""texport tile: exact stitching for texture networks, cross-faded ProPO tiles, streamed PNG output."""
+
+from __future__ import annotations
+
+import torch
+
+from texport.backends import open_backend
+from texport.images import PngRowWriter, load_image, save_image
+from texport.noise import noise_field
+from texport.tiling import TEXNET_HALO, iter_bands, weight_profile
+
+from conftest import run_cli
+
+
+def _image(runner, *args, **kwargs) -> torch.Tensor:
+    bands = iter_bands(runner, *args, **kwargs)
+    next(bands)
+    return torch.cat(list(bands), dim=1)
+
+
+def test_texnet_tiles_equal_one_pass_over_the_same_field():
+    runner = open_backend("pebbles", "torch")
+    net = runner.module.network
+    with torch.no_grad():
+        # tileable: the noise wraps, as in a single circular pass
+        tiled = _image(runner, 256, 192, tile=64, seed=3, tileable=True)
+        assert float((tiled - net(noise_field(3, 15, 192, 256))[0]).abs().max()) <= 1e-5
+        # plain: the centre of one pass over a field larger by the halo (sizes need not fit the tiles)
+        h = TEXNET_HALO
+        tiled = _image(runner, 240, 200, tile=96, seed=5)
+        single = net(noise_field(5, 15, 288 + 2 * h, 288 + 2 * h, -h, -h))[0, :, h:h + 200, h:h + 240]
+        assert tiled.shape == (3, 200, 240)
+        assert float((tiled - single).abs().max()) <= 1e-5
+
+
+def test_crossfade_weights_sum_to_one_between_neighbours():
+    tile, overlap = 256, 64
+    w = weight_profile(tile, overlap, crossfade=True)
+    assert w.shape == (tile + 2 * overlap,) and float(w.min()) > 0 and float(w.max()) == 1.0
+    joined = w[tile:] + w[: 2 * overlap]  # the next window starts `tile` pixels later
+    assert torch.allclose(joined, torch.ones(2 * overlap))
+    crop = weight_profile(tile, overlap, crossfade=False)
+    assert int(crop.sum()) == tile and crop[:overlap].sum() == 0
+
+
+def test_propo_tiles_wrap_and_have_no_seams(pebbles):
+    runner = open_backend("propo", "torch")
+    image = _image(runner, 256, 256, tile=128, seed=1, tileable=True, texture=pebbles)
+    assert image.shape == (3, 256, 256) and torch.isfinite(image).all()
+    # the jump across a tile border (row 127 -> 128) and across the wrap (row 255 -> 0) is like
+    # the jump between any two neighbouring rows inside a tile
+    step = (image[:, 1:] - image[:, :-1]).abs().mean(dim=(0, 2))
+    typical = float(step.median())
+    assert float((image[:, 128] - image[:, 127]).abs().mean()) < 2 * typical
+    assert float((image[:, 0] - image[:, 255]).abs().mean()) < 2 * typical
+    assert float((image[:, :, 0] - image[:, :, 255]).abs().mean()) < 2 * typical
+
+
+def test_png_row_writer_matches_save_image_and_leaves_nothing_on_failure(tmp_path):
+    x = torch.rand(1, 3, 50, 37)
+    for bits in (8, 16):
+        w = PngRowWriter(tmp_path / f"rows{bits}.png", 37, 50, bits)
+        for y in range(0, 50, 16):
+            w.write(x[..., y:y + 16, :])
+        w.close()
+        save_image(x, tmp_path / f"whole{bits}.png", bits=bits)
+        assert (tmp_path / f"rows{bits}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert torch.equal(load_image(tmp_path / f"rows{bits}.png"), load_image(tmp_path / f"whole{bits}.png"))
+    w = PngRowWriter(tmp_path / "partial.png", 37, 50)
+    w.write(x[..., :10, :])
+    try:
+        w.close()
+    except ValueError:
+        pass
+    assert not (tmp_path / "partial.png").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rows16.png", "rows8.png", "whole16.png", "whole8.png"]
+
+
+def test_tile_cli(tmp_path):
+    out = tmp_path / "big.png"
+    result = run_cli("tile", "bark", "-o", str(out), "--size", "400x240", "--tile", "128", "--seed", "2")
+    assert result.returncode == 0, result.stderr
+    assert "tiles of 128" in result.stdout and load_image(out).shape == (1, 3, 240, 400)
+    for args, message in (
+        (["bark", "--size", "500x200", "--tileable"], "multiples of 16"),
+        (["bark", "--size", "256", "--tile", "100"], "multiple of 16"),
+        (["propo", "--size", "256", "--tile", "64", "--texture", "pebbles"], "at least 128"),
+        (["propo", "--size", "256"], "needs --texture"),
+        (["bark", "--size", "256", "--texture", "pebbles"], "--texture is for ProPO"),
+    ):
+        result = run_cli("tile", *args, "-o", str(tmp_path / "x.png"))
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x.png").exists()

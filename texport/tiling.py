@@ -1,0 +1,149 @@
+"""Large textures in tiles with bounded memory (`texport tile`).
+
+The image is produced band by band (a row of tiles) and streamed to a PNG (images.PngRowWriter);
+only one band of floats is held. Each tile is computed on a window `overlap` pixels larger on
+every side, from the coordinate-seeded noise of texport.noise (never materialized whole), and
+accumulated with per-pixel weights:
+
+- texture networks: the weight is 1 on the tile and 0 on its border, and the border (the halo)
+  covers the generator's receptive field, so every output pixel sees exactly the noise a single
+  pass would give it: the stitched image equals one pass over the same field (tests/test_tiling.py
+  checks it, max abs difference <= 1e-5). TEXNET_HALO: a change of one noise pixel moves output
+  pixels up to 77 px away in the shipped generators; 96 is the next multiple of 16.
+- ProPO: its stages use image-wide statistics (Gram matrices of the image being made, the final
+  colour histogram), so tiles cannot join exactly. Every tile is synthesized against the same
+  target statistics (the texture's Gram matrices) on a window `PROPO_OVERLAP` larger on each side,
+  and neighbouring windows are cross-faded with linear ramps over their 2 x overlap shared pixels:
+  seams become soft transitions between two valid samples of the texture rather than cuts.
+
+With --tileable the noise coordinates (and the cross-fades) wrap around the image, so the result
+tiles seamlessly; its sides must then be multiples of 16.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import torch
+
+from .backends import Backend
+from .errors import TexportError
+from .images import PngRowWriter
+from .noise import noise_at
+
+TEXNET_HALO = 96
+PROPO_OVERLAP = 64
+SIZE_MULTIPLE = 16
+
+Progress = Callable[[int, int], None]
+
+
+def weight_profile(tile: int, overlap: int, crossfade: bool) -> torch.Tensor:
+    """1-D weights over a window of tile + 2 overlap pixels (see the module docstring)."""
+    n = tile + 2 * overlap
+    i = torch.arange(n, dtype=torch.float32)
+    if not crossfade:
+        return ((i >= overlap) & (i < overlap + tile)).float()
+    ramp = 2 * overlap
+    if ramp == 0:
+        return torch.ones(n)
+    return torch.minimum(torch.ones(n), torch.minimum((i + 0.5) / ramp, (n - i - 0.5) / ramp))
+
+
+def tile_image(runner: Backend, output: str | os.PathLike, width: int, height: int, tile: int = 1024, seed: int = 0,
+               tileable: bool = False, texture: torch.Tensor | None = None, bits: int = 8,
+               progress: Progress | None = None) -> dict:
+    """Write a width x height texture from `runner` to `output` (PNG) tile by tile; returns a summary."""
+    bands = iter_bands(runner, width, height, tile, seed, tileable, texture, progress)
+    summary = next(bands)
+    writer = PngRowWriter(output, width, height, bits)
+    try:
+        for band in bands:
+            writer.write(band)
+        summary["path"] = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    return summary
+
+
+def iter_bands(runner: Backend, width: int, height: int, tile: int = 1024, seed: int = 0, tileable: bool = False,
+               texture: torch.Tensor | None = None, progress: Progress | None = None):
+    """Yields a summary dict, then the image's rows top to bottom as float bands [3, rows, width]."""
+    if tile < SIZE_MULTIPLE or tile % SIZE_MULTIPLE:
+        raise TexportError(f"--tile must be a positive multiple of {SIZE_MULTIPLE}, got {tile}")
+    if tileable and (width % SIZE_MULTIPLE or height % SIZE_MULTIPLE):
+        raise TexportError(f"a tileable output needs sides that are multiples of {SIZE_MULTIPLE}, got {width}x{height}")
+    propo = runner.kind == "propo"
+    if propo and texture is None:
+        raise TexportError("a ProPO model needs --texture")
+    overlap = PROPO_OVERLAP if propo else TEXNET_HALO
+    if propo and tile < 2 * overlap:  # a band's cross-fade must end before the next band's begins
+        raise TexportError(f"ProPO tiles must be at least {2 * overlap} pixels, got --tile {tile}")
+    channels = 3 if propo else int(getattr(runner, "noise_channels", 0) or _channels(runner))
+    profile = weight_profile(tile, overlap, crossfade=propo)
+    window = tile + 2 * overlap
+    bands = list(range(0, height, tile))
+    columns = list(range(0, width, tile))
+    total = len(bands) * len(columns)
+
+    def band_sum(y0: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weighted sum and weights of one band's tiles over rows [y0 - overlap, y0 + tile + overlap)."""
+        acc = torch.zeros(3, window, width)
+        wsum = torch.zeros(1, window, width)
+        ys = torch.arange(y0 - overlap, y0 + tile + overlap)
+        ys = ys % height if tileable else ys
+        for x0 in columns:
+            xs = torch.arange(x0 - overlap, x0 + tile + overlap)
+            keep = torch.ones(window, dtype=torch.bool) if tileable else (xs >= 0) & (xs < width)
+            cols = (xs % width if tileable else xs)[keep]
+            z = noise_at(seed, channels, ys, xs % width if tileable else xs)
+            image = runner(z, texture)[0].float().cpu()
+            w = profile[:, None] * profile[None, :]
+            acc.index_add_(2, cols, (image * w)[:, :, keep])
+            wsum.index_add_(2, cols, w[None][:, :, keep])
+            if progress is not None:
+                progress(1, total)
+        return acc, wsum
+
+    # Wrap-around cross-fades: the last band's rows from `height` on belong to the top of the image.
+    head = None
+    if tileable and propo:
+        last_acc, last_w = band_sum(bands[-1])
+        start = height - bands[-1] + overlap
+        head = (last_acc[:, start:], last_w[:, start:])
+    yield {"tiles": total, "overlap": overlap, "window": window, "width": width, "height": height}
+    carry = tail = None
+    for y0 in bands:
+        acc, wsum = band_sum(y0)
+        if not propo:  # weights 1 on the tile, 0 on the halo: the tile's rows are done
+            rows = slice(overlap, overlap + min(tile, height - y0))
+            yield acc[:, rows] / wsum[:, rows]
+            continue
+        if carry is not None:
+            acc[:, : 2 * overlap] += carry[0]
+            wsum[:, : 2 * overlap] += carry[1]
+        if y0 == 0:
+            if head is not None:
+                n = head[0].shape[1]
+                acc[:, overlap:overlap + n] += head[0]
+                wsum[:, overlap:overlap + n] += head[1]
+            if tileable:  # rows [-overlap, 0) are the image's last rows
+                tail = (acc[:, :overlap].clone(), wsum[:, :overlap].clone())
+        final = y0 + tile >= height
+        lo = max(0, y0 - overlap)
+        hi = height if final else y0 + tile - overlap
+        rows = slice(lo - (y0 - overlap), hi - (y0 - overlap))
+        out_acc, out_w = acc[:, rows], wsum[:, rows]
+        if final and tail is not None:
+            out_acc[:, -overlap:] += tail[0]
+            out_w[:, -overlap:] += tail[1]
+        yield out_acc / out_w.clamp_min(1e-12)
+        carry = (acc[:, tile:tile + 2 * overlap].clone(), wsum[:, tile:tile + 2 * overlap].clone())
+
+
+def _channels(runner: Backend) -> int:
+    from .backends import _texnet_channels
+
+    return _texnet_channels(runner)
