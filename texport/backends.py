@@ -14,7 +14,8 @@ be valid for the model (multiples of its size multiple); texport.models pads and
 - `tensorrt`: a `.engine` / `.plan` built by `texport export`, run with torch CUDA tensors as
   buffers; needs an NVIDIA GPU the engine supports.
 
-`auto` picks a static preference for the device (measured on this project's CPU, RESULTS.md):
+CPU backends use as many threads as torch does (torch.get_num_threads(), e.g. OMP_NUM_THREADS),
+so their timings compare like for like. `auto` picks a static preference for the device (measured on this project's CPU, RESULTS.md):
 GPU: tensorrt (given an engine), onnxruntime, torch; CPU: openvino, onnxruntime, torch.
 """
 
@@ -147,8 +148,7 @@ class OnnxRuntimeBackend(Backend):
             raise TexportError("onnxruntime has no usable CUDA execution provider here")
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if want_cuda else ["CPUExecutionProvider"]
         options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
+        options.intra_op_num_threads = threads or torch.get_num_threads()  # the same CPU share as torch
         self.session = ort.InferenceSession(str(path), options, providers=providers)
         self.noise_channels = self.session.get_inputs()[0].shape[1]
         self.device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
@@ -176,8 +176,7 @@ class OpenVINOBackend(Backend):
         # fp16=True asks for the CPU's native half type (bf16 where it has one, else f16).
         low = "bf16" if "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES") else "f16"
         config = {"INFERENCE_PRECISION_HINT": low if fp16 else "f32"}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = threads
+        config["INFERENCE_NUM_THREADS"] = threads or torch.get_num_threads()  # the same CPU share as torch
         self.compiled = core.compile_model(str(path), "CPU", config)
         self.precision = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         self.input_names = tuple(i.get_any_name() for i in self.compiled.inputs)

@@ -447,6 +447,60 @@ def tile(
                f"on each side) on {runner.describe()} in {seconds:.1f} s")
 
 
+@app.command("bench")
+def bench_command(
+    model: str = typer.Argument(..., help="Shipped model name, .safetensors, exported .onnx or TensorRT engine."),
+    backend: str = typer.Option("all", "--backend", help="all, or a list: torch,torch:channels_last+compile,onnxruntime,openvino,tensorrt."),
+    sizes: str = typer.Option("256,512,1024,2048", "--sizes", help="Square image sides."),
+    batch: str = typer.Option("1,8", "--batch", help="Batch sizes."),
+    warmup: int = typer.Option(2, "--warmup", help="Untimed runs per configuration."),
+    iters: int = typer.Option(10, "--iters", help="Timed runs per configuration."),
+    fp16: bool = typer.Option(False, "--fp16", help="Half precision (openvino: the CPU's bf16/f16)."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
+    texture: Optional[str] = typer.Option(None, "--texture", help="ProPO: the target texture (default: the shipped pebbles)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON (for pipelines)."),
+) -> None:
+    """Latency, images/s, megapixels/s, GFLOP/s and peak memory per backend, size and batch."""
+    import json
+
+    from .atomic import write_bytes_atomic
+    from .bench import as_json, bench, table
+
+    def ints(text: str, what: str) -> list[int]:
+        try:
+            values = [int(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            values = []
+        if not values or min(values) < 1:
+            raise TexportError(f"{what} must be a comma-separated list of positive integers, got {text!r}")
+        return values
+
+    side_list, batch_list = ints(sizes, "--sizes"), ints(batch, "--batch")
+    bad = [s for s in side_list if s % 16]
+    if bad:
+        raise TexportError(f"--sizes must be multiples of 16, got {', '.join(map(str, bad))}")
+    if json_out is not None and not (json_out.parent if str(json_out.parent) else Path(".")).is_dir():
+        raise TexportError(f"output folder does not exist: {json_out.parent}")
+    target = None
+    if texture is not None:
+        from .images import load_image, resolve_texture
+
+        target = load_image(resolve_texture(texture))
+    bar, update = _progress(1, "bench", show_loss=False)
+    done = [0]
+
+    def advance(row) -> None:
+        done[0] += 1
+        update(done[0], total=len(backend.split(",")) * len(side_list) * len(batch_list) if backend != "all" else None)
+
+    with bar:
+        rows = bench(model, backend.split(","), side_list, batch_list, warmup, iters, fp16, device, target, progress=advance)
+    typer.echo(table(rows))
+    if json_out is not None:
+        write_bytes_atomic(json_out, (json.dumps(as_json(rows, model), indent=1) + "\n").encode())
+        typer.echo(f"wrote {json_out}")
+
+
 @app.command()
 def models(
     name: Optional[str] = typer.Argument(None, help="Show one model's full manifest (name or path)."),

@@ -1,0 +1,219 @@
+"""`texport bench`: latency, throughput and memory of a model on each backend, size and batch.
+
+For every (backend, size, batch): `warmup` untimed runs, then `iters` timed ones (wall clock around
+the backend call, which returns the image on the CPU, so a GPU run includes the copy back); median
+and p95 latency, images/s, megapixels/s, achieved GFLOP/s from the graph's counted FLOPs, peak
+memory and the device. FLOPs: torch.utils.flop_counter on the fp32 PyTorch graph (convolutions and
+matrix products: what the hardware spends its time on) at two sizes, extended linearly in the pixel
+count (every counted op is linear in it, or constant: ProPO's texture encoding). Peak memory: CPU:
+the process's peak resident set, reset before each configuration (Linux /proc/self/clear_refs);
+GPU: the torch allocator's peak (torch backend) — other GPU runtimes allocate outside it ("-").
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from .backends import BACKENDS, Backend, available, open_backend
+from .errors import TexportError
+from .noise import noise_field
+
+DEFAULT_SIZES = (256, 512, 1024, 2048)
+DEFAULT_BATCHES = (1, 8)
+TORCH_OPTIONS = {"channels_last", "compile", "cuda_graphs"}
+
+
+@dataclass
+class BenchRow:
+    backend: str
+    precision: str
+    device: str
+    device_name: str
+    size: int
+    batch: int
+    median_ms: float | None = None
+    p95_ms: float | None = None
+    images_per_s: float | None = None
+    megapixels_per_s: float | None = None
+    gflop_per_image: float | None = None
+    gflops: float | None = None
+    peak_memory_mb: float | None = None
+    memory_kind: str = ""
+    skipped: str = ""
+
+
+def device_name(device: str) -> str:
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({torch.get_num_threads()} threads)"
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_mb() -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+class FlopModel:
+    """GFLOP per image as a + b * pixels, counted on the fp32 torch graph at two sizes."""
+
+    def __init__(self, model: str | os.PathLike, texture: torch.Tensor | None):
+        from torch.utils.flop_counter import FlopCounterMode
+
+        from .models import resolve_model
+
+        self.a = self.b = None
+        if Path(str(model)).suffix.lower() in (".onnx", ".engine", ".plan"):
+            return  # counted only for texport models (the graph they came from is not at hand)
+        resolve_model(model)
+        runner = open_backend(model, "torch", "cpu")
+        counts = []
+        for side in (64, 128):
+            z = noise_field(0, _channels(runner), side, side)
+            with FlopCounterMode(display=False) as counter, torch.no_grad():
+                runner(z, texture)
+            counts.append((side * side, counter.get_total_flops() / 1e9))
+        (p1, f1), (p2, f2) = counts
+        self.b = (f2 - f1) / (p2 - p1)
+        self.a = f1 - self.b * p1
+
+    def __call__(self, side: int) -> float | None:
+        return None if self.a is None else self.a + self.b * side * side
+
+
+def _channels(runner: Backend) -> int:
+    if runner.kind == "propo":
+        return 3
+    from .backends import _texnet_channels
+
+    return _texnet_channels(runner)
+
+
+def bench(model: str | os.PathLike, backends: list[str] | None = None, sizes=DEFAULT_SIZES, batches=DEFAULT_BATCHES,
+          warmup: int = 2, iters: int = 10, fp16: bool = False, device: str = "auto", texture: torch.Tensor | None = None,
+          progress=None) -> list[BenchRow]:
+    """Time `model` on each backend (default: every one available here) at each size and batch.
+
+    A backend may carry torch options: "torch:channels_last+compile" (see TORCH_OPTIONS).
+    """
+    if iters < 1 or warmup < 0:
+        raise TexportError(f"--iters must be at least 1 and --warmup at least 0, got {iters}, {warmup}")
+    is_engine = Path(str(model)).suffix.lower() in (".engine", ".plan")
+    names = backends if backends and backends != ["all"] else available(device, engine=is_engine)
+    specs = []
+    for spec in names:  # "torch:channels_last+compile" runs the torch backend with those options
+        name, _, opts = spec.partition(":")
+        if name not in BACKENDS:
+            raise TexportError(f"unknown backend {name!r}: use all, {', '.join(BACKENDS)}")
+        chosen = {o: True for o in opts.split("+") if o}
+        if chosen and name != "torch":
+            raise TexportError(f"backend options ({opts}) are for the torch backend")
+        bad = set(chosen) - TORCH_OPTIONS
+        if bad:
+            raise TexportError(f"unknown torch option(s) {', '.join(sorted(bad))}: use {', '.join(sorted(TORCH_OPTIONS))}")
+        specs.append((name, chosen))
+    if texture is None:
+        from .images import load_image, resolve_texture
+
+        texture = load_image(resolve_texture("pebbles"))
+    flops = FlopModel(model, texture)
+    rows = []
+    for name, chosen in specs:
+        label = runner_label = name + ("".join(f"+{o}" for o in chosen) if chosen else "")
+        try:
+            runner = open_backend(model, name, device, fp16, **chosen)
+        except TexportError as exc:
+            rows += [BenchRow(label, "fp16" if fp16 else "fp32", device, "", s, b, skipped=str(exc)) for s in sizes for b in batches]
+            continue
+        dev_name = device_name(runner.device)
+        tex = texture if runner.kind == "propo" else None
+        for side in sizes:
+            for batch in batches:
+                row = BenchRow(runner_label, runner.precision, runner.device, dev_name, side, batch)
+                rows.append(row)
+                try:
+                    _time(runner, row, side, batch, tex, warmup, iters, flops(side))
+                except (RuntimeError, MemoryError, TexportError) as exc:  # out of memory, profile limits
+                    row.skipped = " ".join(str(exc).split())[:160]
+                if progress is not None:
+                    progress(row)
+    return rows
+
+
+def _time(runner: Backend, row: BenchRow, side: int, batch: int, texture, warmup: int, iters: int, gflop) -> None:
+    z = noise_field(0, _channels(runner), side, side, batch=batch)
+    cuda = runner.device.startswith("cuda")
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    reset = _reset_peak_rss()
+    for _ in range(warmup):
+        runner(z, texture)
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        runner(z, texture)
+        times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    row.median_ms = median * 1e3
+    row.p95_ms = sorted(times)[min(len(times) - 1, round(0.95 * (len(times) - 1)))] * 1e3
+    row.images_per_s = batch / median
+    row.megapixels_per_s = batch * side * side / 1e6 / median
+    if gflop is not None:
+        row.gflop_per_image = gflop
+        row.gflops = gflop * batch / median
+    if cuda:
+        row.peak_memory_mb = torch.cuda.max_memory_allocated() / 2**20 if runner.name == "torch" else None
+        row.memory_kind = "torch allocator peak" if runner.name == "torch" else "not measured (outside torch's allocator)"
+    else:
+        row.peak_memory_mb = _peak_rss_mb()
+        row.memory_kind = "peak RSS of the process" + ("" if reset else " (not resettable: since start)")
+
+
+def table(rows: list[BenchRow]) -> str:
+    head = (f"{'backend':<12} {'precision':<9} {'size':>5} {'batch':>5} {'median ms':>10} {'p95 ms':>9} {'img/s':>8} "
+            f"{'MP/s':>8} {'GFLOP/s':>8} {'peak MB':>8}  device")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        if r.skipped:
+            lines.append(f"{r.backend:<12} {r.precision:<9} {r.size:>5} {r.batch:>5}  skipped: {r.skipped}")
+            continue
+
+        def f(v, spec):
+            return "-" if v is None else format(v, spec)
+
+        lines.append(f"{r.backend:<12} {r.precision:<9} {r.size:>5} {r.batch:>5} {f(r.median_ms, '10.1f')} "
+                     f"{f(r.p95_ms, '9.1f')} {f(r.images_per_s, '8.2f')} {f(r.megapixels_per_s, '8.2f')} "
+                     f"{f(r.gflops, '8.1f')} {f(r.peak_memory_mb, '8.0f')}  {r.device_name}")
+    return "\n".join(lines)
+
+
+def as_json(rows: list[BenchRow], model: str, extra: dict | None = None) -> dict:
+    from . import __version__
+
+    return {"model": str(model), "texport_version": __version__, "torch": torch.__version__,
+            "measured": time.strftime("%Y-%m-%dT%H:%M:%S"), **(extra or {}), "rows": [asdict(r) for r in rows]}
