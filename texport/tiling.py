@@ -39,15 +39,12 @@ SIZE_MULTIPLE = 16
 Progress = Callable[[int, int], None]
 
 
-def weight_profile(tile: int, overlap: int, crossfade: bool) -> torch.Tensor:
-    """1-D weights over a window of tile + 2 overlap pixels (see the module docstring)."""
+def weight_profile(tile: int, overlap: int) -> torch.Tensor:
+    """ProPO's 1-D cross-fade weights over a window of tile + 2 overlap pixels: linear ramps over the
+    2 x overlap pixels shared with each neighbour, so two neighbours' weights sum to 1 there."""
     n = tile + 2 * overlap
     i = torch.arange(n, dtype=torch.float32)
-    if not crossfade:
-        return ((i >= overlap) & (i < overlap + tile)).float()
     ramp = 2 * overlap
-    if ramp == 0:
-        return torch.ones(n)
     return torch.minimum(torch.ones(n), torch.minimum((i + 0.5) / ramp, (n - i - 0.5) / ramp))
 
 
@@ -82,11 +79,26 @@ def iter_bands(runner: Backend, width: int, height: int, tile: int = 1024, seed:
     if propo and tile < 2 * overlap:  # a band's cross-fade must end before the next band's begins
         raise TexportError(f"ProPO tiles must be at least {2 * overlap} pixels, got --tile {tile}")
     channels = 3 if propo else int(getattr(runner, "noise_channels", 0) or _channels(runner))
-    profile = weight_profile(tile, overlap, crossfade=propo)
+    profile = weight_profile(tile, overlap)
     window = tile + 2 * overlap
     bands = list(range(0, height, tile))
     columns = list(range(0, width, tile))
     total = len(bands) * len(columns)
+
+    def band_crop(y0: int) -> torch.Tensor:
+        """Texture networks: each tile's centre, placed (rows [y0, y0 + tile), clipped to the image)."""
+        rows = min(tile, height - y0)
+        band = torch.empty(3, rows, width)
+        ys = torch.arange(y0 - overlap, y0 + tile + overlap)
+        ys = ys % height if tileable else ys
+        for x0 in columns:
+            xs = torch.arange(x0 - overlap, x0 + tile + overlap)
+            cols = min(tile, width - x0)
+            image = runner(noise_at(seed, channels, ys, xs % width if tileable else xs), texture)[0]
+            band[:, :, x0:x0 + cols] = image[:, overlap:overlap + rows, overlap:overlap + cols].float().cpu()
+            if progress is not None:
+                progress(1, total)
+        return band
 
     def band_sum(y0: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Weighted sum and weights of one band's tiles over rows [y0 - overlap, y0 + tile + overlap)."""
@@ -116,11 +128,10 @@ def iter_bands(runner: Backend, width: int, height: int, tile: int = 1024, seed:
     yield {"tiles": total, "overlap": overlap, "window": window, "width": width, "height": height}
     carry = tail = None
     for y0 in bands:
-        acc, wsum = band_sum(y0)
         if not propo:  # weights 1 on the tile, 0 on the halo: the tile's rows are done
-            rows = slice(overlap, overlap + min(tile, height - y0))
-            yield acc[:, rows] / wsum[:, rows]
+            yield band_crop(y0)
             continue
+        acc, wsum = band_sum(y0)
         if carry is not None:
             acc[:, : 2 * overlap] += carry[0]
             wsum[:, : 2 * overlap] += carry[1]

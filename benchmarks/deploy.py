@@ -1,0 +1,135 @@
+"""Deployment benchmarks (issue 10 item 7): backends on this machine, engine builds, a large tile run.
+
+1. Backends (`texport.bench`): the shipped pebbles texture network at 256-2048 px and the ProPO
+   model at 256 and 512 px, batch 1 (and 8 at 256 and 512 for the texture network), on torch eager
+   fp32 (`inference_mode`, nothing else), torch with its own tuned options (channels_last +
+   torch.compile), onnxruntime, OpenVINO f32 and OpenVINO at the CPU's half type (bf16 here). The
+   table gives the fastest backend's speed-up over torch eager at 512 px (target >= 5x for texture
+   networks on a CPU). On a GPU machine the same script times the torch backends there.
+2. Engine builds: tensorrt-rtx (when installed) builds fp32 and fp16 engines of both model kinds;
+   the build seconds and sizes.
+3. A 16384x16384 `texport tile` of the pebbles texture network in a fresh process, with its wall
+   time and peak resident memory (target <= 2 GB).
+
+    python benchmarks/deploy.py                      # all three parts (about 20 minutes on 2 CPU cores)
+    python benchmarks/deploy.py --parts backends --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import gatys as gatys_benchmark  # noqa: E402  (replace_section, cpu_name)
+
+import texport  # noqa: E402
+from texport.bench import bench, table  # noqa: E402
+
+CPU_BACKENDS = ["torch", "torch:channels_last+compile", "onnxruntime", "openvino"]
+GPU_BACKENDS = ["torch", "torch:channels_last", "torch:compile", "torch:cuda_graphs", "onnxruntime"]
+
+
+def part_backends(quick: bool) -> list[str]:
+    gpu = torch.cuda.is_available()
+    backends = GPU_BACKENDS if gpu else CPU_BACKENDS
+    runs = [("pebbles", (256, 512) if quick else (256, 512, 1024, 2048), (1,), False),
+            ("pebbles", (256, 512), (8,), False),
+            ("pebbles", (512,), (1,), True),
+            ("propo", (256,) if quick else (256, 512), (1,), False)]
+    lines, results = [], {}
+    for model, sizes, batches, fp16 in runs:
+        names = [b for b in backends if not fp16 or b in ("openvino", "torch")]
+        rows = bench(model, names, sizes, batches, warmup=2, iters=3 if quick else 5, fp16=fp16)
+        print(table(rows), flush=True)
+        results.setdefault(model, []).extend(rows)
+        lines += [f"`{model}`{' --fp16 (OpenVINO: bf16)' if fp16 else ''}, batch {','.join(map(str, batches))}:", "",
+                  "| backend | precision | size | batch | median ms | p95 ms | images/s | MP/s | GFLOP/s | peak MB |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for r in rows:
+            if r.skipped:
+                lines.append(f"| {r.backend} | {r.precision} | {r.size} | {r.batch} | skipped: {r.skipped} | | | | | |")
+            else:
+                lines.append(f"| {r.backend} | {r.precision} | {r.size} | {r.batch} | {r.median_ms:.1f} | {r.p95_ms:.1f} | "
+                             f"{r.images_per_s:.2f} | {r.megapixels_per_s:.2f} | {r.gflops:.1f} | {r.peak_memory_mb:.0f} |")
+        lines.append("")
+    texnet = [r for r in results["pebbles"] if r.size == 512 and r.batch == 1 and not r.skipped and r.precision in ("fp32", "f32")]
+    eager = next(r for r in texnet if r.backend == "torch")
+    best = min(texnet, key=lambda r: r.median_ms)
+    lines.append(f"Texture network at 512x512, batch 1, fp32: fastest {best.backend} {best.median_ms:.1f} ms vs torch eager "
+                 f"{eager.median_ms:.1f} ms = **{eager.median_ms / best.median_ms:.2f}x** (target >= 5x); torch's own tuned "
+                 + ", ".join(f"{r.backend} {r.median_ms:.1f} ms" for r in texnet if r.backend.startswith("torch+")) + ".")
+    return lines
+
+
+def part_engines() -> list[str]:
+    from texport.export import export
+
+    lines = ["| model | precision | flavour | build s | engine MB | profile (image sides) |", "| --- | --- | --- | --- | --- | --- |"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in ("pebbles", "propo"):
+            for fp16 in (False, True):
+                item = export(Path(tmp) / f"{model}{'-fp16' if fp16 else ''}.engine", model=model, fp16=fp16, check=False)[0]
+                side = item.sidecar
+                prof = side["profile"]["noise"]
+                lines.append(f"| {model} | {side['precision']} | {side['flavour']} {side['flavour_version']} | "
+                             f"{side['build_seconds']:.1f} | {item.path.stat().st_size / 1e6:.1f} | "
+                             f"{prof['min'][2]}/{prof['opt'][2]}/{prof['max'][2]} |")
+                print(lines[-1], flush=True)
+    return lines
+
+
+def part_tile(size: int, backend: str) -> list[str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "tile.png"
+        code = ("import resource, sys, time; from texport.cli import main; t = time.time(); "
+                f"rc = main(['tile', 'pebbles', '-o', {str(out)!r}, '--size', '{size}x{size}', '--tile', '1024', "
+                f"'--backend', {backend!r}]); "
+                "print('RESULT', rc, time.time() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT")), None)
+        if line is None:
+            return [f"tile run failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}"]
+        _, rc, seconds, peak = line.split()
+        mb = out.stat().st_size / 1e6 if out.exists() else 0
+    return [f"`texport tile pebbles --size {size}x{size} --tile 1024 --backend {backend}` in a fresh process: "
+            f"exit {rc}, {float(seconds):.0f} s, peak RSS **{float(peak):.0f} MB** (target <= 2048), PNG {mb:.0f} MB."]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", default="backends,engines,tile")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--tile-size", type=int, default=16384)
+    parser.add_argument("--tile-backend", default="onnxruntime")
+    args = parser.parse_args()
+    parts = args.parts.split(",")
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else gatys_benchmark.cpu_name()
+    header = [f"Machine: {device}, {torch.get_num_threads()} threads, torch {torch.__version__}, texport "
+              f"{texport.__version__}; measured {time.strftime('%Y-%m-%d')}. `python benchmarks/deploy.py "
+              f"--parts {args.parts}{' --quick' if args.quick else ''}`.", ""]
+    section = "deploy-gpu" if torch.cuda.is_available() else "deploy-cpu"
+    if "backends" in parts:
+        body = ["## Backends (`benchmarks/deploy.py`)" + (" on the GPU" if torch.cuda.is_available() else " on this CPU"), ""]
+        gatys_benchmark.replace_section(gatys_benchmark.RESULTS, section, "\n".join(body + header + part_backends(args.quick)))
+    if "engines" in parts:
+        body = ["## TensorRT engine builds (`benchmarks/deploy.py --parts engines`)", ""]
+        gatys_benchmark.replace_section(gatys_benchmark.RESULTS, "deploy-engines", "\n".join(body + header + part_engines()))
+    if "tile" in parts:
+        body = ["## Large tiles (`benchmarks/deploy.py --parts tile`)", ""]
+        lines = part_tile(args.tile_size, args.tile_backend)
+        print(lines[0], flush=True)
+        gatys_benchmark.replace_section(gatys_benchmark.RESULTS, "deploy-tile", "\n".join(body + header + lines))
+
+
+if __name__ == "__main__":
+    main()
