@@ -60,6 +60,15 @@ def test_in_graph_gradient_equals_autograd_for_every_level_and_colour(hed, pebbl
     assert torch.allclose(analytic, auto, rtol=1e-3, atol=1e-7)
 
 
+def test_colour_gradient_is_eq6_for_the_pixels(peppers):
+    from texport.propo import color_gradient
+
+    image = torch.rand(2, 3, 24, 40, generator=torch.Generator().manual_seed(1))
+    target = losses.gram(with_ones(peppers)).expand(2, -1, -1)
+    want = losses.gram_gradient(with_ones(image), target)[:, :3]
+    assert torch.allclose(color_gradient(image, target), want, rtol=1e-4, atol=1e-9 * float(want.abs().max()) + 1e-12)
+
+
 def test_stage_gradients_are_scale_normalized(model, pebbles):
     x = noise_field(0, 3, 64, 64)
     grams = model.encode(pebbles)
