@@ -3,7 +3,6 @@
 import os
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from conftest import run_cli

@@ -151,7 +151,7 @@ def engines(tmp_path_factory) -> dict:
 
 
 def test_real_tensorrt_rtx_engines_for_every_kind_and_precision(engines):
-    from texport.tensorrt_build import read_sidecar, sha256_file
+    from texport.tensorrt_build import read_sidecar
 
     for (name, fp16), item in engines.items():
         assert item.path.is_file() and item.path.stat().st_size > 100_000

@@ -15,7 +15,7 @@ from texport import losses
 from texport.checkpoints import read_manifest, save_checkpoint
 from texport.datasets import held_out, open_dataset
 from texport.errors import TexportError
-from texport.images import load_image, resolve_texture
+from texport.images import resolve_texture
 from texport.models import load_propo, synthesize_propo
 from texport.noise import noise_field
 from texport.propo import LEVELS, ProPO, match_moments, with_ones

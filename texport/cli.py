@@ -326,12 +326,7 @@ def synth(
         start = time.perf_counter()
         images = synthesize(loaded, size, seed=seed, count=count, tileable=tileable, snap=snap, max_size=max_size)
         seconds = time.perf_counter() - start
-    paths = [output] if count == 1 else [output.with_name(f"{output.stem}-{n:04d}.png") for n in range(count)]
-    for image, path in zip(images, paths):
-        save_image(image[None], path, bits=16 if bits16 else 8)
-    h, w = images.shape[-2:]
-    where = paths[0] if count == 1 else f"{paths[0]} … {paths[-1].name}"
-    typer.echo(f"wrote {where} ({count} x {w}x{h}) from {loaded.name} in {seconds:.2f} s")
+    _save_numbered(images, output, bits16, f"from {loaded.name} in {seconds:.2f} s")
 
 
 @app.command("export")
@@ -375,11 +370,10 @@ def export_model(
     typer.echo(f"done in {time.perf_counter() - start:.1f} s")
 
 
-def _synth_backend(model, output, size, count, seed, tileable, snap, device, max_size, bits16, texture, backend, fp16):
-    import time
-
-    from .backends import open_backend, synthesize_with
-    from .images import load_image, resolve_texture, save_image
+def _runner(model: str, backend: Optional[str], device: str, fp16: bool, texture: Optional[str]):
+    """(backend, target texture or None) for synth and tile; the default backend follows MODEL's file type."""
+    from .backends import open_backend
+    from .images import load_image, resolve_texture
 
     if backend is None:
         suffix = Path(model).suffix.lower()
@@ -387,16 +381,32 @@ def _synth_backend(model, output, size, count, seed, tileable, snap, device, max
     runner = open_backend(model, backend, device, fp16)
     if texture is not None and runner.kind != "propo":
         raise TexportError(f"{model} is a texture network trained on one texture: --texture is for ProPO models")
-    target = load_image(resolve_texture(texture)) if texture is not None else None
+    return runner, load_image(resolve_texture(texture)) if texture is not None else None
+
+
+def _synth_backend(model, output, size, count, seed, tileable, snap, device, max_size, bits16, texture, backend, fp16):
+    import time
+
+    from .backends import synthesize_with
+
+    runner, target = _runner(model, backend, device, fp16, texture)
     start = time.perf_counter()
     images = synthesize_with(runner, size, seed, count, target, tileable, snap, max_size)
     seconds = time.perf_counter() - start
+    _save_numbered(images, output, bits16, f"from {Path(str(model)).name} on {runner.describe()} in {seconds:.2f} s")
+
+
+def _save_numbered(images, output: Path, bits16: bool, how: str) -> None:
+    """OUT.png for one image, OUT-0000.png … for several; one line saying what was written."""
+    from .images import save_image
+
+    count = images.shape[0]
     paths = [output] if count == 1 else [output.with_name(f"{output.stem}-{n:04d}.png") for n in range(count)]
     for image, path in zip(images, paths):
         save_image(image[None], path, bits=16 if bits16 else 8)
     h, w = images.shape[-2:]
     where = paths[0] if count == 1 else f"{paths[0]} … {paths[-1].name}"
-    typer.echo(f"wrote {where} ({count} x {w}x{h}) from {Path(str(model)).name} on {runner.describe()} in {seconds:.2f} s")
+    typer.echo(f"wrote {where} ({count} x {w}x{h}) {how}")
 
 
 @app.command()
@@ -417,20 +427,12 @@ def tile(
     """Large textures in tiles with bounded memory (texture networks: tiles join exactly)."""
     import time
 
-    from .backends import open_backend
-    from .images import load_image, resolve_texture
     from .sizes import check_size, parse_size
     from .tiling import tile_image
 
     _check_output(output)
     width, height = check_size(parse_size(size), max_size)
-    if backend is None:
-        suffix = Path(model).suffix.lower()
-        backend = "tensorrt" if suffix in (".engine", ".plan") else "onnxruntime" if suffix == ".onnx" else "torch"
-    runner = open_backend(model, backend, device, fp16)
-    if texture is not None and runner.kind != "propo":
-        raise TexportError(f"{model} is a texture network trained on one texture: --texture is for ProPO models")
-    target = load_image(resolve_texture(texture)) if texture is not None else None
+    runner, target = _runner(model, backend, device, fp16, texture)
     bar, update = _progress(1, f"tile {width}x{height}", show_loss=False)
     done = [0]
 

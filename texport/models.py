@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -21,6 +22,9 @@ from .errors import TexportError
 from .sizes import check_size, parse_size
 from .texnet import TextureNetwork
 from . import noise as noise_lib
+
+if TYPE_CHECKING:  # propo imports the descriptor stack; only annotations need it here
+    from .propo import ProPO
 
 TEXNET = "texnet"
 PROPO = "propo"

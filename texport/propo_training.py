@@ -281,7 +281,7 @@ def train_propo(
     try:
         while step < iters:
             gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
-            targets, noises = [], []
+            targets = []
             for b in range(batch):
                 targets.append(data.crop(sampler(step, gen), size, gen))
             target = torch.cat(targets).to(dev)
