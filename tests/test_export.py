@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -175,12 +176,12 @@ def test_engine_for_named_gpus_and_bad_engine_requests(tmp_path):
     pytest.importorskip("tensorrt_rtx", reason="tensorrt-rtx is installed by the test command")
     from texport.tensorrt_build import read_sidecar
 
+    import importlib.util
+
     out = tmp_path / "bark.engine"
     result = run_cli("export", str(out), "--compute-capability", "8.6,8.9", "--max-size", "512", "--no-check")
     assert result.returncode == 0, result.stderr
     assert read_sidecar(out)["compute_capabilities"] == ["SM86", "SM89"]
-    import importlib.util
-
     cases = [
         (["--compute-capability", "9.0"], "unknown compute capability"),
         (["--opt-size", "100"], "multiples of 16"),
@@ -194,6 +195,25 @@ def test_engine_for_named_gpus_and_bad_engine_requests(tmp_path):
         assert result.returncode == 2 and message in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bark.engine", "bark.engine.json"]
+    # the timing cache is written and read back by a second build
+    cache = tmp_path / "timing.cache"
+    again = tmp_path / "again.engine"
+    assert run_cli("export", str(again), "--model", "bark", "--max-size", "512", "--no-check", "--timing-cache", str(cache)).returncode == 0
+    assert cache.stat().st_size > 0
+    result = run_cli("export", str(again), "--model", "bark", "--max-size", "512", "--no-check", "--timing-cache", str(cache))
+    assert result.returncode == 0, result.stderr
+    # an engine of the other flavour, and a damaged engine, are refused in one line without a GPU
+    side = json.loads((tmp_path / "again.engine.json").read_text())
+    (tmp_path / "again.engine.json").write_text(json.dumps(dict(side, flavour="tensorrt")))
+    result = run_cli("synth", str(again), "-o", str(tmp_path / "x.png"))
+    if importlib.util.find_spec("tensorrt") is None:
+        assert result.returncode == 2 and "tensorrt is not installed" in result.stderr, result.stderr
+    (tmp_path / "again.engine.json").write_text(json.dumps(side))
+    again.write_bytes(again.read_bytes()[:-100])
+    result = run_cli("synth", str(again), "-o", str(tmp_path / "x.png"))
+    assert result.returncode == 2 and "damaged" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    for p in (again, tmp_path / "again.engine.json", cache):
+        p.unlink()
     (tmp_path / "bark.engine.json").write_text('{"format": "something else"}')
     with pytest.raises(TexportError, match="not a texport engine sidecar"):
         read_sidecar(out)

@@ -6,8 +6,9 @@ installed from NVIDIA's index) share the builder / parser / profile API used her
 choice the standard one is used when importable, else RTX.
 
 The engine comes with a JSON sidecar (ENGINE.json): flavour and version, inputs and outputs,
-the optimization profile, precision, target compute capabilities, the source ONNX's sha256, the
-texport version and the build time; texport refuses to run an engine without one.
+the optimization profile, precision, target compute capabilities, the source ONNX's and the
+engine's sha256, the texport version and the build time; texport refuses to run an engine without
+one, or one whose bytes no longer match it.
 
 Found on this project's CPU-only machines with tensorrt-rtx 1.7: any explicit workspace limit
 fails the build (the builder tries to reserve it on a device: "OutOfMemory"), so the limit is
@@ -144,6 +145,7 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, p
         "compute_capabilities": targets,
         "workspace_mb": workspace_mb,
         "source_onnx": {"name": onnx_path.name, "sha256": sha256_file(onnx_path)},
+        "engine_sha256": hashlib.sha256(bytes(blob)).hexdigest(),
         "build_seconds": round(seconds, 2),
         "texport_version": _version(),
         **(metadata or {}),
@@ -212,4 +214,6 @@ def read_sidecar(engine: str | os.PathLike) -> dict:
         raise TexportError(f"{side} is not valid JSON ({exc})") from None
     if data.get("format") != SIDECAR_FORMAT or data.get("flavour") not in FLAVOURS:
         raise TexportError(f"{side} is not a texport engine sidecar")
+    if data.get("engine_sha256") != sha256_file(p):  # checked without a GPU, before any runtime sees it
+        raise TexportError(f"{p} is damaged or was replaced (its sha256 differs from {side.name}); rebuild it with texport export")
     return data
