@@ -87,9 +87,9 @@ def part_engines() -> list[str]:
     return lines
 
 
-def part_tile(size: int, backend: str) -> list[str]:
+def part_tile(size: int, backend: str, keep: str | None) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "tile.png"
+        out = Path(keep) if keep else Path(tmp) / "tile.png"
         code = ("import resource, sys, time; from texport.cli import main; t = time.time(); "
                 f"rc = main(['tile', 'pebbles', '-o', {str(out)!r}, '--size', '{size}x{size}', '--tile', '1024', "
                 f"'--backend', {backend!r}]); "
@@ -110,6 +110,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--tile-size", type=int, default=16384)
     parser.add_argument("--tile-backend", default="onnxruntime")
+    parser.add_argument("--tile-output", default=None, help="keep the tiled PNG here (to look at it)")
     args = parser.parse_args()
     parts = args.parts.split(",")
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else gatys_benchmark.cpu_name()
@@ -125,7 +126,7 @@ def main() -> None:
         gatys_benchmark.replace_section(gatys_benchmark.RESULTS, "deploy-engines", "\n".join(body + header + part_engines()))
     if "tile" in parts:
         body = ["## Large tiles (`benchmarks/deploy.py --parts tile`)", ""]
-        lines = part_tile(args.tile_size, args.tile_backend)
+        lines = part_tile(args.tile_size, args.tile_backend, args.tile_output)
         print(lines[0], flush=True)
         gatys_benchmark.replace_section(gatys_benchmark.RESULTS, "deploy-tile", "\n".join(body + header + lines))
 
