@@ -153,6 +153,8 @@ class OnnxRuntimeBackend(Backend):
         # size's buffers (a 2048x2048 tile run peaked at 3.3 GB with them).
         options.enable_cpu_mem_arena = False
         options.enable_mem_pattern = False
+        # Idle worker threads sleep instead of spinning: they share the CPU with torch in the same process.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=providers)
         self.noise_channels = self.session.get_inputs()[0].shape[1]
         self.device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
