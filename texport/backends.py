@@ -21,6 +21,7 @@ GPU: tensorrt (given an engine), onnxruntime, torch; CPU: openvino, onnxruntime,
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import importlib.util
 import os
@@ -33,17 +34,19 @@ from .errors import TexportError
 BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
 
 
-class Backend:
+class Backend(abc.ABC):
     """A prepared model: __call__(noise, texture=None) -> image on the CPU, fp32 in [0, 1]."""
 
     name = "?"
     kind = "?"  # texnet or propo
     precision = "fp32"
     device = "cpu"
+    noise_channels = 3  # the noise input's channels (texture networks: scales x channels per scale)
     input_names: tuple[str, ...] = ("noise",)
 
+    @abc.abstractmethod
     def __call__(self, noise: torch.Tensor, texture: torch.Tensor | None = None) -> torch.Tensor:
-        raise NotImplementedError
+        """Each backend runs its own graph."""
 
     def inputs(self, noise: torch.Tensor, texture: torch.Tensor | None) -> list[torch.Tensor]:
         if self.kind == "propo":
@@ -78,6 +81,7 @@ class TorchBackend(Backend):
             graph, cast = ProPOGraph(load_propo(model, dev).model), 2
         else:
             graph, cast = TexnetGraph(load_texnet(model, dev).network), 0
+            self.noise_channels = graph.network.input_channels
         self.precision = "fp16" if fp16 else "fp32"
         module = in_precision(graph.eval(), self.precision, cast)
         if channels_last:
@@ -156,7 +160,7 @@ class OnnxRuntimeBackend(Backend):
         # Idle worker threads sleep instead of spinning: they share the CPU with torch in the same process.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=providers)
-        self.noise_channels = self.session.get_inputs()[0].shape[1]
+        self.noise_channels = int(self.session.get_inputs()[0].shape[1])
         self.device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
         self.input_names = tuple(i.name for i in self.session.get_inputs())
 
@@ -254,13 +258,11 @@ def synthesize_with(backend: Backend, size, seed: int = 0, count: int = 1, textu
     from .sizes import check_size, parse_size
 
     width, height = check_size(parse_size(size), max_size)
-    multiple, smallest, channels = 16, 16, 3
+    multiple, smallest, channels = 16, 16, backend.noise_channels
     if backend.kind == "propo":
         smallest = 32
         if texture is None:
             raise TexportError("a ProPO model needs --texture")
-    else:
-        channels = _texnet_channels(backend)
     if tileable:
         width, height = tileable_size(width, height, multiple, snap)
     if count < 1:
@@ -272,15 +274,6 @@ def synthesize_with(backend: Backend, size, seed: int = 0, count: int = 1, textu
         z = noise_field(seed + start, channels, gh, gw, batch=n)  # item i: seed + start + i (texport.noise)
         images.append(backend(z, texture)[:, :, :height, :width].clamp(0, 1))
     return torch.cat(images)
-
-
-def _texnet_channels(backend: Backend) -> int:
-    if isinstance(backend, TorchBackend):
-        module = backend.module
-        inner = getattr(module, "_orig_mod", module)
-        graph = getattr(inner, "module", inner)
-        return graph.network.input_channels
-    return int(backend.noise_channels)
 
 
 def available(device: str = "auto", engine: bool = False) -> list[str]:

@@ -94,7 +94,7 @@ class FlopModel:
         runner = open_backend(model, "torch", "cpu")
         counts = []
         for side in (64, 128):
-            z = noise_field(0, _channels(runner), side, side)
+            z = noise_field(0, runner.noise_channels, side, side)
             with FlopCounterMode(display=False) as counter, torch.no_grad():
                 runner(z, texture)
             counts.append((side * side, counter.get_total_flops() / 1e9))
@@ -104,14 +104,6 @@ class FlopModel:
 
     def __call__(self, side: int) -> float | None:
         return None if self.a is None else self.a + self.b * side * side
-
-
-def _channels(runner: Backend) -> int:
-    if runner.kind == "propo":
-        return 3
-    from .backends import _texnet_channels
-
-    return _texnet_channels(runner)
 
 
 def bench(model: str | os.PathLike, backends: list[str] | None = None, sizes=DEFAULT_SIZES, batches=DEFAULT_BATCHES,
@@ -166,7 +158,7 @@ def bench(model: str | os.PathLike, backends: list[str] | None = None, sizes=DEF
 
 
 def _time(runner: Backend, row: BenchRow, side: int, batch: int, texture, warmup: int, iters: int, gflop) -> None:
-    z = noise_field(0, _channels(runner), side, side, batch=batch)
+    z = noise_field(0, runner.noise_channels, side, side, batch=batch)
     cuda = runner.device.startswith("cuda")
     if cuda:
         torch.cuda.reset_peak_memory_stats()

@@ -78,7 +78,7 @@ def iter_bands(runner: Backend, width: int, height: int, tile: int = 1024, seed:
     overlap = PROPO_OVERLAP if propo else TEXNET_HALO
     if propo and tile < 2 * overlap:  # a band's cross-fade must end before the next band's begins
         raise TexportError(f"ProPO tiles must be at least {2 * overlap} pixels, got --tile {tile}")
-    channels = 3 if propo else int(getattr(runner, "noise_channels", 0) or _channels(runner))
+    channels = runner.noise_channels
     profile = weight_profile(tile, overlap)
     window = tile + 2 * overlap
     bands = list(range(0, height, tile))
@@ -153,8 +153,3 @@ def iter_bands(runner: Backend, width: int, height: int, tile: int = 1024, seed:
         yield out_acc / out_w.clamp_min(1e-12)
         carry = (acc[:, tile:tile + 2 * overlap].clone(), wsum[:, tile:tile + 2 * overlap].clone())
 
-
-def _channels(runner: Backend) -> int:
-    from .backends import _texnet_channels
-
-    return _texnet_channels(runner)
