@@ -9,7 +9,7 @@ import torch
 
 from texport.backends import available, open_backend, synthesize_with
 from texport.errors import TexportError
-from texport.export import PARITY, PROPO_PARITY_FP32, export
+from texport.export import OPENVINO_PROPO_FP32, PARITY, export
 from texport.images import load_image
 from texport.noise import noise_field
 
@@ -25,7 +25,10 @@ def onnx_cache(tmp_path_factory, monkeypatch):
 
 @pytest.mark.parametrize("name", CPU_BACKENDS)
 def test_backends_match_torch_for_both_model_kinds(name, pebbles):
-    for model, channels, tolerance in (("pebbles", 15, PARITY["fp32"]), ("propo", 3, PROPO_PARITY_FP32)):
+    # OpenVINO's CPU plugin runs ProPO's fp32 graph less exactly than onnxruntime (up to 3.1e-4 on
+    # 64-128 px sweeps, onnxruntime 2.7e-5: benchmarks/parity.py); that gap is reported, not hidden
+    propo_tolerance = OPENVINO_PROPO_FP32 if name == "openvino" else PARITY["fp32"]
+    for model, channels, tolerance in (("pebbles", 15, PARITY["fp32"]), ("propo", 3, propo_tolerance)):
         z = noise_field(4, channels, 64, 80)
         reference = open_backend(model, "torch")(z, pebbles)
         runner = open_backend(model, name)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from texport.errors import TexportError
-from texport.export import PARITY_FP32, PROPO_PARITY_FP32, export
+from texport.export import PARITY, PARITY_FP32, export
 from texport.graphs import ProPOGraph, statistic_names
 from texport.models import load_propo, load_texnet
 from texport.noise import noise_field
@@ -61,7 +61,7 @@ def test_texnet_onnx_matches_torch_at_any_size_and_batch(pebbles_file, batch, he
 def test_propo_writes_the_whole_graph_and_the_encode_synth_pair(propo_files):
     paths = [e.path for e in propo_files]
     assert [p.name for p in paths] == ["propo.onnx", "propo.encode.onnx", "propo.synth.onnx"]
-    assert all(e.max_abs_diff <= PROPO_PARITY_FP32 for e in propo_files)
+    assert all(e.max_abs_diff <= PARITY_FP32 for e in propo_files)
     names = statistic_names(load_propo("propo").model)
     assert names[:5] == ["relu1_1", "pool1", "pool2", "pool3", "pool4"]
     whole, encode, synth = (onnx.load(str(p), load_external_data=False) for p in paths)
@@ -77,17 +77,17 @@ def test_propo_onnx_matches_torch_at_two_sizes_and_textures(propo_files, pebbles
     loaded = load_propo("propo")
     graph = ProPOGraph(loaded.model).eval()
     whole, encode, synth = (_session(e.path) for e in propo_files)
-    for (h, w), texture in (((64, 96), pebbles), ((96, 64), peppers[..., :80, :112])):
+    for (h, w), texture in (((64, 96), pebbles), ((96, 64), peppers[..., :80, :112]), ((256, 256), peppers)):
         z = noise_field(7, 3, h, w)
         with torch.no_grad():
             want = graph(z, texture).numpy()
         got = whole.run(None, {"noise": z.numpy(), "texture": texture.numpy()})[0]
-        assert float(np.abs(got - want).max()) <= PROPO_PARITY_FP32
+        assert float(np.abs(got - want).max()) <= PARITY_FP32
         # texture -> statistics once, then noise + statistics -> image: the same image
         stats = encode.run(None, {"texture": texture.numpy()})
         names = [o.name for o in encode.get_outputs()]
         split = synth.run(None, {"noise": z.numpy(), **dict(zip(names, stats))})[0]
-        assert float(np.abs(split - want).max()) <= PROPO_PARITY_FP32
+        assert float(np.abs(split - want).max()) <= PARITY_FP32
 
 
 def test_export_errors_are_one_line_and_leave_nothing(tmp_path):
@@ -121,21 +121,33 @@ def test_corrupt_onnx_is_refused_in_one_line(tmp_path):
 # fp16 graphs and TensorRT engines
 
 def test_fp16_texnet_onnx_is_half_inside_and_close_to_fp32(tmp_path):
-    from texport.export import PARITY
-
-    path = export(tmp_path / "pebbles.onnx", fp16=True)[0].path
+    path = export(tmp_path / "red-peppers.onnx", fp16=True)[0].path
     model = onnx.load(str(path))
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # fp32 interface
     weights = {init.data_type for init in model.graph.initializer}
     assert onnx.TensorProto.FLOAT16 in weights
     assert read_metadata(path)["texport.precision"].startswith("fp16")
-    net = load_texnet("pebbles").network
+    net = load_texnet("red-peppers").network
     session = _session(path)
-    for size in (48, 64):
+    for size in (64, 256):
         z = net.noise(size, size, seed=2)
         with torch.no_grad():
             want = net(z).numpy()
         got = session.run(None, {"noise": z.numpy()})[0]
+        assert float(np.abs(got - want).max()) <= PARITY["fp16"]
+
+
+def test_fp16_propo_onnx_is_close_to_fp32_at_two_sizes(tmp_path, pebbles, peppers):
+    path = export(tmp_path / "propo.onnx", fp16=True)[0].path
+    model = onnx.load(str(path), load_external_data=False)
+    assert onnx.TensorProto.FLOAT16 in {init.data_type for init in model.graph.initializer}
+    graph = ProPOGraph(load_propo("propo").model).eval()
+    session = _session(path)
+    for size, texture in ((64, pebbles), (256, peppers)):
+        z = noise_field(3, 3, size, size)
+        with torch.no_grad():
+            want = graph(z, texture).numpy()
+        got = session.run(None, {"noise": z.numpy(), "texture": texture.numpy()})[0]
         assert float(np.abs(got - want).max()) <= PARITY["fp16"]
 
 

@@ -61,12 +61,20 @@ def test_in_graph_gradient_equals_autograd_for_every_level_and_colour(hed, pebbl
 
 
 def test_colour_gradient_is_eq6_for_the_pixels(peppers):
-    from texport.propo import color_gradient
+    from texport.propo import color_gradient, color_moments, color_statistics
 
     image = torch.rand(2, 3, 24, 40, generator=torch.Generator().manual_seed(1))
-    target = losses.gram(with_ones(peppers)).expand(2, -1, -1)
-    want = losses.gram_gradient(with_ones(image), target)[:, :3]
-    assert torch.allclose(color_gradient(image, target), want, rtol=1e-4, atol=1e-9 * float(want.abs().max()) + 1e-12)
+    stats = color_statistics(peppers).expand(2, -1, -1)
+    # the centred statistics say what the [r, g, b, 1] Gram matrix says
+    gram = losses.gram(with_ones(peppers)).expand(2, -1, -1)
+    mean = stats[:, :3, 3:]
+    assert torch.allclose(stats[:, :3, :3] + mean @ mean.transpose(1, 2), gram[:, :3, :3], atol=1e-6)
+    assert torch.allclose(stats[:, :, 3], gram[:, :, 3], atol=1e-6)
+    want = losses.gram_gradient(with_ones(image), gram)[:, :3]
+    assert torch.allclose(color_gradient(image, stats), want, rtol=1e-4, atol=1e-9 * float(want.abs().max()) + 1e-12)
+    m, s = color_moments(stats)
+    assert torch.allclose(m[0, :, 0, 0], peppers.mean(dim=(0, 2, 3)), atol=1e-6)
+    assert torch.allclose(s[0, :, 0, 0], peppers.std(dim=(0, 2, 3), unbiased=False), rtol=1e-5)
 
 
 def test_stage_gradients_are_scale_normalized(model, pebbles):

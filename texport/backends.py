@@ -78,12 +78,12 @@ class TorchBackend(Backend):
         if cuda_graphs and dev.type != "cuda":
             raise TexportError("CUDA graphs need a CUDA device")
         if self.kind == "propo":
-            graph, cast = ProPOGraph(load_propo(model, dev).model), 2
+            graph = ProPOGraph(load_propo(model, dev).model)
         else:
-            graph, cast = TexnetGraph(load_texnet(model, dev).network), 0
+            graph = TexnetGraph(load_texnet(model, dev).network)
             self.noise_channels = graph.network.input_channels
         self.precision = "fp16" if fp16 else "fp32"
-        module = in_precision(graph.eval(), self.precision, cast)
+        module = in_precision(graph.eval(), self.precision)
         if channels_last:
             module = module.to(memory_format=torch.channels_last)
         if compile or cuda_graphs:

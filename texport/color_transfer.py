@@ -9,8 +9,8 @@ distance 0.019 on held-out textures; with this step 0.0028: RESULTS.md).
 Everything is plain tensor ops so the graph exports to ONNX and TensorRT: no sort, no
 eigendecomposition operator. The principal axes come from cyclic Jacobi rotations of the 3x3
 covariance (a fixed number of sweeps); distributions are summarized by their CDF at `EDGES + 1`
-evenly spaced values between their minimum and maximum (smoothed comparisons and means), and mapped with
-piecewise-linear interpolation (gathers). The target's statistics are computed once per texture
+evenly spaced values between their minimum and maximum (smoothed comparisons and means, one image
+axis at a time: texport.reductions), and mapped with piecewise-linear interpolation (gathers). The target's statistics are computed once per texture
 (`statistics`) and kept beside its Gram matrices: a basis [B, 3, 3] and quantiles [B, 3, QUANTILES + 1].
 """
 
@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import torch
 
+from .reductions import mean_nested
+
 EDGES = 64  # CDF resolution of a distribution (bins between its min and max)
 QUANTILES = 256  # resolution of the stored target quantile function
 JACOBI_SWEEPS = 6  # 3x3 cyclic Jacobi converges to float precision in 4-5 sweeps
-SUBSAMPLE = 4  # CDFs read every 4th pixel: a quarter of the memory, quantiles barely move
+STRIDE = 2  # CDFs read every 2nd pixel of every 2nd row: a quarter of the memory, quantiles barely move
 SOFTNESS = 0.5  # width of a pixel's logistic step in the CDF, in bins
 UNIFORM = 0.01  # share of a uniform distribution mixed into every CDF: no bin is empty, so quantiles
 # move at most (range / UNIFORM) x the CDF's change (across a gap in the colours they could jump)
@@ -30,8 +32,7 @@ EPS = 1e-12
 
 def principal_axes(image: torch.Tensor) -> torch.Tensor:
     """Rows = orthonormal eigenvectors of the colour covariance of image [B, 3, H, W]: [B, 3, 3]."""
-    x = image.float().flatten(2)
-    x = x - x.mean(dim=2, keepdim=True)
+    x = (image.float() - mean_nested(image.float(), (3, 2))).flatten(2)
     a = x @ x.transpose(1, 2) / x.shape[2]
     v = torch.eye(3, device=image.device).expand_as(a)
     for _ in range(JACOBI_SWEEPS):
@@ -59,11 +60,11 @@ def _rotation(c: torch.Tensor, s: torch.Tensor, p: int, q: int) -> torch.Tensor:
 
 
 def _project(image: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
-    """[B, 3, H, W] -> coordinates along the basis rows, [B, 3, H*W]."""
-    return basis @ image.float().flatten(2)
+    """[B, 3, H, W] -> coordinates along the basis rows, [B, 3, H, W]."""
+    return (basis @ image.float().flatten(2)).reshape(image.shape)
 
 
-def _cdf(values: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _cdf(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Minimum, maximum [B, 3, 1] and CDF at EDGES + 1 even values between them [B, 3, EDGES + 1].
 
     Each pixel counts through a logistic step SOFTNESS bins wide rather than a hard comparison:
@@ -73,13 +74,14 @@ def _cdf(values: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor, t
     A 1% uniform share keeps the inverse CDF (the quantiles) continuous across gaps; both sides of
     a match get it, so identical distributions still map to themselves.
     """
-    lo = values.amin(dim=2, keepdim=True)
-    hi = values.amax(dim=2, keepdim=True)
+    lo = values.amin(dim=(2, 3))[:, :, None]
+    hi = values.amax(dim=(2, 3))[:, :, None]
     grid = torch.linspace(0, 1, EDGES + 1, device=values.device)
     edges = lo * (1 - grid) + hi * grid  # [B, 3, E+1]; the ends exactly lo and hi in any runtime
-    sample = values[:, :, ::step]
-    width = ((hi - lo) * (SOFTNESS / EDGES)).clamp_min(EPS)[:, :, :, None]
-    cdf = torch.sigmoid((edges[:, :, None, :] - sample[:, :, :, None]) / width).mean(dim=2)
+    sample = values[:, :, ::STRIDE, ::STRIDE, None]  # [B, 3, h, w, 1]
+    width = ((hi - lo) * (SOFTNESS / EDGES)).clamp_min(EPS)[:, :, None, None, :]
+    steps = torch.sigmoid((edges[:, :, None, None, :] - sample) / width)  # [B, 3, h, w, E+1]
+    cdf = mean_nested(steps, (3, 2))[:, :, 0, 0, :]
     return lo, hi, (1 - UNIFORM) * cdf + UNIFORM * grid
 
 
@@ -99,7 +101,7 @@ def statistics(texture: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The target's principal axes [B, 3, 3] and its quantile function along them [B, 3, QUANTILES + 1]."""
     basis = principal_axes(texture)
     values = _project(texture, basis)
-    lo, hi, cdf = _cdf(values, SUBSAMPLE)
+    lo, hi, cdf = _cdf(values)
     # Invert the piecewise-linear CDF at even probabilities: the value is lo plus the bin width
     # times how much of each bin lies below the probability (a sum of clamped ramps, no search).
     levels = torch.linspace(0, 1, QUANTILES + 1, device=texture.device)[None, None, :, None]
@@ -111,7 +113,8 @@ def statistics(texture: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def match(image: torch.Tensor, basis: torch.Tensor, quantiles: torch.Tensor) -> torch.Tensor:
     """image [B, 3, H, W] with its colour histogram along each target axis set to the target's."""
     values = _project(image, basis)
-    lo, hi, cdf = _cdf(values, SUBSAMPLE)
+    lo, hi, cdf = _cdf(values)
+    values = values.flatten(2)
     rank = _interpolate(cdf, (values - lo) / (hi - lo).clamp_min(EPS) * EDGES)
     matched = _interpolate(quantiles, rank * (quantiles.shape[2] - 1))
     return (basis.transpose(1, 2) @ matched).reshape(image.shape).to(image.dtype)

@@ -16,7 +16,8 @@ convolution would impose anyway. The RMS is formed in fp32 with a floor, so an e
 gives zeros, not NaNs.
 
 Colour input (optional, on in shipped models): the Gram gradient of the pixels themselves,
-[r, g, b, 1] (so the 4x4 Gram holds the colour mean and second moments), joins level 1. The
+[r, g, b, 1] (so the 4x4 Gram holds the colour mean and second moments; the target's is kept in
+centred form, color_statistics), joins level 1. The
 edge-trained vgg16-hed descriptor pins colours down loosely; this gives the stages a direct colour
 signal, in the same exportable form as the feature gradients.
 
@@ -46,11 +47,12 @@ from torch import nn
 import torch.nn.functional as F
 
 from . import color_transfer, losses
+from .reductions import mean_nested
 from .descriptor import Descriptor
 
 LEVELS = losses.PO_LAYERS  # relu1_1, pool1, pool2, pool3, pool4: levels 1..5
 LEVEL_CHANNELS = {"relu1_1": 64, "pool1": 64, "pool2": 128, "pool3": 256, "pool4": 512}
-COLOR_KEY = "rgb"  # the grams entry holding the pixels' [r, g, b, 1] Gram matrix
+COLOR_KEY = "rgb"  # the pixels' colour covariance and mean, [[C, m], [m^T, 1]] (color_statistics)
 MEAN_KEY, STD_KEY = "rgb_mean", "rgb_std"  # the target's per-channel colour moments [B, 3, 1, 1]
 BASIS_KEY, QUANTILES_KEY = "rgb_basis", "rgb_quantiles"  # principal colour axes [B, 3, 3], quantiles along them
 DEFAULT_WIDTHS = (16, 32, 64, 64, 64)  # PO channels at levels 1..5
@@ -61,7 +63,7 @@ RMS_FLOOR = 1e-20
 
 def normalize_gradient(g: torch.Tensor) -> torch.Tensor:
     """g / RMS(g) per image: every gradient enters the optimizer at unit scale."""
-    rms = g.float().pow(2).mean(dim=(1, 2, 3), keepdim=True).clamp_min(RMS_FLOOR).sqrt()
+    rms = mean_nested(g.float().pow(2), (3, 2, 1)).clamp_min(RMS_FLOOR).sqrt()
     return g / rms
 
 
@@ -70,32 +72,74 @@ def with_ones(image: torch.Tensor) -> torch.Tensor:
     return torch.cat([image, torch.ones_like(image[:, :1])], dim=1)
 
 
-def color_gradient(image: torch.Tensor, target_gram: torch.Tensor) -> torch.Tensor:
+def color_statistics(image: torch.Tensor) -> torch.Tensor:
+    """The colour covariance C and mean m of image [B, 3, H, W] as one [B, 4, 4] matrix [[C, m], [m^T, 1]].
+
+    It says what the [r, g, b, 1] Gram matrix [[C + m m^T, m], [m^T, 1]] says, in centred form:
+    C from raw second moments (~0.3) minus m m^T loses a small variance to rounding that each
+    runtime does differently (1e-5 to 4e-5 relative on a 64 px red-peppers crop), and ProPO, which
+    sets every stage image's mean and variance to the target's and then reads the colour gradient
+    whose mean and variance terms cancel, turned that into 6e-4 image differences.
+    """
+    b, _, h, w = image.shape
+    x = image.float()
+    mean = mean_nested(x, (3, 2)).reshape(b, 3, 1)
+    centred = x.reshape(b, 3, h * w) - mean
+    cov = torch.bmm(centred, centred.transpose(1, 2)) / (h * w)
+    top = torch.cat([cov, mean], dim=2)
+    bottom = torch.cat([mean.transpose(1, 2), torch.ones_like(mean[:, :1])], dim=2)
+    return torch.cat([top, bottom], dim=1)
+
+
+def color_gradient(image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Eq. 6 for the pixels: rows r, g, b of (4/N)(G([x; 1]) - G_target)[x; 1], [B, 3, H, W].
 
-    The same value as losses.gram_gradient(with_ones(image), target_gram)[:, :3] (tested), with the
-    Gram difference formed from centred moments: after the per-channel colour matching the
-    difference is tiny, and raw second moments (~0.3) lose it to rounding that runtimes do
-    differently, which the unit-RMS normalization then amplifies (onnxruntime parity 1.05e-4 -> 7.9e-5).
+    `target` is color_statistics(texture). The same value as
+    losses.gram_gradient(with_ones(image), losses.gram(with_ones(texture)))[:, :3] (tested), with
+    the Gram difference formed from centred moments on both sides: after the per-channel colour
+    matching the difference is tiny, and raw second moments lose it to rounding.
     """
     b, _, h, w = image.shape
     n = h * w
+    mu = mean_nested(image.float(), (3, 2)).reshape(b, 3, 1)
     x = image.float().reshape(b, 3, n)
-    mu = x.mean(dim=2, keepdim=True)
     centred = x - mu
-    mu_t = target_gram[:, :3, 3:4].float()
-    outer_t = torch.bmm(mu_t, mu_t.transpose(1, 2))
-    diff = (torch.bmm(centred, centred.transpose(1, 2)) / n - (target_gram[:, :3, :3].float() - outer_t)
-            + (torch.bmm(mu, mu.transpose(1, 2)) - outer_t))
+    mu_t = target[:, :3, 3:4].float()
+    diff = (torch.bmm(centred, centred.transpose(1, 2)) / n - target[:, :3, :3].float()
+            + (torch.bmm(mu, mu.transpose(1, 2)) - torch.bmm(mu_t, mu_t.transpose(1, 2))))
     return ((torch.bmm(diff, x) + (mu - mu_t)) * (4.0 / n)).reshape(b, 3, h, w)
+
+
+def color_moments(statistics: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The colour mean and standard deviation [B, 3, 1, 1] read from color_statistics' matrix.
+
+    The same numbers color_gradient reads as the target's, so after match_moments the image's mean
+    and variance cancel the target's there to the image's own rounding. Computed separately, they
+    differed from those by ~1e-7, differently in each runtime, and the unit-RMS colour gradient
+    turned that into 1e-4 image differences between onnxruntime and torch.
+    """
+    mean = statistics[:, :3, 3]
+    var = torch.diagonal(statistics[:, :3, :3], dim1=1, dim2=2)
+    return mean[:, :, None, None], var.clamp_min(0).sqrt()[:, :, None, None]
 
 
 def match_moments(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """Give each colour channel of x the target's mean and standard deviation (AdaIN, seed 000 eq. 5, on RGB)."""
     x32 = x.float()  # moments in fp32 whatever the graph's precision
-    mu = x32.mean(dim=(2, 3), keepdim=True)
-    sigma = (x32 - mu).pow(2).mean(dim=(2, 3), keepdim=True).add(eps).sqrt()
+    mu = mean_nested(x32, (3, 2))
+    sigma = mean_nested((x32 - mu).pow(2), (3, 2)).add(eps).sqrt()
     return ((x32 - mu) / sigma * std.float() + mean.float()).to(x.dtype)
+
+
+class HalfInput(nn.Module):
+    """An fp16 module that takes inputs of any precision (ProPO.half_body's descriptor convolutions)."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x.half())
 
 
 def conv(cin: int, cout: int, kernel: int = 3) -> nn.Sequential:
@@ -147,11 +191,17 @@ class PseudoOptimizer(nn.Module):
             self.to_rgb.bias.zero_()
 
     def forward(self, gradients: Sequence[torch.Tensor]) -> torch.Tensor:
+        body = self.to_rgb_input_dtype()
+        gradients = [g.to(body) for g in gradients]
         h = self.branches[-1](gradients[-1])
         for i in range(self.levels - 2, -1, -1):
             up = self.ups[i](F.interpolate(h, scale_factor=2.0, mode="nearest"))
             h = self.joins[i](torch.cat([up, self.branches[i](gradients[i])], dim=1))
-        return self.to_rgb(h)
+        return self.to_rgb(h.to(self.to_rgb.weight.dtype))
+
+    def to_rgb_input_dtype(self) -> torch.dtype:
+        """The body's precision (ProPO.half_body may leave to_rgb in another)."""
+        return self.joins[0][0].weight.dtype if self.levels > 1 else self.branches[0][0][0].weight.dtype
 
 
 class ProPO(nn.Module):
@@ -200,11 +250,11 @@ class ProPO(nn.Module):
         feats = self.descriptor(texture, padding="reflect", until=self.levels[-1])
         grams = losses.grams(feats, self.levels)
         rgb = texture.float()  # colour statistics in fp32 whatever the graph's precision
+        colors = color_statistics(rgb)
         if self.color_input:
-            grams[COLOR_KEY] = losses.gram(with_ones(rgb))
+            grams[COLOR_KEY] = colors
         if self.color_match:
-            grams[MEAN_KEY] = rgb.mean(dim=(2, 3), keepdim=True)
-            grams[STD_KEY] = rgb.std(dim=(2, 3), keepdim=True, unbiased=False)
+            grams[MEAN_KEY], grams[STD_KEY] = color_moments(colors)
         if self.histogram_match:
             grams[BASIS_KEY], grams[QUANTILES_KEY] = color_transfer.statistics(rgb)
         return grams
@@ -212,6 +262,27 @@ class ProPO(nn.Module):
     def features(self, image: torch.Tensor, deepest: str) -> dict[str, torch.Tensor]:
         """Descriptor levels of a generated image, read circularly (outputs wrap)."""
         return self.descriptor(image, padding="circular", until=deepest)
+
+    def half_body(self, fp32_stages: int = 2) -> "ProPO":
+        """fp16 where the work is, fp32 where the gain is (in place; returns self).
+
+        The descriptor's convolutions after its first, and the pseudo optimizers of stages 3..L, go
+        to fp16 (about 85% of the FLOPs at 256 px: descriptor passes 62%, stages 3-5 25%); stages
+        1-2 (7%), every stage's 1x1 output convolution (the step added to the image), the image, the
+        descriptor's input and first convolution (so relu1_1 too), the Gram matrices, the
+        gradients' normalization and the colour steps stay fp32. Rounding one part at a time to
+        fp16 (red-peppers, 256 px) moved the output by: stage 1 4.1e-3, stage 2 3.7e-3, stage 3
+        2.1e-3, stage 4 7.9e-4, stage 5 5.1e-4, the steps 2.7e-3, descriptor convolution outputs
+        2.8e-3, but the descriptor's input (the image, x 255 for caffe weights) 7.9e-2; the whole
+        network in fp16: 1.2e-2 to 4.7e-2, beyond the 1e-2 budget.
+        """
+        first, *rest = self.descriptor.convs.keys()
+        for name in rest:
+            self.descriptor.convs[name] = HalfInput(self.descriptor.convs[name].half())
+        for optimizer in self.optimizers[fp32_stages:]:
+            optimizer.half()
+            optimizer.to_rgb.float()
+        return self
 
     def stage_gradients(self, image: torch.Tensor, feats: Mapping[str, torch.Tensor],
                         grams: Mapping[str, torch.Tensor], m: int) -> list[torch.Tensor]:
@@ -227,7 +298,7 @@ class ProPO(nn.Module):
         if self.color_input:
             color = color_gradient(image.detach().float(), grams[COLOR_KEY])
             grads[0] = torch.cat([grads[0], normalize_gradient(color)], dim=1)
-        return [g.to(image.dtype) for g in grads]  # Gram terms in fp32, the optimizers in the image's precision
+        return grads  # fp32; each pseudo optimizer casts them to its own precision
 
     def run(self, noise: torch.Tensor, grams: Mapping[str, torch.Tensor], final_features: bool = False
             ) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor] | None]]:
