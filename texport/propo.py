@@ -47,6 +47,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from . import color_transfer, losses
+from .precision import OwnPrecision, run_in_own_precision
 from .reductions import mean_nested
 from .descriptor import Descriptor
 
@@ -81,11 +82,7 @@ def color_statistics(image: torch.Tensor) -> torch.Tensor:
     sets every stage image's mean and variance to the target's and then reads the colour gradient
     whose mean and variance terms cancel, turned that into 6e-4 image differences.
     """
-    b, _, h, w = image.shape
-    x = image.float()
-    mean = mean_nested(x, (3, 2)).reshape(b, 3, 1)
-    centred = x.reshape(b, 3, h * w) - mean
-    cov = torch.bmm(centred, centred.transpose(1, 2)) / (h * w)
+    cov, mean = color_transfer.covariance(image)
     top = torch.cat([cov, mean], dim=2)
     bottom = torch.cat([mean.transpose(1, 2), torch.ones_like(mean[:, :1])], dim=2)
     return torch.cat([top, bottom], dim=1)
@@ -101,12 +98,10 @@ def color_gradient(image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """
     b, _, h, w = image.shape
     n = h * w
-    mu = mean_nested(image.float(), (3, 2)).reshape(b, 3, 1)
+    cov, mu = color_transfer.covariance(image)
     x = image.float().reshape(b, 3, n)
-    centred = x - mu
     mu_t = target[:, :3, 3:4].float()
-    diff = (torch.bmm(centred, centred.transpose(1, 2)) / n - target[:, :3, :3].float()
-            + (torch.bmm(mu, mu.transpose(1, 2)) - torch.bmm(mu_t, mu_t.transpose(1, 2))))
+    diff = cov - target[:, :3, :3].float() + (torch.bmm(mu, mu.transpose(1, 2)) - torch.bmm(mu_t, mu_t.transpose(1, 2)))
     return ((torch.bmm(diff, x) + (mu - mu_t)) * (4.0 / n)).reshape(b, 3, h, w)
 
 
@@ -129,17 +124,6 @@ def match_moments(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, eps: f
     mu = mean_nested(x32, (3, 2))
     sigma = mean_nested((x32 - mu).pow(2), (3, 2)).add(eps).sqrt()
     return ((x32 - mu) / sigma * std.float() + mean.float()).to(x.dtype)
-
-
-class HalfInput(nn.Module):
-    """An fp16 module that takes inputs of any precision (ProPO.half_body's descriptor convolutions)."""
-
-    def __init__(self, module: nn.Module):
-        super().__init__()
-        self.module = module
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.module(x.half())
 
 
 def conv(cin: int, cout: int, kernel: int = 3) -> nn.Sequential:
@@ -191,17 +175,11 @@ class PseudoOptimizer(nn.Module):
             self.to_rgb.bias.zero_()
 
     def forward(self, gradients: Sequence[torch.Tensor]) -> torch.Tensor:
-        body = self.to_rgb_input_dtype()
-        gradients = [g.to(body) for g in gradients]
-        h = self.branches[-1](gradients[-1])
+        h = run_in_own_precision(self.branches[-1], gradients[-1])
         for i in range(self.levels - 2, -1, -1):
             up = self.ups[i](F.interpolate(h, scale_factor=2.0, mode="nearest"))
-            h = self.joins[i](torch.cat([up, self.branches[i](gradients[i])], dim=1))
-        return self.to_rgb(h.to(self.to_rgb.weight.dtype))
-
-    def to_rgb_input_dtype(self) -> torch.dtype:
-        """The body's precision (ProPO.half_body may leave to_rgb in another)."""
-        return self.joins[0][0].weight.dtype if self.levels > 1 else self.branches[0][0][0].weight.dtype
+            h = self.joins[i](torch.cat([up, run_in_own_precision(self.branches[i], gradients[i])], dim=1))
+        return run_in_own_precision(self.to_rgb, h)  # ProPO.half_body keeps to_rgb fp32
 
 
 class ProPO(nn.Module):
@@ -278,7 +256,7 @@ class ProPO(nn.Module):
         """
         first, *rest = self.descriptor.convs.keys()
         for name in rest:
-            self.descriptor.convs[name] = HalfInput(self.descriptor.convs[name].half())
+            self.descriptor.convs[name] = OwnPrecision(self.descriptor.convs[name].half())
         for optimizer in self.optimizers[fp32_stages:]:
             optimizer.half()
             optimizer.to_rgb.float()

@@ -18,13 +18,9 @@ import torch
 from torch import nn
 
 from . import noise as noise_lib
+from .precision import run_in_own_precision
 
 NORMS = ("batch", "instance")
-
-
-def _run(part: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """part(x) in part's own precision (a no-op cast when the whole network is fp32)."""
-    return part(x.to(next(part.parameters()).dtype))
 
 
 def _norm(channels: int, kind: str) -> nn.Module:
@@ -77,12 +73,12 @@ class TextureNetwork(nn.Module):
 
     def forward(self, noise: torch.Tensor) -> torch.Tensor:
         z = noise_lib.scales(noise, self.scales)  # finest first
-        y = _run(self.noise_blocks[-1], z[-1])
+        y = run_in_own_precision(self.noise_blocks[-1], z[-1])
         for j, i in enumerate(range(self.scales - 2, -1, -1)):
-            coarse = _run(self.join_norms_coarse[j], self.upsample(y))
-            fine = _run(self.join_norms_fine[j], _run(self.noise_blocks[i], z[i]))
-            y = _run(self.join_blocks[j], torch.cat([coarse, fine.to(coarse.dtype)], dim=1))
-        return torch.sigmoid(_run(self.to_rgb, y).float())
+            coarse = run_in_own_precision(self.join_norms_coarse[j], self.upsample(y))
+            fine = run_in_own_precision(self.join_norms_fine[j], run_in_own_precision(self.noise_blocks[i], z[i]))
+            y = run_in_own_precision(self.join_blocks[j], torch.cat([coarse, fine], dim=1))
+        return torch.sigmoid(run_in_own_precision(self.to_rgb, y).float())
 
     def half_body(self) -> "TextureNetwork":
         """fp16 where the work is, fp32 where the gain is (in place; returns self).
