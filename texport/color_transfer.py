@@ -30,10 +30,17 @@ UNIFORM = 0.01  # share of a uniform distribution mixed into every CDF: no bin i
 EPS = 1e-12
 
 
+def covariance(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The colour covariance [B, 3, 3] (centred, two passes) and mean [B, 3, 1] of image [B, 3, H, W], fp32."""
+    x = image.float()
+    mean = mean_nested(x, (3, 2))
+    centred = (x - mean).flatten(2)
+    return centred @ centred.transpose(1, 2) / centred.shape[2], mean.flatten(2)
+
+
 def principal_axes(image: torch.Tensor) -> torch.Tensor:
     """Rows = orthonormal eigenvectors of the colour covariance of image [B, 3, H, W]: [B, 3, 3]."""
-    x = (image.float() - mean_nested(image.float(), (3, 2))).flatten(2)
-    a = x @ x.transpose(1, 2) / x.shape[2]
+    a, _ = covariance(image)
     v = torch.eye(3, device=image.device).expand_as(a)
     for _ in range(JACOBI_SWEEPS):
         for p, q in ((0, 1), (0, 2), (1, 2)):
