@@ -123,7 +123,7 @@ def cached_onnx(model: str | os.PathLike, fp16: bool) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / f"{path.stem}-{'fp16' if fp16 else 'fp32'}-{key}.onnx"
     if not out.is_file():
-        export_onnx(specs_for(model, "fp16" if fp16 else "fp32")[0], out)
+        export_onnx(specs_for(model, "fp16" if fp16 else "fp32", split=False)[0], out)
     return out
 
 

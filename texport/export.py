@@ -47,10 +47,10 @@ def output_format(path: Path) -> str:
     return fmt
 
 
-def specs_for(model: str | os.PathLike, precision: str = "fp32", size: int = 64) -> list[GraphSpec]:
-    """The graphs a model exports to (the first is the main one, named like OUT)."""
+def specs_for(model: str | os.PathLike, precision: str = "fp32", size: int = 64, split: bool = True) -> list[GraphSpec]:
+    """The graphs a model exports to (the first is the main one, named like OUT; split: ProPO's pair too)."""
     if model_kind(model) == PROPO:
-        return propo_specs(load_propo(model, "cpu"), size=size, texture_size=size, precision=precision)
+        return propo_specs(load_propo(model, "cpu"), size=size, texture_size=size, precision=precision, split=split)
     return texnet_specs(load_texnet(model, "cpu"), size=size, precision=precision)
 
 
@@ -70,7 +70,7 @@ def export(output: str | os.PathLike, model: str | os.PathLike | None = None, fp
 
         import_flavour(flavour)  # fail before the export when no TensorRT is installed
     precision = "fp16" if fp16 else "fp32"
-    specs = specs_for(model, precision)
+    specs = specs_for(model, precision, split=fmt == "onnx")  # an engine is built from the main graph only
     if fmt == "onnx":
         done = []
         for i, spec in enumerate(specs):

@@ -164,8 +164,8 @@ def texnet_specs(loaded: LoadedTexnet, size: int = 64, batch: int = 1, precision
 
 
 def propo_specs(loaded: LoadedPropo, size: int = 64, texture_size: int = 64, batch: int = 1,
-                precision: str = "fp32") -> list[GraphSpec]:
-    """The whole graph, then the encode / synth pair."""
+                precision: str = "fp32", split: bool = True) -> list[GraphSpec]:
+    """The whole graph, then (with split) the encode / synth pair."""
     from .noise import noise_field
 
     propo = loaded.model
@@ -176,18 +176,22 @@ def propo_specs(loaded: LoadedPropo, size: int = 64, texture_size: int = 64, bat
 
     texture = load_image(resolve_texture("pebbles"))[..., :texture_size, :texture_size].expand(batch, -1, -1, -1).to(dev)
     names = statistic_names(propo)
-    with torch.no_grad():
-        statistics = ProPOEncodeGraph(propo)(texture)
     meta = dict(_common_metadata(loaded, "propo", precision),
                 **{"texport.size_multiple": str(SIZE_MULTIPLE), "texport.min_side": "32",
                    "texport.noise_shape": "[batch, 3, height, width]",
                    "texport.texture": "[batch, 3, texture_height, texture_width] in [0, 1], any size >= 32",
                    "texport.statistics": ",".join(names)})
+    whole = ProPOGraph(propo).eval()
+    main = GraphSpec(loaded.name, in_precision(whole, precision), (noise, texture), ["noise", "texture"], ["image"],
+                     {"noise": _IMAGE_AXES, "texture": _TEXTURE_AXES, "image": _IMAGE_AXES}, meta, whole)
+    if not split:
+        return [main]
     stat_axes = {n: {0: "batch"} for n in names}
-    whole, encode, synth = ProPOGraph(propo).eval(), ProPOEncodeGraph(propo).eval(), ProPOSynthGraph(propo).eval()
+    encode, synth = ProPOEncodeGraph(propo).eval(), ProPOSynthGraph(propo).eval()
+    with torch.no_grad():
+        statistics = encode(texture)
     return [
-        GraphSpec(loaded.name, in_precision(whole, precision), (noise, texture), ["noise", "texture"], ["image"],
-                  {"noise": _IMAGE_AXES, "texture": _TEXTURE_AXES, "image": _IMAGE_AXES}, meta, whole),
+        main,
         GraphSpec(f"{loaded.name}.encode", in_precision(encode, precision), (texture,), ["texture"], names,
                   {"texture": _TEXTURE_AXES, **stat_axes}, dict(meta, **{"texport.graph": "encode"}), encode),
         GraphSpec(f"{loaded.name}.synth", in_precision(synth, precision), (noise, *statistics), ["noise", *names],
