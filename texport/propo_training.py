@@ -43,6 +43,7 @@ from .devices import resolve_device
 from .errors import TexportError
 from .models import PROPO
 from .propo import DEFAULT_WIDTHS, LEVELS, SIZE_MULTIPLE, ProPO
+from .training import check_run
 
 DEFAULT_ITERS = 4000
 DEFAULT_SIZE = 128  # the paper's 256 crops cost ~4x more per step; 128 fits a CPU run
@@ -203,19 +204,13 @@ def train_propo(
     loaded: TextureDataset | None = None,
 ) -> TrainReport:
     """Train ProPO on the training split of `dataset` (a folder or zip archive) and save it to `output`."""
-    if iters < 1 or batch < 1:
-        raise TexportError(f"--iters and --batch must be positive (got {iters}, {batch})")
+    out = check_run(iters, batch, lr, output)
     if size < SIZE_MULTIPLE or size % SIZE_MULTIPLE:
         raise TexportError(f"training --size must be a multiple of {SIZE_MULTIPLE}, got {size}")
     if resize < size:
         raise TexportError(f"--resize ({resize}) must be at least the crop --size ({size})")
-    if lr <= 0:
-        raise TexportError(f"--lr must be positive, got {lr}")
-    out = Path(output)
     if out.suffix != ".safetensors":
         raise TexportError(f"output must be a .safetensors file, got {out.name}")
-    if not (out.parent if str(out.parent) else Path(".")).is_dir():
-        raise TexportError(f"output folder does not exist: {out.parent}")
     if resume and not (out.is_file() and state_path(out).is_file()):
         raise TexportError(f"nothing to resume: {out} and {state_path(out).name} must both exist")
     dev = resolve_device(device)

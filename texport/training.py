@@ -83,6 +83,18 @@ class TrainReport:
     history: list[float] = field(default_factory=list)
 
 
+def check_run(iters: int, batch: int, lr: float, output: str | os.PathLike) -> Path:
+    """The checks every training run makes before any work (texture networks, ProPO): the output path."""
+    if iters < 1 or batch < 1:
+        raise TexportError(f"--iters and --batch must be positive (got {iters}, {batch})")
+    if lr <= 0:
+        raise TexportError(f"--lr must be positive, got {lr}")
+    out = Path(output)
+    if not (out.parent if str(out.parent) else Path(".")).is_dir():
+        raise TexportError(f"output folder does not exist: {out.parent}")
+    return out
+
+
 def train_texnet(
     texture: str | os.PathLike,
     output: str | os.PathLike,
@@ -110,18 +122,12 @@ def train_texnet(
 
     crop (x, y, w, h) trains on part of the exemplar, e.g. without a printed label; it is recorded.
     """
-    if iters < 1 or batch < 1:
-        raise TexportError(f"--iters and --batch must be positive (got {iters}, {batch})")
+    out = check_run(iters, batch, lr, output)
     net_multiple = 2 ** (scales - 1)
     if size < 16 or size % net_multiple:
         raise TexportError(f"training --size must be a multiple of {net_multiple} and at least 16, got {size}")
     if width < 1:
         raise TexportError(f"--width must be positive, got {width}")
-    if lr <= 0:
-        raise TexportError(f"--lr must be positive, got {lr}")
-    out = Path(output)
-    if not (out.parent if str(out.parent) else Path(".")).is_dir():
-        raise TexportError(f"output folder does not exist: {out.parent}")
     texture_path = Path(texture)
     exemplar = load_exemplar(texture_path, crop)
     dev = resolve_device(device)
