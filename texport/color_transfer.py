@@ -31,11 +31,17 @@ EPS = 1e-12
 
 
 def covariance(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The colour covariance [B, 3, 3] (centred, two passes) and mean [B, 3, 1] of image [B, 3, H, W], fp32."""
+    """The colour covariance [B, 3, 3] (centred, two passes) and mean [B, 3, 1] of image [B, 3, H, W], fp32.
+
+    The products are summed one row at a time and then averaged over the rows, like mean_nested:
+    one [3, H*W] x [H*W, 3] product at 1024 px was 2.5e-6 off in onnxruntime, and ProPO's colour
+    gradient (the image's covariance minus the target's, nearly equal) made that 1.7e-4 in the image.
+    """
     x = image.float()
     mean = mean_nested(x, (3, 2))
-    centred = (x - mean).flatten(2)
-    return centred @ centred.transpose(1, 2) / centred.shape[2], mean.flatten(2)
+    rows = (x - mean).transpose(1, 2)  # [B, H, 3, W]
+    cov = (rows @ rows.transpose(2, 3)).mean(dim=1) / x.shape[3]
+    return cov, mean.flatten(2)
 
 
 def principal_axes(image: torch.Tensor) -> torch.Tensor:
