@@ -200,6 +200,44 @@ def _load_timing_cache(config, path: str | os.PathLike | None):
     return cache
 
 
+class RuntimeCache:
+    """TensorRT-RTX's cache of JIT-compiled kernels, kept beside the engine as ENGINE.rtcache.
+
+    RTX engines compile their kernels for the GPU at run time, per input shape; the cache spares
+    the next process that work. TensorRT-RTX checks a loaded cache against the GPU, driver and
+    version itself and ignores one that does not fit. Standard TensorRT has no such cache (its
+    kernels are chosen at build time): `context` then makes a plain execution context.
+    """
+
+    def __init__(self, engine, engine_path: str | os.PathLike):
+        self.path = Path(str(engine_path) + ".rtcache")
+        self.config = self.cache = None
+        self.loaded = self.warned = False
+        if hasattr(engine, "create_runtime_config"):
+            config = engine.create_runtime_config()
+            if hasattr(config, "create_runtime_cache"):
+                self.config, self.cache = config, config.create_runtime_cache()
+                if self.path.is_file():
+                    self.loaded = bool(self.cache.deserialize(self.path.read_bytes()))
+                self.config.set_runtime_cache(self.cache)
+
+    def context(self, engine):
+        return engine.create_execution_context(self.config) if self.config is not None else engine.create_execution_context()
+
+    def save(self) -> None:
+        """Write the cache (atomically); a read-only engine folder costs the next run a recompile, not this one."""
+        if self.cache is None:
+            return
+        try:
+            write_bytes_atomic(self.path, bytes(self.cache.serialize()))
+        except OSError as err:
+            if not self.warned:
+                self.warned = True
+                import warnings
+
+                warnings.warn(f"TensorRT-RTX runtime cache not saved to {self.path}: {err}", stacklevel=2)
+
+
 def read_sidecar(engine: str | os.PathLike) -> dict:
     """The sidecar of an engine file, checked (one-line errors)."""
     p = Path(engine)
