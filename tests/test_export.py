@@ -232,3 +232,61 @@ def test_engine_for_named_gpus_and_bad_engine_requests(tmp_path):
     (tmp_path / "bark.engine.json").unlink()
     with pytest.raises(TexportError, match="no sidecar"):
         read_sidecar(out)
+
+
+class _FakeCache:
+    """Stands in for TensorRT-RTX's IRuntimeCache, which needs a GPU to exist."""
+
+    def __init__(self):
+        self.blob = b""
+
+    def deserialize(self, blob):
+        ok = blob.startswith(b"rtx:")
+        self.blob = blob if ok else self.blob
+        return ok
+
+    def serialize(self):
+        return self.blob + b"+kernel"
+
+
+class _FakeConfig:
+    def __init__(self):
+        self.cache = None
+
+    def create_runtime_cache(self):
+        return _FakeCache()
+
+    def set_runtime_cache(self, cache):
+        self.cache = cache
+        return True
+
+
+class _FakeEngine:
+    def create_runtime_config(self):
+        return _FakeConfig()
+
+    def create_execution_context(self, config=None):
+        return ("context", config)
+
+
+def test_rtx_runtime_cache_is_loaded_beside_the_engine_and_saved(tmp_path):
+    from texport.tensorrt_build import RuntimeCache
+
+    engine_path = tmp_path / "pebbles.engine"
+    cache_file = tmp_path / "pebbles.engine.rtcache"
+    cache_file.write_bytes(b"rtx:old")
+    cache = RuntimeCache(_FakeEngine(), engine_path)
+    assert cache.loaded and cache.context(_FakeEngine())[1] is cache.config and cache.config.cache is cache.cache
+    cache.save()
+    assert cache_file.read_bytes() == b"rtx:old+kernel"
+    cache_file.write_bytes(b"foreign")  # another GPU's or version's cache: ignored, replaced on save
+    assert not RuntimeCache(_FakeEngine(), engine_path).loaded
+
+    class StandardEngine:  # standard TensorRT: no runtime cache, a plain context, nothing written
+        def create_execution_context(self):
+            return "plain"
+
+    plain = RuntimeCache(StandardEngine(), tmp_path / "other.engine")
+    assert plain.context(StandardEngine()) == "plain"
+    plain.save()
+    assert not (tmp_path / "other.engine.rtcache").exists()

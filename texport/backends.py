@@ -9,10 +9,11 @@ be valid for the model (multiples of its size multiple); texport.models pads and
   CUDA, cuda_graphs (torch.compile's "reduce-overhead" mode, which captures CUDA graphs).
 - `onnxruntime`: the exported ONNX graph (cached under ~/.cache/texport/onnx), CUDA execution
   provider when torch sees a GPU and onnxruntime-gpu offers it, else CPU.
-- `openvino`: the same ONNX file in Intel's runtime (optional extra), fp32 unless fp16 is asked
-  for, which means the CPU's native half type (bf16 where it has one, else f16), as reported.
+- `openvino`: the same ONNX files in Intel's runtime (optional extra): fp32, the fp16 graph, or
+  with the option "openvino:bf16" OpenVINO's own bf16 (outside the fp16 tolerance, see the class).
 - `tensorrt`: a `.engine` / `.plan` built by `texport export`, run with torch CUDA tensors as
-  buffers; needs an NVIDIA GPU the engine supports.
+  buffers; needs an NVIDIA GPU the engine supports. TensorRT-RTX engines keep their JIT-compiled
+  kernels in ENGINE.rtcache beside the engine (tensorrt_build.RuntimeCache).
 
 CPU backends use as many threads as torch does (torch.get_num_threads(), e.g. OMP_NUM_THREADS),
 so their timings compare like for like. `auto` picks a static preference for the device (measured on this project's CPU, RESULTS.md):
@@ -22,6 +23,7 @@ GPU: tensorrt (given an engine), onnxruntime, torch; CPU: openvino, onnxruntime,
 from __future__ import annotations
 
 import abc
+import functools
 import hashlib
 import importlib.util
 import os
@@ -32,6 +34,22 @@ import torch
 from .errors import TexportError
 
 BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
+# "NAME:OPT+OPT" options each backend takes (parse_backend)
+BACKEND_OPTIONS = {"torch": {"channels_last", "compile", "cuda_graphs"}, "openvino": {"bf16"}}
+
+
+def parse_backend(spec: str) -> tuple[str, dict[str, bool]]:
+    """ "torch:channels_last+compile" -> ("torch", {"channels_last": True, "compile": True})."""
+    name, _, opts = spec.strip().partition(":")
+    if name not in BACKENDS and name != "auto":
+        raise TexportError(f"unknown backend {name!r}: use auto, {', '.join(BACKENDS)}")
+    chosen = {o: True for o in opts.split("+") if o}
+    allowed = BACKEND_OPTIONS.get(name, set())
+    bad = set(chosen) - allowed
+    if bad:
+        raise TexportError(f"unknown {name} option(s) {', '.join(sorted(bad))}: "
+                           + (f"use {', '.join(sorted(allowed))}" if allowed else f"the {name} backend takes none"))
+    return name, chosen
 
 
 class Backend(abc.ABC):
@@ -108,8 +126,17 @@ class TorchBackend(Backend):
 # ---------------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1)
+def _code_hash() -> str:
+    """texport's own source: a change to how graphs are built (e.g. their numerics) re-exports them."""
+    digest = hashlib.sha256()
+    for file in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(file.name.encode() + file.read_bytes())
+    return digest.hexdigest()
+
+
 def cached_onnx(model: str | os.PathLike, fp16: bool) -> Path:
-    """The model's main ONNX graph, exported once per model file and precision."""
+    """The model's main ONNX graph, exported once per model file, precision and texport source."""
     from .export import specs_for
     from .models import resolve_model
     from .onnx_export import export_onnx
@@ -118,7 +145,7 @@ def cached_onnx(model: str | os.PathLike, fp16: bool) -> Path:
     path = resolve_model(model)
     from . import __version__
 
-    key = hashlib.sha256(f"{sha256_file(path)}:{fp16}:{__version__}:{torch.__version__}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{sha256_file(path)}:{fp16}:{__version__}:{_code_hash()}:{torch.__version__}".encode()).hexdigest()[:16]
     folder = Path(os.environ.get("TEXPORT_CACHE", Path.home() / ".cache" / "texport")) / "onnx"
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / f"{path.stem}-{'fp16' if fp16 else 'fp32'}-{key}.onnx"
@@ -170,25 +197,40 @@ class OnnxRuntimeBackend(Backend):
 
 
 class OpenVINOBackend(Backend):
+    """Intel's runtime on the CPU, reading texport's ONNX graphs.
+
+    fp32: the fp32 graph with OpenVINO's inference precision pinned to f32 (on CPUs with bf16 it would
+    otherwise pick bf16 by itself). fp16: the fp16 graph, the same file onnxruntime runs, so the same
+    parts stay fp32; CPUs without native f16 compute it in f32 after its fp16 roundings (no faster,
+    and said so in describe()). bf16 (option "openvino:bf16"): the fp32 graph with OpenVINO's bf16
+    inference precision everywhere; OpenVINO cannot be told to keep texport's fp32 parts, so it is
+    far outside the fp16 tolerance (benchmarks/RESULTS.md) and never picked by itself.
+    """
+
     name = "openvino"
 
-    def __init__(self, model: str | os.PathLike, device: str = "auto", fp16: bool = False, threads: int | None = None):
+    def __init__(self, model: str | os.PathLike, device: str = "auto", fp16: bool = False, threads: int | None = None,
+                 bf16: bool = False):
         if importlib.util.find_spec("openvino") is None:
             raise TexportError("the openvino backend needs OpenVINO: pip install 'texport[openvino]'")
         import openvino as ov
 
         if device == "cuda":
             raise TexportError("the openvino backend runs on the CPU here")
-        path, meta = _onnx_source(model, False)  # OpenVINO picks its own inference precision
-        self.kind = meta["texport.kind"]
+        if fp16 and bf16:
+            raise TexportError("choose --fp16 or openvino:bf16, not both")
         core = ov.Core()
-        # fp32 unless asked: on CPUs with bf16 OpenVINO would otherwise pick bf16 by itself.
-        # fp16=True asks for the CPU's native half type (bf16 where it has one, else f16).
-        low = "bf16" if "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES") else "f16"
-        config = {"INFERENCE_PRECISION_HINT": low if fp16 else "f32"}
-        config["INFERENCE_NUM_THREADS"] = threads or torch.get_num_threads()  # the same CPU share as torch
+        if bf16 and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+            raise TexportError(f"this CPU has no bf16 ({core.get_property('CPU', 'FULL_DEVICE_NAME')})")
+        path, meta = _onnx_source(model, fp16)
+        self.kind, graph = meta["texport.kind"], meta.get("texport.precision", "fp32").split()[0]
+        if bf16 and graph != "fp32":
+            raise TexportError(f"openvino:bf16 runs an fp32 graph; {path.name} is {graph}")
+        config = {"INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32",
+                  "INFERENCE_NUM_THREADS": threads or torch.get_num_threads()}  # the same CPU share as torch
         self.compiled = core.compile_model(str(path), "CPU", config)
-        self.precision = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        self.compute = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        self.precision = "bf16" if bf16 else graph
         self.input_names = tuple(i.get_any_name() for i in self.compiled.inputs)
         self.noise_channels = self.compiled.inputs[0].get_partial_shape()[1].get_length()
         self.request = self.compiled.create_infer_request()
@@ -198,12 +240,16 @@ class OpenVINOBackend(Backend):
         result = self.request.infer(feed)
         return torch.from_numpy(next(iter(result.values())).copy()).float()
 
+    def describe(self) -> str:
+        computed = f", computed in {self.compute}" if self.precision == "fp16" and self.compute != "f16" else ""
+        return f"{self.name} ({self.device}, {self.precision}{computed})"
+
 
 class TensorRTBackend(Backend):
     name = "tensorrt"
 
     def __init__(self, engine: str | os.PathLike, device: str = "auto", flavour: str | None = None):
-        from .tensorrt_build import import_flavour, read_sidecar
+        from .tensorrt_build import RuntimeCache, import_flavour, read_sidecar
 
         side = read_sidecar(engine)
         wanted = flavour or side["flavour"]
@@ -223,7 +269,9 @@ class TensorRTBackend(Backend):
             raise TexportError(f"{engine} could not be loaded by {name} {trt.__version__} on "
                                f"{torch.cuda.get_device_name()} (built with {side['flavour_version']} for "
                                f"{side['compute_capabilities']})")
-        self.context = self.engine.create_execution_context()
+        self.runtime_cache = RuntimeCache(self.engine, engine)
+        self.context = self.runtime_cache.context(self.engine)
+        self.shapes_seen: set[tuple] = set()
         self.input_names = tuple(t["name"] for t in side["inputs"])
         self.noise_channels = side["inputs"][0]["shape"][1]
         self.output_name = side["outputs"][0]["name"]
@@ -242,6 +290,10 @@ class TensorRTBackend(Backend):
         if not self.context.execute_async_v3(stream.cuda_stream):
             raise TexportError("TensorRT execution failed")
         stream.synchronize()
+        shapes = tuple(tuple(x.shape) for x in xs)
+        if shapes not in self.shapes_seen:  # new shapes may have JIT-compiled kernels (TensorRT-RTX): keep them
+            self.shapes_seen.add(shapes)
+            self.runtime_cache.save()
         return out.cpu()
 
 
@@ -292,12 +344,15 @@ def available(device: str = "auto", engine: bool = False) -> list[str]:
 
 def open_backend(model: str | os.PathLike, backend: str = "auto", device: str = "auto", fp16: bool = False,
                  **options) -> Backend:
-    """A backend for `model` (shipped name, .safetensors, .onnx, or a TensorRT .engine / .plan)."""
+    """A backend for `model` (shipped name, .safetensors, .onnx, or a TensorRT .engine / .plan).
+
+    `backend` may carry options, "torch:channels_last+compile" (BACKEND_OPTIONS), or pass them as keywords.
+    """
+    backend, chosen = parse_backend(backend)
+    options = {**chosen, **options}
     is_engine = Path(str(model)).suffix.lower() in (".engine", ".plan")
     if backend == "auto":
         backend = "tensorrt" if is_engine else available(device)[0]
-    if backend not in BACKENDS:
-        raise TexportError(f"unknown backend {backend!r}: use auto, {', '.join(BACKENDS)}")
     if is_engine != (backend == "tensorrt"):
         raise TexportError("the tensorrt backend runs .engine / .plan files (build one with texport export), "
                            "and only it does" if is_engine else f"the tensorrt backend needs an engine file, got {model}")

@@ -21,13 +21,12 @@ from pathlib import Path
 
 import torch
 
-from .backends import BACKENDS, Backend, available, open_backend
+from .backends import Backend, available, open_backend, parse_backend
 from .errors import TexportError
 from .noise import noise_field
 
 DEFAULT_SIZES = (256, 512, 1024, 2048)
 DEFAULT_BATCHES = (1, 8)
-TORCH_OPTIONS = {"channels_last", "compile", "cuda_graphs"}
 
 
 @dataclass
@@ -111,24 +110,13 @@ def bench(model: str | os.PathLike, backends: list[str] | None = None, sizes=DEF
           progress=None) -> list[BenchRow]:
     """Time `model` on each backend (default: every one available here) at each size and batch.
 
-    A backend may carry torch options: "torch:channels_last+compile" (see TORCH_OPTIONS).
+    A backend may carry options: "torch:channels_last+compile", "openvino:bf16" (backends.BACKEND_OPTIONS).
     """
     if iters < 1 or warmup < 0:
         raise TexportError(f"--iters must be at least 1 and --warmup at least 0, got {iters}, {warmup}")
     is_engine = Path(str(model)).suffix.lower() in (".engine", ".plan")
     names = backends if backends and backends != ["all"] else available(device, engine=is_engine)
-    specs = []
-    for spec in names:  # "torch:channels_last+compile" runs the torch backend with those options
-        name, _, opts = spec.partition(":")
-        if name not in BACKENDS:
-            raise TexportError(f"unknown backend {name!r}: use all, {', '.join(BACKENDS)}")
-        chosen = {o: True for o in opts.split("+") if o}
-        if chosen and name != "torch":
-            raise TexportError(f"backend options ({opts}) are for the torch backend")
-        bad = set(chosen) - TORCH_OPTIONS
-        if bad:
-            raise TexportError(f"unknown torch option(s) {', '.join(sorted(bad))}: use {', '.join(sorted(TORCH_OPTIONS))}")
-        specs.append((name, chosen))
+    specs = [parse_backend(spec) for spec in names]  # "torch:channels_last+compile": with those options
     if texture is None:
         from .images import load_image, resolve_texture
 

@@ -282,8 +282,8 @@ def synth(
     bits16: bool = typer.Option(False, "--16bit", help="Write 16-bit PNGs."),
     texture: Optional[str] = typer.Option(None, "--texture", help="ProPO models: the target texture (any image, seen or not)."),
     stages: bool = typer.Option(False, "--stages", help="ProPO models: also write OUT-stages.png (noise, x1..x5, target per row)."),
-    backend: Optional[str] = typer.Option(None, "--backend", help="torch, onnxruntime, openvino, tensorrt (MODEL: an .engine) or auto (default: torch; onnxruntime for an .onnx; tensorrt for an engine)."),
-    fp16: bool = typer.Option(False, "--fp16", help="With --backend: half precision (openvino: the CPU's bf16/f16)."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="torch, onnxruntime, openvino, tensorrt (MODEL: an .engine) or auto (default: torch; onnxruntime for an .onnx; tensorrt for an engine); options as NAME:OPT+OPT, e.g. torch:channels_last, openvino:bf16."),
+    fp16: bool = typer.Option(False, "--fp16", help="With --backend: the fp16 graph (Gram matrices and other sensitive parts stay fp32)."),
 ) -> None:
     """Synthesize textures from a trained model in one forward pass (ProPO: like --texture).
 
@@ -418,7 +418,7 @@ def tile(
     seed: int = typer.Option(0, "--seed", help="Noise seed."),
     tileable: bool = typer.Option(False, "--tileable", help="Wrap noise and seams around: the result tiles seamlessly."),
     texture: Optional[str] = typer.Option(None, "--texture", help="ProPO models: the target texture."),
-    backend: Optional[str] = typer.Option(None, "--backend", help="torch, onnxruntime, openvino, tensorrt or auto (default as synth)."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="torch, onnxruntime, openvino, tensorrt or auto, with options as for synth (default as synth)."),
     fp16: bool = typer.Option(False, "--fp16", help="Half precision."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
     max_size: Optional[int] = typer.Option(65536, "--max-size", help="Largest accepted side."),
@@ -452,12 +452,12 @@ def tile(
 @app.command("bench")
 def bench_command(
     model: str = typer.Argument(..., help="Shipped model name, .safetensors, exported .onnx or TensorRT engine."),
-    backend: str = typer.Option("all", "--backend", help="all, or a list: torch,torch:channels_last+compile,onnxruntime,openvino,tensorrt."),
+    backend: str = typer.Option("all", "--backend", help="all, or a list: torch,torch:channels_last+compile,onnxruntime,openvino,openvino:bf16,tensorrt."),
     sizes: str = typer.Option("256,512,1024,2048", "--sizes", help="Square image sides."),
     batch: str = typer.Option("1,8", "--batch", help="Batch sizes."),
     warmup: int = typer.Option(2, "--warmup", help="Untimed runs per configuration."),
     iters: int = typer.Option(10, "--iters", help="Timed runs per configuration."),
-    fp16: bool = typer.Option(False, "--fp16", help="Half precision (openvino: the CPU's bf16/f16)."),
+    fp16: bool = typer.Option(False, "--fp16", help="Half precision: the fp16 graphs (openvino:bf16 is a backend option)."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
     texture: Optional[str] = typer.Option(None, "--texture", help="ProPO: the target texture (default: the shipped pebbles)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON (for pipelines)."),

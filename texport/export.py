@@ -25,10 +25,6 @@ from .onnx_export import DEFAULT_OPSET, export_onnx
 FORMATS = {".onnx": "onnx", ".engine": "tensorrt", ".plan": "tensorrt"}
 PARITY = {"fp32": 1e-4, "fp16": 1e-2}  # issue 10: max abs difference on the 0-1 image
 PARITY_FP32 = PARITY["fp32"]
-# OpenVINO's CPU plugin misses the fp32 target on ProPO, more with size (benchmarks/parity.py: 2.3e-4
-# at 64 px, 8.1e-4 at 256, 9.5e-3 at 1024; its texture networks and onnxruntime's ProPO meet it).
-# The backend test, at 64x80 px, holds it to this.
-OPENVINO_PROPO_FP32 = 1e-3
 DEFAULT_SIZES = (None, 512, 2048)  # min (None: the model's smallest), opt, max image side in an engine profile
 DEFAULT_TEXTURE_SIZES = (32, 256, 1024)  # ProPO's texture input
 
