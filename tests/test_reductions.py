@@ -49,3 +49,16 @@ def test_exported_colour_mean_of_a_megapixel_is_exact_to_float_rounding(exported
     for name, run in runtimes(exported):
         got = run(x).ravel().astype(np.float64)
         assert got.shape == (3,) and np.abs(got / want - 1).max() < 6e-7, name
+
+
+def test_instance_norm_is_torchs_with_the_same_weights():
+    from texport.reductions import InstanceNorm2d
+
+    ours, torchs = InstanceNorm2d(6, affine=True), torch.nn.InstanceNorm2d(6, affine=True)
+    with torch.no_grad():
+        torchs.weight.uniform_(0.5, 2)
+        torchs.bias.uniform_(-1, 1)
+    ours.load_state_dict(torchs.state_dict())
+    x = torch.randn(2, 6, 40, 24) * 3 + 1
+    assert torch.allclose(ours(x), torchs(x), atol=1e-5)
+    assert ours.half()(x.half()).dtype == torch.float16

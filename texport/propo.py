@@ -48,7 +48,7 @@ import torch.nn.functional as F
 
 from . import color_transfer, losses
 from .precision import OwnPrecision, run_in_own_precision
-from .reductions import mean_nested
+from .reductions import InstanceNorm2d, mean_nested
 from .descriptor import Descriptor
 
 LEVELS = losses.PO_LAYERS  # relu1_1, pool1, pool2, pool3, pool4: levels 1..5
@@ -130,7 +130,7 @@ def conv(cin: int, cout: int, kernel: int = 3) -> nn.Sequential:
     """Convolution, InstanceNorm, LeakyReLU (seed 000 sec. 4.1), circular padding."""
     return nn.Sequential(
         nn.Conv2d(cin, cout, kernel, padding=kernel // 2, padding_mode="circular"),
-        nn.InstanceNorm2d(cout, affine=True),
+        InstanceNorm2d(cout, affine=True),
         nn.LeakyReLU(0.2),
     )
 
@@ -143,7 +143,7 @@ class ResidualBlock(nn.Module):
         self.body = nn.Sequential(
             conv(channels, channels),
             nn.Conv2d(channels, channels, 3, padding=1, padding_mode="circular"),
-            nn.InstanceNorm2d(channels, affine=True),
+            InstanceNorm2d(channels, affine=True),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

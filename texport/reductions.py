@@ -25,3 +25,23 @@ def mean_nested(x: torch.Tensor, dims: Sequence[int]) -> torch.Tensor:
     for i, d in enumerate(dims):
         x = x.mean(dim=d, keepdim=True) if i % 2 == 0 else x.sum(dim=d, keepdim=True) / x.shape[d]
     return x
+
+
+class InstanceNorm2d(torch.nn.InstanceNorm2d):
+    """torch's InstanceNorm2d (same parameters and weights) with its statistics from mean_nested, in fp32.
+
+    Exported, torch's layer becomes one InstanceNormalization op, whose channel mean and variance
+    each runtime takes over the whole image at once: at 1024 px its output was 7.4e-5 off in
+    onnxruntime and 2.9e-5 in OpenVINO (torch 5e-7), and ProPO's stage steps passed that on
+    (OpenVINO's 1024 px images 4.8e-4 off torch's). Taken per axis: within 1.2e-6 in both.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.track_running_stats:
+            raise NotImplementedError("texport's InstanceNorm2d keeps no running statistics")
+        x32 = x.float()  # statistics in fp32 whatever the layer's precision
+        centred = x32 - mean_nested(x32, (3, 2))
+        y = centred * torch.rsqrt(mean_nested(centred * centred, (3, 2)) + self.eps)
+        if self.affine:
+            y = y * self.weight.float()[:, None, None] + self.bias.float()[:, None, None]
+        return y.to(x.dtype)
