@@ -5,7 +5,7 @@ For every shipped model kind, the fp32 and fp16 ONNX graphs run through the CPU 
 fp16 graph as is) at several sizes, noise seeds and, for ProPO, exemplars; each row is the worst max
 abs difference over its seeds and exemplars. Targets: 1e-4 in fp32, 1e-2 in fp16 (and bf16).
 
-    python benchmarks/parity.py            # about 10 minutes on 2 CPU cores
+    python benchmarks/parity.py            # about 45 minutes on 2 CPU cores
     python benchmarks/parity.py --quick    # sizes 64 and 256, two seeds
 """
 
