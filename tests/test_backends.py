@@ -56,6 +56,7 @@ def test_openvino_bf16_is_an_option_recorded_as_such():
         return
     runner = open_backend("pebbles", "openvino:bf16")
     assert runner.precision == "bf16" and runner.compute == "bf16" and "bf16" in runner.describe()
+    assert "outside the fp16 parity tolerance" in runner.caveat and open_backend("pebbles", "openvino").caveat is None
     with pytest.raises(TexportError, match="not both"):
         open_backend("pebbles", "openvino:bf16", fp16=True)
 

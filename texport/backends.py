@@ -61,6 +61,7 @@ class Backend(abc.ABC):
     device = "cpu"
     noise_channels = 3  # the noise input's channels (texture networks: scales x channels per scale)
     input_names: tuple[str, ...] = ("noise",)
+    caveat: str | None = None  # one line the CLI prints when this backend's results fall outside the parity tolerances
 
     @abc.abstractmethod
     def __call__(self, noise: torch.Tensor, texture: torch.Tensor | None = None) -> torch.Tensor:
@@ -231,6 +232,9 @@ class OpenVINOBackend(Backend):
         self.compiled = core.compile_model(str(path), "CPU", config)
         self.compute = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         self.precision = "bf16" if bf16 else graph
+        if bf16:
+            self.caveat = ("openvino:bf16 runs the whole graph in bf16, outside the fp16 parity tolerance "
+                           "(0.06-0.5 off fp32, benchmarks/RESULTS.md)")
         self.input_names = tuple(i.get_any_name() for i in self.compiled.inputs)
         self.noise_channels = self.compiled.inputs[0].get_partial_shape()[1].get_length()
         self.request = self.compiled.create_infer_request()

@@ -379,6 +379,8 @@ def _runner(model: str, backend: Optional[str], device: str, fp16: bool, texture
         suffix = Path(model).suffix.lower()
         backend = "tensorrt" if suffix in (".engine", ".plan") else "onnxruntime" if suffix == ".onnx" else "torch"
     runner = open_backend(model, backend, device, fp16)
+    if runner.caveat:
+        typer.echo(f"note: {runner.caveat}", err=True)
     if texture is not None and runner.kind != "propo":
         raise TexportError(f"{model} is a texture network trained on one texture: --texture is for ProPO models")
     return runner, load_image(resolve_texture(texture)) if texture is not None else None
