@@ -163,19 +163,21 @@ def engines(tmp_path_factory) -> dict:
     # A ProPO engine build takes ~40 s on one core: the two run as CLI processes side by side
     # while the texture-network engines are built here through the Python API.
     profile = ["--no-check", "--batch", "2", "--opt-size", "64", "--max-size", "256", "--texture-sizes", "32,64,128"]
-    jobs = {("propo", fp16): subprocess.Popen(
-        [sys.executable, "-m", "texport", "export", str(folder / f"propo{'-fp16' if fp16 else ''}.engine"), "--model",
-         "propo", *(["--fp16"] if fp16 else []), *profile], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    paths = {(name, fp16): folder / f"{name}{'-fp16' if fp16 else ''}.engine" for name in ("pebbles", "propo")
+             for fp16 in (False, True)}
+    jobs = {fp16: subprocess.Popen(
+        [sys.executable, "-m", "texport", "export", str(paths[("propo", fp16)]), "--model", "propo",
+         *(["--fp16"] if fp16 else []), *profile], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for fp16 in (False, True)}
     built = {}
     for fp16 in (False, True):
-        out = folder / f"pebbles{'-fp16' if fp16 else ''}.engine"
-        built[("pebbles", fp16)] = export(out, model="pebbles", fp16=fp16, check=False, batch=2, sizes=(None, 64, 256))[0]
-    for key, job in jobs.items():
+        built[("pebbles", fp16)] = export(paths[("pebbles", fp16)], model="pebbles", fp16=fp16, check=False, batch=2,
+                                          sizes=(None, 64, 256))[0]
+    for fp16, job in jobs.items():
         _, err = job.communicate(timeout=600)
         assert job.returncode == 0, err
-        out = folder / f"propo{'-fp16' if key[1] else ''}.engine"
-        built[key] = Exported(out, "propo", float("nan"), read_sidecar(out))
+        out = paths[("propo", fp16)]
+        built[("propo", fp16)] = Exported(out, "propo", float("nan"), read_sidecar(out))
     return built
 
 

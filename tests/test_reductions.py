@@ -62,3 +62,5 @@ def test_instance_norm_is_torchs_with_the_same_weights():
     x = torch.randn(2, 6, 40, 24) * 3 + 1
     assert torch.allclose(ours(x), torchs(x), atol=1e-5)
     assert ours.half()(x.half()).dtype == torch.float16
+    with pytest.raises(ValueError, match="per-image statistics only"):
+        InstanceNorm2d(6, track_running_stats=True)

@@ -36,9 +36,12 @@ class InstanceNorm2d(torch.nn.InstanceNorm2d):
     (OpenVINO's 1024 px images 4.8e-4 off torch's). Taken per axis: within 1.2e-6 in both.
     """
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def __init__(self, num_features: int, eps: float = 1e-5, affine: bool = False, **kwargs):
+        super().__init__(num_features, eps=eps, affine=affine, **kwargs)
         if self.track_running_stats:
-            raise NotImplementedError("texport's InstanceNorm2d keeps no running statistics")
+            raise ValueError("texport's InstanceNorm2d takes per-image statistics only (track_running_stats=False)")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         x32 = x.float()  # statistics in fp32 whatever the layer's precision
         centred = x32 - mean_nested(x32, (3, 2))
         y = centred * torch.rsqrt(mean_nested(centred * centred, (3, 2)) + self.eps)
