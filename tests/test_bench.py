@@ -24,7 +24,7 @@ def test_bench_rows_are_consistent():
         assert r.peak_memory_mb > 0 and r.device_name
 
 
-def test_flop_count_is_linear_in_pixels_and_matches_a_direct_count(pebbles):
+def test_flop_count_grows_with_the_pixels_and_matches_a_direct_count(pebbles):
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -36,7 +36,8 @@ def test_flop_count_is_linear_in_pixels_and_matches_a_direct_count(pebbles):
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         runner(noise_field(0, 15, 96, 96))
     assert flops(96) == pytest.approx(counter.get_total_flops() / 1e9, rel=1e-6)
-    assert flops(1024) == pytest.approx(flops(512) * 4, rel=1e-3)  # a texture network is all convolutions
+    # all convolutions: 4x the pixels, 4x the work, less the wrapped border's share (texnet._forward_wrapped)
+    assert 0.99 * 4 < flops(1024) / flops(512) < 4
 
 
 def test_bench_cli_writes_json_and_rejects_bad_lists(tmp_path):

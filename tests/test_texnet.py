@@ -77,6 +77,29 @@ def test_generator_size_and_parameter_count():
     assert out.shape == (2, 3, 32, 48) and out.min() >= 0 and out.max() <= 1
 
 
+def test_wrapped_noise_inference_equals_padding_every_convolution():
+    """Eval mode wraps the noise once and convolves without padding: the same image as circular padding per layer."""
+    torch.manual_seed(0)
+    for scales in (5, 4):
+        net = TextureNetwork(scales=scales).eval()
+        for m in net.modules():  # statistics and affine parameters far from the identity
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 2), m.weight.data.uniform_(0.5, 2)
+        for h, w in ((16, 16), (32, 48), (96, 64)):
+            z = net.noise(h, w, seed=h, batch=2)
+            with torch.inference_mode():
+                wrapped, padded = net(z), net._forward_padded(z)
+            assert wrapped.shape == padded.shape == (2, 3, h, w)
+            assert (wrapped - padded).abs().max() <= 1e-6, (scales, h, w)
+            assert padded.std() > 0.01  # not a flat image that any wiring would reproduce
+    half = TextureNetwork().eval().half_body()
+    z = half.noise(64, 32)
+    with torch.inference_mode():
+        assert (half(z) - half._forward_padded(z)).abs().max() <= 1e-4  # fp16 rounding of two summation orders
+    net.train()
+    assert torch.equal(net(z[:, :12]), net._forward_padded(z[:, :12]))  # training: batch statistics see the padding
+
+
 def test_any_size_is_cropped_exactly_and_seeds_are_deterministic():
     torch.manual_seed(0)
     net = TextureNetwork().eval()

@@ -79,30 +79,38 @@ def _peak_rss_mb() -> float | None:
 
 
 class FlopModel:
-    """GFLOP per image as a + b * pixels, counted on the fp32 torch graph at two sizes."""
+    """GFLOP per square image as a + b * side + c * side**2, counted on the fp32 torch graph at three sizes.
+
+    The work on the pixels grows with side**2; a texture network also convolves a wrapped border
+    (texnet._forward_wrapped), which grows with the side.
+    """
+
+    SIDES = (64, 128, 192)
 
     def __init__(self, model: str | os.PathLike, texture: torch.Tensor | None):
         from torch.utils.flop_counter import FlopCounterMode
 
         from .models import resolve_model
 
-        self.a = self.b = None
+        self.coefficients = None
         if Path(str(model)).suffix.lower() in (".onnx", ".engine", ".plan"):
             return  # counted only for texport models (the graph they came from is not at hand)
         resolve_model(model)
         runner = open_backend(model, "torch", "cpu")
         counts = []
-        for side in (64, 128):
+        for side in self.SIDES:
             z = noise_field(0, runner.noise_channels, side, side)
             with FlopCounterMode(display=False) as counter, torch.no_grad():
                 runner(z, texture)
-            counts.append((side * side, counter.get_total_flops() / 1e9))
-        (p1, f1), (p2, f2) = counts
-        self.b = (f2 - f1) / (p2 - p1)
-        self.a = f1 - self.b * p1
+            counts.append(counter.get_total_flops() / 1e9)
+        vandermonde = torch.tensor([[1.0, s, s * s] for s in self.SIDES], dtype=torch.float64)
+        self.coefficients = torch.linalg.solve(vandermonde, torch.tensor(counts, dtype=torch.float64)).tolist()
 
     def __call__(self, side: int) -> float | None:
-        return None if self.a is None else self.a + self.b * side * side
+        if self.coefficients is None:
+            return None
+        a, b, c = self.coefficients
+        return a + b * side + c * side * side
 
 
 def bench(model: str | os.PathLike, backends: list[str] | None = None, sizes=DEFAULT_SIZES, batches=DEFAULT_BATCHES,
