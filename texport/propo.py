@@ -48,7 +48,7 @@ import torch.nn.functional as F
 
 from . import color_transfer, losses
 from .precision import OwnPrecision, run_in_own_precision
-from .reductions import InstanceNorm2d, mean_nested
+from .reductions import InstanceNorm2d, mean_nested, standardize
 from .descriptor import Descriptor
 
 LEVELS = losses.PO_LAYERS  # relu1_1, pool1, pool2, pool3, pool4: levels 1..5
@@ -128,10 +128,8 @@ def color_moments(statistics: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
 
 def match_moments(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """Give each colour channel of x the target's mean and standard deviation (AdaIN, seed 000 eq. 5, on RGB)."""
-    x32 = x.float()  # moments in fp32 whatever the graph's precision
-    mu = mean_nested(x32, (3, 2))
-    sigma = mean_nested((x32 - mu).pow(2), (3, 2)).add(eps).sqrt()
-    return ((x32 - mu) / sigma * std.float() + mean.float()).to(x.dtype)
+    standard = standardize(x.float(), eps)  # moments in fp32 whatever the graph's precision
+    return (standard * std.float() + mean.float()).to(x.dtype)
 
 
 def conv(cin: int, cout: int, kernel: int = 3) -> nn.Sequential:

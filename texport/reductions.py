@@ -27,6 +27,12 @@ def mean_nested(x: torch.Tensor, dims: Sequence[int]) -> torch.Tensor:
     return x
 
 
+def standardize(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """Each channel of [B, C, H, W] x to zero mean and unit variance over its pixels (mean_nested statistics)."""
+    centred = x - mean_nested(x, (3, 2))
+    return centred * torch.rsqrt(mean_nested(centred * centred, (3, 2)) + eps)
+
+
 class InstanceNorm2d(torch.nn.InstanceNorm2d):
     """torch's InstanceNorm2d (same parameters and weights) with its statistics from mean_nested, in fp32.
 
@@ -42,9 +48,7 @@ class InstanceNorm2d(torch.nn.InstanceNorm2d):
             raise ValueError("texport's InstanceNorm2d takes per-image statistics only (track_running_stats=False)")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()  # statistics in fp32 whatever the layer's precision
-        centred = x32 - mean_nested(x32, (3, 2))
-        y = centred * torch.rsqrt(mean_nested(centred * centred, (3, 2)) + self.eps)
+        y = standardize(x.float(), self.eps)  # statistics in fp32 whatever the layer's precision
         if self.affine:
             y = y * self.weight.float()[:, None, None] + self.bias.float()[:, None, None]
         return y.to(x.dtype)
