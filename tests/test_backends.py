@@ -100,3 +100,14 @@ def test_running_an_engine_without_a_gpu_is_one_clear_line(tmp_path):
     with pytest.raises(TexportError, match="needs an NVIDIA GPU"):
         open_backend(engine, "auto")
     assert available(engine=True)[0] == "openvino" if "openvino" in CPU_BACKENDS else "onnxruntime"
+
+
+def test_low_memory_drops_onnxruntime_arena_only():
+    """texport tile asks for bounded memory: onnxruntime without its arena, the same numbers; torch ignores it."""
+    lean = open_backend("pebbles", "onnxruntime", "cpu", low_memory=True)
+    fast = open_backend("pebbles", "onnxruntime", "cpu")
+    assert not lean.session.get_session_options().enable_cpu_mem_arena
+    assert fast.session.get_session_options().enable_cpu_mem_arena
+    z = noise_field(1, 15, 48, 64)
+    assert torch.equal(lean(z), fast(z))
+    assert torch.equal(open_backend("pebbles", "torch", low_memory=True)(z), open_backend("pebbles", "torch")(z))

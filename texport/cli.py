@@ -370,7 +370,8 @@ def export_model(
     typer.echo(f"done in {time.perf_counter() - start:.1f} s")
 
 
-def _runner(model: str, backend: Optional[str], device: str, fp16: bool, texture: Optional[str]):
+def _runner(model: str, backend: Optional[str], device: str, fp16: bool, texture: Optional[str],
+            low_memory: bool = False):
     """(backend, target texture or None) for synth and tile; the default backend follows MODEL's file type."""
     from .backends import open_backend
     from .images import load_image, resolve_texture
@@ -378,7 +379,7 @@ def _runner(model: str, backend: Optional[str], device: str, fp16: bool, texture
     if backend is None:
         suffix = Path(model).suffix.lower()
         backend = "tensorrt" if suffix in (".engine", ".plan") else "onnxruntime" if suffix == ".onnx" else "torch"
-    runner = open_backend(model, backend, device, fp16)
+    runner = open_backend(model, backend, device, fp16, low_memory=low_memory)
     if runner.caveat:
         typer.echo(f"note: {runner.caveat}", err=True)
     if texture is not None and runner.kind != "propo":
@@ -434,7 +435,7 @@ def tile(
 
     _check_output(output)
     width, height = check_size(parse_size(size), max_size)
-    runner, target = _runner(model, backend, device, fp16, texture)
+    runner, target = _runner(model, backend, device, fp16, texture, low_memory=True)  # bounded memory over speed
     bar, update = _progress(1, f"tile {width}x{height}", show_loss=False)
     done = [0]
 
