@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
-from texport.bench import FlopModel, bench
+from texport.bench import FlopModel, bench, table
 from texport.errors import TexportError
 
 from conftest import run_cli
@@ -22,6 +23,9 @@ def test_bench_rows_are_consistent():
         assert r.megapixels_per_s == pytest.approx(r.images_per_s * r.size ** 2 / 1e6)
         assert r.gflops == pytest.approx(r.gflop_per_image * r.images_per_s)
         assert r.peak_memory_mb > 0 and r.device_name
+    long = dataclasses.replace(rows[0], backend="torch+channels_last+compile")  # wider than the header
+    lines = table([long] + rows).splitlines()
+    assert len({line.index("precision") for line in lines[:1]} | {line.index(" fp32") + 1 for line in lines[2:]}) == 1
 
 
 def test_flop_count_grows_with_the_pixels_and_matches_a_direct_count(pebbles):

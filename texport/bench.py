@@ -183,18 +183,19 @@ def _time(runner: Backend, row: BenchRow, side: int, batch: int, texture, warmup
 
 
 def table(rows: list[BenchRow]) -> str:
-    head = (f"{'backend':<12} {'precision':<9} {'size':>5} {'batch':>5} {'median ms':>10} {'p95 ms':>9} {'img/s':>8} "
+    w = max([len("backend")] + [len(r.backend) for r in rows])  # "torch+channels_last+compile" is 27 wide
+    head = (f"{'backend':<{w}} {'precision':<9} {'size':>5} {'batch':>5} {'median ms':>10} {'p95 ms':>9} {'img/s':>8} "
             f"{'MP/s':>8} {'GFLOP/s':>8} {'peak MB':>8}  device")
     lines = [head, "-" * len(head)]
     for r in rows:
         if r.skipped:
-            lines.append(f"{r.backend:<12} {r.precision:<9} {r.size:>5} {r.batch:>5}  skipped: {r.skipped}")
+            lines.append(f"{r.backend:<{w}} {r.precision:<9} {r.size:>5} {r.batch:>5}  skipped: {r.skipped}")
             continue
 
         def f(v, spec):
             return "-" if v is None else format(v, spec)
 
-        lines.append(f"{r.backend:<12} {r.precision:<9} {r.size:>5} {r.batch:>5} {f(r.median_ms, '10.1f')} "
+        lines.append(f"{r.backend:<{w}} {r.precision:<9} {r.size:>5} {r.batch:>5} {f(r.median_ms, '10.1f')} "
                      f"{f(r.p95_ms, '9.1f')} {f(r.images_per_s, '8.2f')} {f(r.megapixels_per_s, '8.2f')} "
                      f"{f(r.gflops, '8.1f')} {f(r.peak_memory_mb, '8.0f')}  {r.device_name}")
     return "\n".join(lines)
