@@ -40,7 +40,7 @@ def test_flop_count_grows_with_the_pixels_and_matches_a_direct_count(pebbles):
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         runner(noise_field(0, 15, 96, 96))
     assert flops(96) == pytest.approx(counter.get_total_flops() / 1e9, rel=1e-6)
-    # all convolutions: 4x the pixels, 4x the work, less the wrapped border's share (texnet._forward_wrapped)
+    # all convolutions: 4x the pixels, 4x the work, less the wrapped border's share (texnet.TextureNetwork._forward)
     assert 0.99 * 4 < flops(1024) / flops(512) < 4
 
 

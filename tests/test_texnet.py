@@ -88,16 +88,16 @@ def test_wrapped_noise_inference_equals_padding_every_convolution():
         for h, w in ((16, 16), (32, 48), (96, 64)):
             z = net.noise(h, w, seed=h, batch=2)
             with torch.inference_mode():
-                wrapped, padded = net(z), net._forward_padded(z)
+                wrapped, padded = net(z), net._forward(z, unpadded=False)
             assert wrapped.shape == padded.shape == (2, 3, h, w)
             assert (wrapped - padded).abs().max() <= 1e-6, (scales, h, w)
             assert padded.std() > 0.01  # not a flat image that any wiring would reproduce
     half = TextureNetwork().eval().half_body()
     z = half.noise(64, 32)
     with torch.inference_mode():
-        assert (half(z) - half._forward_padded(z)).abs().max() <= 1e-4  # fp16 rounding of two summation orders
+        assert (half(z) - half._forward(z, unpadded=False)).abs().max() <= 1e-4  # fp16 rounding of two summation orders
     net.train()
-    assert torch.equal(net(z[:, :12]), net._forward_padded(z[:, :12]))  # training: batch statistics see the padding
+    assert torch.equal(net(z[:, :12]), net._forward(z[:, :12], unpadded=False))  # training: batch statistics see the padding
 
 
 def test_any_size_is_cropped_exactly_and_seeds_are_deterministic():

@@ -82,7 +82,7 @@ class FlopModel:
     """GFLOP per square image as a + b * side + c * side**2, counted on the fp32 torch graph at three sizes.
 
     The work on the pixels grows with side**2; a texture network also convolves a wrapped border
-    (texnet._forward_wrapped), which grows with the side.
+    (texnet.TextureNetwork._forward), which grows with the side.
     """
 
     SIDES = (64, 128, 192)

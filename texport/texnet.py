@@ -10,7 +10,7 @@ Every convolution pads circularly, so an output wraps around (tileable) and has 
 BatchNorm, as in the paper, runs with frozen statistics at inference: each output pixel is then a
 function of nearby noise only, and everything but the convolutions works pixel by pixel. So at
 inference the network wraps each noise scale once by what its convolutions will eat and convolves
-without padding (`_forward_wrapped`): the same sums as padding every convolution, without a copy of
+without padding (`TextureNetwork._forward`): the same sums as padding every convolution, without a copy of
 every feature map (at 512 px on 2 CPU cores: OpenVINO 71 -> 64 ms, onnxruntime 106 -> 84 ms, torch
 341 -> 320 ms). InstanceNorm is an experiment option (per-image statistics rule
 exact tiling out). The noise comes as one [B, K*C, H, W] tensor (texport.noise contract).
@@ -112,33 +112,27 @@ class TextureNetwork(nn.Module):
         return self.scales * self.noise_channels
 
     def forward(self, noise: torch.Tensor) -> torch.Tensor:
-        if self.training or self.norm != "batch":  # batch statistics or InstanceNorm see the padding
-            return self._forward_padded(noise)
-        return self._forward_wrapped(noise)
+        # batch statistics (training) and InstanceNorm would see a wrapped border: they pad every convolution
+        return self._forward(noise, unpadded=not self.training and self.norm == "batch")
 
-    def _forward_padded(self, noise: torch.Tensor) -> torch.Tensor:
-        """Every convolution pads circularly (training; InstanceNorm)."""
-        z = noise_lib.scales(noise, self.scales)  # finest first
-        y = run_in_own_precision(self.noise_blocks[-1], z[-1])
-        for j, i in enumerate(range(self.scales - 2, -1, -1)):
-            coarse = run_in_own_precision(self.join_norms_coarse[j], self.upsample(y))
-            fine = run_in_own_precision(self.join_norms_fine[j], run_in_own_precision(self.noise_blocks[i], z[i]))
-            y = run_in_own_precision(self.join_blocks[j], torch.cat([coarse, fine], dim=1))
-        return torch.sigmoid(run_in_own_precision(self.to_rgb, y).float())
-
-    def _forward_wrapped(self, noise: torch.Tensor) -> torch.Tensor:
-        """Frozen BatchNorm: each noise scale wrapped once, convolutions without padding; equals _forward_padded."""
-        z = noise_lib.scales(noise, self.scales)
+    def _forward(self, noise: torch.Tensor, unpadded: bool) -> torch.Tensor:
+        """unpadded: each noise scale wrapped once (halos), convolutions without padding; else every
+        convolution pads circularly. The same sums, so the same image, under frozen BatchNorm."""
         out, crop = halos(self.scales)
-        y = self.noise_blocks[-1].unpadded(wrap(z[-1], out[-1] + BLOCK_SHRINK))
+
+        def block(module: ConvBlock, x: torch.Tensor, wrap_by: int = 0) -> torch.Tensor:
+            return module.unpadded(wrap(x, wrap_by)) if unpadded else run_in_own_precision(module, x)
+
+        z = noise_lib.scales(noise, self.scales)  # finest first
+        y = block(self.noise_blocks[-1], z[-1], out[-1] + BLOCK_SHRINK)
         for j, i in enumerate(range(self.scales - 2, -1, -1)):
             up = self.upsample(y)
-            if crop[i]:
+            if unpadded and crop[i]:
                 up = up[:, :, crop[i]:-crop[i], crop[i]:-crop[i]]
             coarse = run_in_own_precision(self.join_norms_coarse[j], up)
-            fine = self.noise_blocks[i].unpadded(wrap(z[i], out[i] + 2 * BLOCK_SHRINK))
+            fine = block(self.noise_blocks[i], z[i], out[i] + 2 * BLOCK_SHRINK)
             fine = run_in_own_precision(self.join_norms_fine[j], fine)
-            y = self.join_blocks[j].unpadded(torch.cat([coarse, fine], dim=1))
+            y = block(self.join_blocks[j], torch.cat([coarse, fine], dim=1))
         return torch.sigmoid(run_in_own_precision(self.to_rgb, y).float())
 
     def half_body(self) -> "TextureNetwork":
