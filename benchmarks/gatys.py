@@ -1,16 +1,18 @@
 """Gatys budget benchmark: the reference every faster model is compared against.
 
-For each texture, size (128, 256, 512) and objective (Gram only, and the default Gram + colour):
-400 L-BFGS-B evaluations (seed 000 sec. 4.2: Gatys converged after about 400 iterations), recording
-seconds, final Gram texture loss (normalized layer weights, the same definition for both
-objectives), and colour distance (sliced Wasserstein-1 on the saved 8-bit image, 0-1 scale).
+For each texture and size: 400 L-BFGS-B evaluations (seed 000 sec. 4.2: Gatys converged after
+about 400 iterations) of the default objective (Gram + colour + spectrum) and of the same without
+the spectrum term (the objective before Quality v2), recording seconds and the Quality v2 measures
+of the saved 8-bit image (`measures`): the default objective's value, the plain normalized Gram
+loss, spectral distance against its target 1.5 x floor + 0.1, the judge's distance
+(EfficientNet-Lite0, texport.metrics) and colour distance.
 
 Results are cached in benchmarks/cache/gatys/ under a key made of the exemplar's bytes, the run's
 settings, the descriptor identity and the source of the modules that compute them, so a re-run
 recomputes only what changed. Writes the table into benchmarks/RESULTS.md (its own section) and
-exemplar | Gram-only | default images side by side into benchmarks/images/.
+exemplar | without spectrum | default images side by side into benchmarks/images/.
 
-    python benchmarks/gatys.py                      # pebbles at 128, 256, 512
+    python benchmarks/gatys.py                      # the four shared textures at 256 px
     python benchmarks/gatys.py --sizes 128,256 --textures pebbles,red-peppers
 """
 
@@ -20,23 +22,28 @@ import argparse
 import hashlib
 import json
 import platform
+import statistics
 import time
 from pathlib import Path
 
 import torch
 
 import texport
-from texport import descriptor, gatys, losses, objective
+from texport import descriptor, gatys, losses, metrics, objective, spectrum
 from texport.images import load_exemplar, load_image, quantize, save_image, side_by_side
-from texport.objective import build_objective
+from texport.objective import DEFAULT_SPECTRUM_WEIGHT, build_objective
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / "cache" / "gatys"
 IMAGES = HERE / "images"
 RESULTS = HERE / "RESULTS.md"
 SHARED = HERE.parent.parent / "shared" / "textures"
-OBJECTIVES = ("gram", "gram+color")
+SPECTRUM_WEIGHTS = (0.0, DEFAULT_SPECTRUM_WEIGHT)  # before Quality v2, and the default
 BUDGET = 400
+TEXTURES = "pebbles,red-peppers,bark,cezanne"
+# Parts of exemplars that are not texture: pebbles.jpg carries a printed "source: Simoncelli" label
+# along its bottom (the shipped pebbles network is trained on the same crop, recorded in its manifest).
+EXEMPLAR_CROPS = {"pebbles": (0, 0, 256, 232)}
 
 
 def texture_path(name: str) -> Path:
@@ -51,40 +58,66 @@ def texture_path(name: str) -> Path:
 
 def code_hash() -> str:
     digest = hashlib.sha256()
-    for module in (gatys, objective, losses, descriptor):
+    for module in (gatys, objective, losses, descriptor, spectrum, metrics):
         digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()[:16]
 
 
-def cache_key(path: Path, size: int, loss: str, iters: int, seed: int, desc, crop=None) -> str:
+def cache_key(path: Path, size: int, loss: str, iters: int, seed: int, desc, crop=None,
+              spectrum_weight: float = DEFAULT_SPECTRUM_WEIGHT) -> str:
     """The cache name of a Gatys run: exemplar bytes, settings, descriptor, code and torch version."""
     key_parts = [hashlib.sha256(path.read_bytes()).hexdigest(), size, loss, iters, seed, desc.identity,
-                 code_hash(), torch.__version__]
-    if crop is not None:
-        key_parts.append(list(crop))
+                 code_hash(), torch.__version__, list(crop) if crop is not None else None, spectrum_weight]
     return hashlib.sha256(json.dumps(key_parts).encode()).hexdigest()[:20]
 
 
-def run_one(path: Path, size: int, loss: str, iters: int, seed: int, device: str, desc, crop=None) -> dict:
+_judge: list = []
+
+
+def judge() -> metrics.Judge:
+    """One EfficientNet-Lite0 judge per process."""
+    if not _judge:
+        _judge.append(metrics.Judge())
+    return _judge[0]
+
+
+@torch.no_grad()
+def measures(images: torch.Tensor, exemplar: torch.Tensor, desc) -> list[dict]:
+    """Quality v2's measures of each image [B, 3, H, W] (quantized to 8 bits first) against the exemplar.
+
+    objective: the default objective's value (Gram + colour + spectrum, default weights, reflect
+    padding) whatever produced the image; gram: the plain normalized Gram loss; spectral (with its
+    floor and target), judge and colour: texport.metrics.
+    """
+    saved = quantize(images)
+    default = build_objective(exemplar, descriptor=desc)
+    gram = build_objective(exemplar, "gram", descriptor=desc, spectrum_weight=0)
+    floor = metrics.spectral_floor(exemplar)
+    values = {"objective": default(saved)["total"], "gram": gram(saved)["gram"],
+              "spectral": metrics.spectral_distance(saved, exemplar), "judge": judge().distance(saved, exemplar),
+              "color": losses.color_distance(saved, exemplar)}
+    return [dict({k: float(v[i]) for k, v in values.items()}, floor=floor, target=metrics.spectral_target(floor))
+            for i in range(saved.shape[0])]
+
+
+def run_one(path: Path, size: int, loss: str, iters: int, seed: int, device: str, desc, crop=None,
+            spectrum_weight: float = DEFAULT_SPECTRUM_WEIGHT) -> dict:
     """One cached Gatys run; crop (x, y, w, h) cuts the exemplar first (as a texture network's manifest records)."""
-    key = cache_key(path, size, loss, iters, seed, desc, crop)
+    key = cache_key(path, size, loss, iters, seed, desc, crop, spectrum_weight)
     record_path, image_path = CACHE / f"{key}.json", CACHE / f"{key}.png"
     if record_path.is_file() and image_path.is_file():
         return json.loads(record_path.read_text())
     exemplar = load_exemplar(path, crop)
-    obj = build_objective(exemplar, loss, descriptor=desc)
-    print(f"  {path.stem} {size}px {loss}: {iters} evaluations ...", flush=True)
+    obj = build_objective(exemplar, loss, descriptor=desc, spectrum_weight=spectrum_weight)
+    print(f"  {path.stem} {size}px {loss} spectrum {spectrum_weight:g}: {iters} evaluations ...", flush=True)
     result = gatys.synthesize(exemplar, size, iters, objective=obj, seed=seed, device=device)
-    saved = quantize(result.image)  # metrics on the image as saved
-    gram_obj = obj if loss == "gram" else build_objective(exemplar, "gram", descriptor=desc)
-    with torch.no_grad():
-        gram_loss = float(gram_obj(saved)["gram"][0])
-    record = {
-        "texture": path.stem, "crop": list(crop) if crop is not None else None, "size": size, "loss": loss, "evaluations": result.evaluations,
-        "seconds": round(result.seconds, 2), "gram_loss": gram_loss,
-        "color_distance": float(losses.color_distance(saved, exemplar)), "descriptor": desc.identity, "key": key,
-        "machine": f"{cpu_name()}, {torch.get_num_threads()} threads",
-    }
+    measured = measures(result.image, exemplar, desc)[0]
+    record = dict(
+        measured, texture=path.stem, crop=list(crop) if crop is not None else None, size=size, loss=loss,
+        spectrum_weight=spectrum_weight, evaluations=result.evaluations, seconds=round(result.seconds, 2),
+        gram_loss=measured["gram"], color_distance=measured["color"], descriptor=desc.identity, key=key,
+        machine=f"{cpu_name()}, {torch.get_num_threads()} threads",
+    )
     CACHE.mkdir(parents=True, exist_ok=True)
     save_image(result.image, image_path)
     record_path.write_text(json.dumps(record, indent=1))
@@ -93,8 +126,12 @@ def run_one(path: Path, size: int, loss: str, iters: int, seed: int, device: str
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--textures", default="pebbles")
-    parser.add_argument("--sizes", default="128,256,512")
+    parser.add_argument("--textures", default=TEXTURES)
+    parser.add_argument("--sizes", default="256")
+    parser.add_argument("--weights", default=",".join(f"{w:g}" for w in SPECTRUM_WEIGHTS),
+                        help="spectrum weights to run (default: 0, the objective before Quality v2, and the default)")
+    parser.add_argument("--before", default=None,
+                        help="textures that run weight 0 too (default: all); the others run the non-zero weights only")
     parser.add_argument("--iters", type=int, default=BUDGET)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
@@ -104,10 +141,14 @@ def main() -> None:
     rows = []
     for name in args.textures.split(","):
         path = texture_path(name)
+        crop = EXEMPLAR_CROPS.get(path.stem)
         for size in (int(s) for s in args.sizes.split(",")):
-            records = {loss: run_one(path, size, loss, args.iters, args.seed, args.device, desc) for loss in OBJECTIVES}
-            rows += records.values()
-            images = [load_image(path)] + [load_image(CACHE / f"{r['key']}.png") for r in records.values()]
+            weights = [float(w) for w in args.weights.split(",")]
+            if args.before is not None and name not in args.before.split(","):
+                weights = [w for w in weights if w > 0]
+            records = [run_one(path, size, "gram+color", args.iters, args.seed, args.device, desc, crop, w) for w in weights]
+            rows += records
+            images = [load_exemplar(path, crop)] + [load_image(CACHE / f"{r['key']}.png") for r in records]
             IMAGES.mkdir(exist_ok=True)
             save_image(side_by_side(images, height=min(size, 384)), IMAGES / f"gatys_{path.stem}_{size}.png")
     write_results(rows, desc, args)
@@ -126,22 +167,32 @@ def write_results(rows: list[dict], desc, args) -> None:
         "## Gatys reference (`benchmarks/gatys.py`)",
         "",
         f"{args.iters} L-BFGS-B evaluations from uniform noise (seed {args.seed}), pixels bounded to [0, 1]; "
-        f"descriptor `{desc.identity[:26]}…` through pool4, layers {', '.join(losses.PO_LAYERS)} with normalized "
-        "weights. Gram loss: the normalized-weight texture loss of the saved image (same definition for both "
-        "objectives). Colour: sliced Wasserstein-1 of RGB on the saved 8-bit image, 0-1 scale. "
-        "Cached rows keep the machine they were measured on (two 2-core cloud VMs so far; the Intel one ran "
-        "the same work about 1.5x slower). "
-        f"This run: {cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, device {args.device}, "
-        f"texport {texport.__version__}; measured {time.strftime('%Y-%m-%d')}.",
+        f"descriptor `{desc.identity[:26]}…`, layers {', '.join(losses.PO_LAYERS)} with normalized weights, colour "
+        f"weight 10; spectrum weight 0 (the objective before Quality v2) or {DEFAULT_SPECTRUM_WEIGHT:g} (the default). "
+        "Measures on the saved 8-bit image: the default objective's value, the plain normalized Gram loss, spectral "
+        "distance (target 1.5 x floor + 0.1, floor = exemplar's left vs right half), the judge (EfficientNet-Lite0 "
+        "sliced Wasserstein) and colour distance (sliced Wasserstein-1, RGB). pebbles: the exemplar without its "
+        f"label (x 0-256, y 0-232). This run: {cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+        f"device {args.device}, texport {texport.__version__}; measured {time.strftime('%Y-%m-%d')}.",
         "",
-        "| texture | size | objective | evaluations | seconds | Gram loss | colour distance | machine (2 threads) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| texture | size | spectrum w | seconds | objective | Gram | spectral (target) | judge | colour |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
-        lines.append(f"| {r['texture']} | {r['size']} | {r['loss']} | {r['evaluations']} | {r['seconds']:.1f} | "
-                     f"{r['gram_loss']:.3g} | {r['color_distance']:.4f} | {r.get('machine', '?').split(',')[0]} |")
-    lines += ["", "Images (exemplar | Gram only | Gram + colour): "
-              + ", ".join(f"`benchmarks/images/gatys_{r['texture']}_{r['size']}.png`" for r in rows[::2]), ""]
+        ok = "ok" if r["spectral"] <= r["target"] else "over"
+        lines.append(f"| {r['texture']} | {r['size']} | {r['spectrum_weight']:g} | {r['seconds']:.0f} | {r['objective']:.4g} | "
+                     f"{r['gram']:.4g} | {r['spectral']:.3f} ({r['target']:.3f}, {ok}) | {r['judge']:.3f} | {r['color']:.4f} |")
+    lines += ["", "Median across textures:", "", "| size | spectrum w | objective | spectral / target | judge | colour |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for size in sorted({r["size"] for r in rows}):
+        for w in sorted({r["spectrum_weight"] for r in rows}):
+            sel = [r for r in rows if r["size"] == size and r["spectrum_weight"] == w]
+            if sel:
+                lines.append(f"| {size} | {w:g} | {statistics.median(r['objective'] for r in sel):.4g} | "
+                             f"{statistics.median(r['spectral'] / r['target'] for r in sel):.2f} | "
+                             f"{statistics.median(r['judge'] for r in sel):.3f} | {statistics.median(r['color'] for r in sel):.4f} |")
+    sheets = sorted({f"`benchmarks/images/gatys_{r['texture']}_{r['size']}.png`" for r in rows})
+    lines += ["", f"Images (exemplar | one per spectrum weight run, in the order {args.weights}): " + ", ".join(sheets), ""]
     replace_section(RESULTS, "gatys", "\n".join(lines))
     print("\n".join(lines))
 

@@ -1,16 +1,18 @@
-"""Texture networks against the Gatys reference: quality, colour, diversity, speed, memory.
+"""Texture networks against the Gatys reference: quality (Quality v2 measures), diversity, speed, memory.
 
-For each shipped texture network at 256x256, on the descriptor it was trained with and the same
-objective: the Gram texture loss (normalized layer weights) and colour distance (sliced
-Wasserstein-1 on 0-1 RGB) of 5 network samples (seeds 0-4, mean) and of a Gatys result (400
-L-BFGS-B evaluations, the default Gram + colour objective, from benchmarks/gatys.py and its cache);
-their ratios; diversity (seed 000 eq. 11, conv4_2) of the 5 samples and, for one texture, of 5
-Gatys runs with seeds 0-4; seconds per image and the speed-up. Then seconds per image and peak
-memory of the network at 512, 1024 and 2048 pixels, each size in a fresh process. All metrics are
-taken on the images as saved (8-bit). Writes its section of benchmarks/RESULTS.md.
+For each texture network at 256x256, on the descriptor it was trained with: the measures of
+benchmarks/gatys.py (`measures`: the default objective's value, i.e. Gram + colour + spectrum, the
+spectral distance against its target, the judge's distance, colour distance, the plain Gram loss)
+of 5 network samples (seeds 0-4, mean) and of a Gatys result (400 L-BFGS-B evaluations of the
+default objective, cached by benchmarks/gatys.py); the objective ratio; diversity (seed 000 eq. 11,
+conv4_2) of 5 samples and, for one texture, of 5 Gatys runs with seeds 0-4, both at 128 px (five
+400-evaluation Gatys runs at 256 px cost more than this benchmark's 2-core budget); seconds per image
+and the speed-up; then, with --large, seconds and peak memory at 512, 1024 and 2048 px, each size in
+a fresh process. Every measure on the images as saved (8-bit). Each texture has its row, and the
+median across textures stands beside the ratio of means. Writes its section of RESULTS.md.
 
     python benchmarks/quality.py                         # every shipped texture network
-    python benchmarks/quality.py --models pebbles --gatys-diversity pebbles
+    python benchmarks/quality.py --models pebbles,runs/pebbles.safetensors --gatys-diversity none
 """
 
 from __future__ import annotations
@@ -36,12 +38,13 @@ from texport.checkpoints import read_manifest  # noqa: E402
 from texport.descriptor import build_descriptor  # noqa: E402
 from texport.images import load_exemplar, load_image, quantize, save_image, side_by_side  # noqa: E402
 from texport.models import load_texnet, shipped_models, synthesize  # noqa: E402
-from texport.objective import build_objective  # noqa: E402
+from texport.training import TRAIN_SEED_OFFSET, recalibrate_batchnorm  # noqa: E402
 
 SIZE = 256
 SAMPLES = 5
+DIVERSITY_SIZE = 128  # diversity of 5 network samples and 5 Gatys runs (seeds 0-4), both at this size
 LARGE = (512, 1024, 2048)
-TARGETS = {"gram_ratio": 3.0, "color": 0.01, "diversity_ratio": 0.9, "speedup": 500.0}
+TARGETS = {"objective_ratio": 10.0, "objective_goal": 3.0, "color": 0.01, "diversity_ratio": 0.9, "speedup": 500.0}
 
 
 def exemplar_for(manifest: dict) -> Path:
@@ -89,10 +92,49 @@ def _one_size(model_path: str, size: int, device: str) -> None:
                       else "peak RSS growth over the loaded model / whole process peak RSS"}))
 
 
+def measure_model(model_path: Path, device: str, gatys_diversity: bool) -> dict:
+    loaded = load_texnet(model_path, device)
+    manifest = loaded.manifest
+    training = manifest["training"]
+    if not str(training.get("batchnorm", "")).startswith("recalibrated"):  # an intermediate checkpoint: finish it as training would
+        recalibrate_batchnorm(loaded.network, training["size"], training["batch"], seed=TRAIN_SEED_OFFSET // 2 + training["seed"] * 4096)
+    path = exemplar_for(manifest)
+    crop = manifest["texture"].get("crop")
+    exemplar = load_exemplar(path, crop)
+    desc = build_descriptor(manifest["descriptor"].split(":")[0], losses.PO_LAYERS + (losses.DIVERSITY_LAYER,),
+                            device=device, expect_identity=manifest["descriptor"])
+    samples = quantize(synthesize(loaded, SIZE, seed=0, count=SAMPLES))
+    net = gatys_benchmark.measures(samples, exemplar, desc)
+
+    def diversity(images: torch.Tensor) -> float:
+        with torch.no_grad():
+            return float(losses.diversity(desc(images, padding="reflect")[losses.DIVERSITY_LAYER]))
+
+    net_div = diversity(quantize(synthesize(loaded, DIVERSITY_SIZE, seed=0, count=SAMPLES)))
+    ref = gatys_benchmark.run_one(path, SIZE, "gram+color", gatys_benchmark.BUDGET, 0, device, desc, crop)
+    gatys_div = None
+    if gatys_diversity:  # 5 Gatys runs (seeds 0-4) at DIVERSITY_SIZE
+        runs = [gatys_benchmark.run_one(path, DIVERSITY_SIZE, "gram+color", gatys_benchmark.BUDGET, s, device, desc, crop)
+                for s in range(SAMPLES)]
+        gatys_div = diversity(torch.cat([load_image(gatys_benchmark.CACHE / f"{r['key']}.png") for r in runs]))
+    row = {"model": str(model_path), "texture": manifest["texture"]["name"], "iterations": training["iterations"],
+           "train_seconds": training["seconds"], "net_div": net_div, "gatys_div": gatys_div,
+           "net_seconds": seconds_per_image(loaded, SIZE), "gatys_seconds": ref["seconds"],
+           "objective": manifest.get("objective", {}), **{f"net_{k}": statistics.mean(m[k] for m in net) for k in net[0]},
+           **{f"gatys_{k}": ref[k] for k in ("objective", "gram", "spectral", "judge", "color")}}
+    gatys_benchmark.IMAGES.mkdir(exist_ok=True)
+    gatys_image = load_image(gatys_benchmark.CACHE / f"{ref['key']}.png")
+    save_image(side_by_side([exemplar, gatys_image] + [s[None] for s in samples[:3]], height=SIZE),
+               gatys_benchmark.IMAGES / f"texnet_{Path(model_path).stem}_{SIZE}.png")
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default=None, help="comma-separated shipped texture networks (default: all)")
-    parser.add_argument("--gatys-diversity", default="pebbles", help="texture whose 5 Gatys runs give the diversity reference")
+    parser.add_argument("--models", default=None, help="comma-separated texture networks, names or files (default: every shipped one)")
+    parser.add_argument("--gatys-diversity", default="pebbles", help="texture whose 5 Gatys runs give the diversity reference (none: skip)")
+    parser.add_argument("--large", action="store_true", help="also time the networks at 512, 1024 and 2048 px")
+    parser.add_argument("--section", default="quality", help="RESULTS.md section to write")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--_one-size", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -102,79 +144,58 @@ def main() -> None:
     names = args.models.split(",") if args.models else list(shipped)
     rows, large = [], {}
     for name in names:
-        loaded = load_texnet(shipped[name], args.device)
-        manifest = loaded.manifest
-        path = exemplar_for(manifest)
-        crop = manifest["texture"].get("crop")
-        exemplar = load_exemplar(path, crop)
-        desc = build_descriptor(manifest["descriptor"].split(":")[0], losses.PO_LAYERS + (losses.DIVERSITY_LAYER,),
-                                device=args.device, expect_identity=manifest["descriptor"])
-        gram_objective = build_objective(exemplar, "gram", descriptor=desc)
-        samples = quantize(synthesize(loaded, SIZE, seed=0, count=SAMPLES))
-        with torch.no_grad():
-            net_gram = [float(v) for v in gram_objective(samples)["gram"]]
-            net_color = [float(losses.color_distance(s[None], exemplar)) for s in samples]
-            net_div = float(losses.diversity(desc(samples, padding="reflect")[losses.DIVERSITY_LAYER]))
-        gatys_seeds = range(SAMPLES) if name == args.gatys_diversity else range(1)
-        gatys_records = [gatys_benchmark.run_one(path, SIZE, "gram+color", gatys_benchmark.BUDGET, s, args.device, desc, crop)
-                         for s in gatys_seeds]
-        ref = gatys_records[0]
-        gatys_div = None
-        if len(gatys_records) > 1:
-            gatys_images = torch.cat([load_image(gatys_benchmark.CACHE / f"{r['key']}.png") for r in gatys_records])
-            with torch.no_grad():
-                gatys_div = float(losses.diversity(desc(gatys_images, padding="reflect")[losses.DIVERSITY_LAYER]))
-        net_seconds = seconds_per_image(loaded, SIZE)
-        rows.append({
-            "texture": name, "net_gram": statistics.mean(net_gram), "gatys_gram": ref["gram_loss"],
-            "net_color": statistics.mean(net_color), "gatys_color": ref["color_distance"],
-            "net_div": net_div, "gatys_div": gatys_div, "net_seconds": net_seconds, "gatys_seconds": ref["seconds"],
-            "iterations": manifest["training"]["iterations"], "train_seconds": manifest["training"]["seconds"],
-        })
-        gatys_benchmark.IMAGES.mkdir(exist_ok=True)
-        gatys_image = load_image(gatys_benchmark.CACHE / f"{ref['key']}.png")
-        save_image(side_by_side([exemplar, gatys_image] + [s[None] for s in samples[:3]], height=SIZE),
-                   gatys_benchmark.IMAGES / f"texnet_{name}_{SIZE}.png")
-        large[name] = [measure_large(shipped[name], s, args.device) for s in LARGE]
-        print(json.dumps(rows[-1]), json.dumps(large[name]), flush=True)
-    write_results(rows, large, args.device)
+        model_path = shipped.get(name, Path(name))
+        texture = read_manifest(model_path)["texture"]["name"]
+        rows.append(measure_model(model_path, args.device, gatys_diversity=(texture == args.gatys_diversity)))
+        if args.large:
+            large[name] = [measure_large(model_path, s, args.device) for s in LARGE]
+        print(json.dumps({k: v for k, v in rows[-1].items()}), flush=True)
+    write_results(rows, large, args)
 
 
-def write_results(rows: list[dict], large: dict, device: str) -> None:
+def write_results(rows: list[dict], large: dict, args) -> None:
     cpu = gatys_benchmark.cpu_name()
     lines = [
         "## Texture networks vs Gatys (`benchmarks/quality.py`)",
         "",
         f"256x256; network: mean of {SAMPLES} samples (seeds 0-4); Gatys: 400 L-BFGS-B evaluations of the default "
-        "Gram + colour objective (seed 0). Gram loss: normalized-weight texture loss on the PO layers; colour: "
-        "sliced Wasserstein-1 on 0-1 RGB; both on the saved 8-bit images, on the descriptor each network was "
-        "trained with. Diversity: seed 000 eq. 11 on conv4_2 over the 5 images. "
-        f"Targets: Gram ratio <= {TARGETS['gram_ratio']:g}, network colour <= {TARGETS['color']:g}, diversity ratio >= "
-        f"{TARGETS['diversity_ratio']:g}, speed-up >= {TARGETS['speedup']:g}. Machine: {cpu}, {torch.get_num_threads()} "
-        f"threads, torch {torch.__version__}, device {device}, texport {texport.__version__}; measured {time.strftime('%Y-%m-%d')}.",
+        "objective (Gram + colour + spectrum, seed 0). Objective: the default objective's value on the saved 8-bit "
+        "image; spectral distance (target 1.5 x floor + 0.1), judge (EfficientNet-Lite0, texport.metrics), colour "
+        "(sliced Wasserstein-1, RGB), all on the saved images, on the descriptor each network was trained with. "
+        f"Diversity: seed 000 eq. 11 on conv4_2 over 5 images at {DIVERSITY_SIZE} px (network samples, Gatys seeds 0-4). "
+        f"Targets: objective ratio <= {TARGETS['objective_ratio']:g} (goal {TARGETS['objective_goal']:g}), spectral <= "
+        f"target, colour <= {TARGETS['color']:g}, judge <= Gatys's, diversity ratio >= {TARGETS['diversity_ratio']:g}. "
+        f"Machine: {cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, device {args.device}, texport "
+        f"{texport.__version__}; measured {time.strftime('%Y-%m-%d')}.",
         "",
-        "| texture | train iters | train s | Gram net | Gram Gatys | ratio | colour net | colour Gatys | diversity net | diversity Gatys | ratio | s/image net | s/image Gatys | speed-up |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| model | train iters | train s | objective net | objective Gatys | ratio | spectral net / Gatys (target) | "
+        "judge net / Gatys | colour net / Gatys | Gram net / Gatys | diversity net / Gatys | s/image net | speed-up |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
-        div_ratio = f"{r['net_div'] / r['gatys_div']:.2f}" if r["gatys_div"] else "-"
-        gatys_div = f"{r['gatys_div']:.4g}" if r["gatys_div"] else "-"
+        div = f"{r['net_div']:.3g} / {r['gatys_div']:.3g} = {r['net_div'] / r['gatys_div']:.2f}" if r["gatys_div"] else f"{r['net_div']:.3g} / -"
         lines.append(
-            f"| {r['texture']} | {r['iterations']} | {r['train_seconds']:.0f} | {r['net_gram']:.3g} | {r['gatys_gram']:.3g} | "
-            f"{r['net_gram'] / r['gatys_gram']:.2f} | {r['net_color']:.4f} | {r['gatys_color']:.4f} | {r['net_div']:.4g} | "
-            f"{gatys_div} | {div_ratio} | {r['net_seconds']:.4f} | {r['gatys_seconds']:.1f} | "
-            f"{r['gatys_seconds'] / r['net_seconds']:.0f}x |"
+            f"| {Path(r['model']).stem} | {r['iterations']} | {r['train_seconds']:.0f} | {r['net_objective']:.4g} | "
+            f"{r['gatys_objective']:.4g} | {r['net_objective'] / r['gatys_objective']:.1f} | {r['net_spectral']:.3f} / "
+            f"{r['gatys_spectral']:.3f} ({r['net_target']:.3f}) | {r['net_judge']:.3f} / {r['gatys_judge']:.3f} | "
+            f"{r['net_color']:.4f} / {r['gatys_color']:.4f} | {r['net_gram']:.3g} / {r['gatys_gram']:.3g} | {div} | "
+            f"{r['net_seconds']:.4f} | {r['gatys_seconds'] / r['net_seconds']:.0f}x |"
         )
-    lines += ["", "Network at larger sizes (one image; memory: "
-              f"{next(iter(large.values()))[0]['memory'] if large else '-'}):", "",
-              "| texture | " + " | ".join(f"{s} s | {s} MiB" for s in LARGE) + " |",
-              "| --- |" + " --- | --- |" * len(LARGE)]
-    # MiB cells: growth / whole process
-    for name, sizes in large.items():
-        lines.append(f"| {name} | " + " | ".join(f"{m['seconds']:.3f} | {m['peak_mib']:.0f} / {m['total_mib']:.0f}" for m in sizes) + " |")
+    if rows:
+        ratios = [r["net_objective"] / r["gatys_objective"] for r in rows]
+        mean_ratio = statistics.mean(r["net_objective"] for r in rows) / statistics.mean(r["gatys_objective"] for r in rows)
+        lines += ["", f"Objective ratio: median {statistics.median(ratios):.1f}, ratio of means {mean_ratio:.1f} "
+                  f"(over {len(rows)} models); median spectral / target {statistics.median(r['net_spectral'] / r['net_target'] for r in rows):.2f}, "
+                  f"median colour {statistics.median(r['net_color'] for r in rows):.4f}, median judge net / Gatys "
+                  f"{statistics.median(r['net_judge'] / r['gatys_judge'] for r in rows):.2f}."]
+    if large:
+        lines += ["", f"Network at larger sizes (one image; memory: {next(iter(large.values()))[0]['memory']}):", "",
+                  "| model | " + " | ".join(f"{s} s | {s} MiB" for s in LARGE) + " |", "| --- |" + " --- | --- |" * len(LARGE)]
+        for name, sizes in large.items():  # MiB cells: growth / whole process
+            lines.append(f"| {name} | " + " | ".join(f"{m['seconds']:.3f} | {m['peak_mib']:.0f} / {m['total_mib']:.0f}" for m in sizes) + " |")
     lines += ["", "Images (exemplar | Gatys | 3 network samples): "
-              + ", ".join(f"`benchmarks/images/texnet_{r['texture']}_{SIZE}.png`" for r in rows), ""]
-    gatys_benchmark.replace_section(gatys_benchmark.RESULTS, "quality", "\n".join(lines))
+              + ", ".join(f"`benchmarks/images/texnet_{Path(r['model']).stem}_{SIZE}.png`" for r in rows), ""]
+    gatys_benchmark.replace_section(gatys_benchmark.RESULTS, args.section, "\n".join(lines))
     print("\n".join(lines))
 
 

@@ -19,7 +19,7 @@ from texport.images import resolve_texture
 from texport.models import load_texnet, synthesize, tileable_size
 from texport.objective import build_objective
 from texport.texnet import TextureNetwork
-from texport.training import learning_rate, recalibrate_batchnorm, train_texnet
+from texport.training import learning_rate, recalibrate_batchnorm, state_path, train_texnet
 
 
 def _hash32_reference(v: np.ndarray) -> np.ndarray:
@@ -265,3 +265,51 @@ def test_cli_train_refuses_bad_arguments_in_one_line(tmp_path):
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and re.search(pattern, lines[-1]), (what, res.stderr)
     assert [p.name for p in tmp_path.iterdir()] == [corrupt.name]
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
+    """Ctrl-C leaves a resumable checkpoint; --resume finishes it bit for bit like an unbroken run."""
+    kw = dict(iters=6, batch=2, size=32, descriptor="random", device="cpu", checkpoint_every=2)
+    full, part = tmp_path / "full.safetensors", tmp_path / "part.safetensors"
+    train_texnet(resolve_texture("pebbles"), full, **kw)
+    assert not state_path(full).exists()  # a finished model keeps no optimizer state
+
+    def interrupt(step, loss):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    stopped = train_texnet(resolve_texture("pebbles"), part, progress=interrupt, **kw)
+    assert stopped.interrupted and stopped.iterations == 3 and state_path(part).is_file()
+    assert read_manifest(part)["training"]["iterations"] == 3
+    with pytest.raises(TexportError, match="cannot resume .* lr=0.05, not 0.01"):
+        train_texnet(resolve_texture("pebbles"), part, resume=True, **dict(kw, lr=0.01))
+    resumed = train_texnet(resolve_texture("pebbles"), part, resume=True, **kw)
+    assert resumed.iterations == 6 and not resumed.interrupted
+    a, b = load_checkpoint(full)[0], load_checkpoint(part)[0]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(TexportError, match="nothing to resume"):
+        train_texnet(resolve_texture("pebbles"), part, resume=True, **kw)
+
+
+def test_cli_training_stopped_by_sigterm_saves_and_resumes(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "m.safetensors"
+    args = [sys.executable, "-m", "texport", "train", "texnet", "pebbles", "-o", str(out), "--iters", "100000",
+            "--batch", "1", "--size", "32", "--descriptor", "random", "--checkpoint-every", "5", "--no-preview"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not state_path(out).exists() and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode != 0, stderr
+    assert "interrupted after" in stdout, (stdout, stderr)
+    done = read_manifest(out)["training"]["iterations"]
+    assert done >= 5 and state_path(out).is_file()
+    res = run_cli("train", "texnet", "pebbles", "-o", str(out), "--iters", str(done + 2), "--batch", "1", "--size", "32",
+                  "--descriptor", "random", "--resume", "--no-preview")
+    assert res.returncode == 2 and "planned_iterations" in res.stderr  # the planned length is a setting too

@@ -88,6 +88,7 @@ def gatys(
     layers: Optional[str] = typer.Option(None, "--layers", help="Comma-separated taps, or po / texnet / pyramid."),
     layer_weights: str = typer.Option("normalized", "--layer-weights", help="normalized (1/||G_target||^2) or uniform."),
     color_weight: float = typer.Option(10.0, "--color-weight", help="Weight of the colour-distribution term."),
+    spectrum_weight: float = typer.Option(6.0, "--spectrum-weight", help="Weight of the spectrum constraint (Liu et al. 2016; 0 = off)."),
     pyramid: int = typer.Option(1, "--pyramid", help="Gaussian-pyramid octaves (Snelgrove); 1 = single scale."),
     tileable: bool = typer.Option(False, "--tileable", help="Circular padding: the output wraps around seamlessly."),
     seed: int = typer.Option(0, "--seed", help="Seed of the initial noise."),
@@ -121,6 +122,7 @@ def gatys(
     objective = build_objective(  # validates loss, layers and descriptor before the progress bar starts
         exemplar.to(dev), loss, _layers(layers), layer_weights, pyramid, color_weight, descriptor,
         str(descriptor_weights) if descriptor_weights else None, tileable=tileable, device=dev, pooling=pooling,
+        spectrum_weight=spectrum_weight,
     )
     if pyramid > 1:
         objective.check_octaves((height, width), "output")
@@ -154,6 +156,7 @@ def train_texnet(
     loss: str = typer.Option("gram+color", "--loss", help="Objective: gram+color (default), gram, sw+color or sw."),
     layers: Optional[str] = typer.Option(None, "--layers", help="Comma-separated taps, or po / texnet."),
     color_weight: float = typer.Option(10.0, "--color-weight", help="Weight of the colour-distribution term."),
+    spectrum_weight: float = typer.Option(6.0, "--spectrum-weight", help="Weight of the spectrum constraint (Liu et al. 2016; 0 = off)."),
     scales: int = typer.Option(5, "--scales", help="Noise scales K (sizes become multiples of 2**(K-1))."),
     width: int = typer.Option(8, "--width", help="Channels per noise scale (seed 001: 8)."),
     norm: str = typer.Option("batch", "--norm", help="batch (ships; exact tiling) or instance (experiment)."),
@@ -162,9 +165,11 @@ def train_texnet(
     descriptor: str = typer.Option("auto", "--descriptor", help="auto, vgg19, vgg16-hed or random (tests only)."),
     descriptor_weights: Optional[Path] = typer.Option(None, "--descriptor-weights", help="Explicit weights file."),
     crop: Optional[str] = typer.Option(None, "--crop", help="Train on X,Y,W,H of the exemplar (e.g. to leave out a label)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue OUTPUT from its last checkpoint (same settings)."),
+    checkpoint_every: int = typer.Option(100, "--checkpoint-every", help="Iterations between checkpoints."),
     preview: bool = typer.Option(True, "--preview/--no-preview", help="Also write OUTPUT with .png: exemplar | sample."),
 ) -> None:
-    """Train a texture network (Ulyanov et al.) on one exemplar; Ctrl-C saves the latest weights."""
+    """Train a texture network (Ulyanov et al.) on one exemplar; Ctrl-C saves, --resume continues."""
     from .images import parse_box, resolve_texture
     from .training import train_texnet as train
 
@@ -178,7 +183,8 @@ def train_texnet(
     with bar:
         report = train(path, output, iters, batch, size, lr, loss, _layers(layers), color_weight, descriptor,
                        str(descriptor_weights) if descriptor_weights else None, device, scales, width=width, norm=norm, seed=seed,
-                       crop=box, progress=update)
+                       crop=box, checkpoint_every=checkpoint_every, progress=update, spectrum_weight=spectrum_weight,
+                       resume=resume)
     if preview:
         _write_preview(output, path, box)
     terms = ", ".join(f"{k} {v:.4g}" for k, v in report.terms.items() if k != "total")
@@ -198,6 +204,7 @@ def train_propo(
     lr: float = typer.Option(5e-4, "--lr", help="Adam learning rate (betas 0.5, 0.999), linearly to 0 over the second half."),
     batch: int = typer.Option(1, "--batch", help="Targets per iteration (the paper: 1)."),
     color_weight: float = typer.Option(10.0, "--color-weight", help="Weight of the colour-distribution term (x stage number)."),
+    spectrum_weight: float = typer.Option(6.0, "--spectrum-weight", help="Weight of the spectrum constraint (x stage number; 0 = off)."),
     color_input: bool = typer.Option(True, "--color-input/--no-color-input", help="Feed the pixels' colour-Gram gradient to the stages."),
     color_match: bool = typer.Option(True, "--color-match/--no-color-match", help="Set each stage image's colour mean and deviation to the target's."),
     histogram_match: bool = typer.Option(True, "--histogram-match/--no-histogram-match", help="Match the final image's colour histogram along the target's principal axes."),
@@ -227,7 +234,8 @@ def train_propo(
         report = train(dataset, output, iters, size, resize, lr, batch, color_weight, color_input=color_input,
                        noise_amplitude=noise_amplitude, color_match=color_match, histogram_match=histogram_match, incremental=incremental, held_out_fraction=held_out, descriptor=descriptor,
                        descriptor_weights=str(descriptor_weights) if descriptor_weights else None, device=device,
-                       seed=seed, resume=resume, checkpoint_every=checkpoint_every, progress=update, loaded=data)
+                       seed=seed, resume=resume, checkpoint_every=checkpoint_every, progress=update, loaded=data,
+                       spectrum_weight=spectrum_weight)
     if preview:
         _write_propo_preview(output, dataset, held_out)
     state = f"interrupted after {report.iterations} of {report.planned}" if report.interrupted else f"{report.iterations}"
@@ -562,8 +570,20 @@ def _root(
     """texport: neural textures you can ship."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is: long runs save as on Ctrl-C (a KeyboardInterrupt)."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
 def main(argv: Optional[list[str]] = None) -> int:
-    """Console entry point: every user error becomes one line on stderr and exit code 2."""
+    """Console entry point: every user error becomes one line on stderr and exit code 2;
+    Ctrl-C exits 130 and SIGTERM 143, after a training run has saved its checkpoint."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _raise_terminated)
     command = typer.main.get_command(app)
     if not (sys.argv[1:] if argv is None else argv):
         argv = ["--help"]
@@ -580,6 +600,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     except TexportError as exc:
         print(f"texport: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("texport: terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except (KeyboardInterrupt, typer.Abort):
         print("texport: interrupted", file=sys.stderr)
         return 130

@@ -4,7 +4,9 @@
 ``sw`` (sliced Wasserstein on features, Heitz et al. 2021), each optionally ``+color`` (sliced
 Wasserstein on RGB pixels). The default, ``gram+color``, is what every shipped model is trained with:
 the edge-trained vgg16-hed descriptor pins colours down only loosely, so every objective we ship
-carries the colour term.
+carries the colour term. Every objective also carries the spectrum constraint (Liu, Gousseau & Xia
+2016, `texport.spectrum`) unless its weight is 0: the descriptor lets the optimizer put energy at
+frequencies the exemplar lacks (pixel-scale hatching), which the Gram loss cannot see.
 
 Target statistics are computed once per exemplar, at its own size; the image being optimized can
 have any size.
@@ -17,7 +19,7 @@ from typing import Mapping, Sequence
 
 import torch
 
-from . import losses
+from . import losses, spectrum
 from .descriptor import Descriptor, build_descriptor
 from .errors import TexportError
 
@@ -31,6 +33,9 @@ LAYER_WEIGHTINGS = ("normalized", "uniform")
 # The colour term is scaled by the target's weighted energy sum_l w_l ||G_l||^2 (= number of layers
 # and octaves when normalized), so its weight means the same for any descriptor, layer set or scale.
 DEFAULT_COLOR_WEIGHT = 10.0
+# The spectrum term mean((x - P(x))^2) is scaled the same way. Chosen by a sweep on Gatys
+# (benchmarks/spectrum_sweep.py, RESULTS.md "spectrum weight").
+DEFAULT_SPECTRUM_WEIGHT = 6.0
 
 
 def parse_loss(name: str) -> tuple[str, bool]:
@@ -51,6 +56,7 @@ class ObjectiveSpec:
     layer_weights: str | Mapping[str, float] = "normalized"
     octaves: int = 1
     color_weight: float = DEFAULT_COLOR_WEIGHT
+    spectrum_weight: float = DEFAULT_SPECTRUM_WEIGHT
     sw_seed: int = 0
 
     def as_dict(self) -> dict:
@@ -60,6 +66,7 @@ class ObjectiveSpec:
             "layer_weights": self.layer_weights if isinstance(self.layer_weights, str) else dict(self.layer_weights),
             "octaves": self.octaves,
             "color_weight": self.color_weight,
+            "spectrum_weight": self.spectrum_weight,
         }
 
 
@@ -73,6 +80,8 @@ class TextureObjective:
         missing = [layer for layer in spec.layers if layer not in descriptor.layers]
         if missing:
             raise TexportError(f"descriptor lacks layer(s) {', '.join(missing)} needed by the objective")
+        if spec.spectrum_weight < 0:
+            raise TexportError(f"spectrum weight must be >= 0, got {spec.spectrum_weight}")
         if spec.octaves < 1:
             raise TexportError(f"pyramid octaves must be >= 1, got {spec.octaves}")
         self.descriptor = descriptor
@@ -109,6 +118,16 @@ class TextureObjective:
             self.color_directions = losses.random_directions(losses.COLOR_DIRECTIONS, 3, losses.COLOR_SEED, exemplar.device)
             self.target_colors = losses.sorted_projections(exemplar, self.color_directions)
         self.color_scale = float(spec.color_weight) * float(energy)
+        self.spectrum_scale = float(spec.spectrum_weight) * float(energy)
+        self.exemplar = exemplar
+        self._spectra: dict[tuple[int, int], torch.Tensor] = {}
+
+    def reference_spectrum(self, height: int, width: int) -> torch.Tensor:
+        """The spectrum constraint's reference F(u) at an output size (computed once per size)."""
+        key = (height, width)
+        if key not in self._spectra:
+            self._spectra[key] = spectrum.reference_spectrum(self.exemplar, height, width)
+        return self._spectra[key]
 
     def _layer_weights(self, energies: Mapping[str, torch.Tensor]) -> dict[str, float]:
         """w_l: 1/energy of the exemplar's statistics (normalized), 1 (uniform) or the given map."""
@@ -149,6 +168,9 @@ class TextureObjective:
         if self.with_color:
             terms["color"] = losses.color_loss(x, self.target_colors, self.color_directions)
             total = total + self.color_scale * terms["color"]
+        if self.spectrum_scale > 0:
+            terms["spectrum"] = spectrum.spectrum_loss(x, self.reference_spectrum(*x.shape[-2:]))
+            total = total + self.spectrum_scale * terms["spectrum"]
         terms["total"] = total
         return terms
 
@@ -165,6 +187,7 @@ def build_objective(
     tileable: bool = False,
     device: torch.device | str = "cpu",
     pooling: str = "avg",
+    spectrum_weight: float = DEFAULT_SPECTRUM_WEIGHT,
 ) -> TextureObjective:
     """Build the descriptor (trimmed to the layers used) and the objective in one call.
 
@@ -176,5 +199,5 @@ def build_objective(
     if not isinstance(descriptor, Descriptor):
         descriptor = build_descriptor(descriptor, layers, pooling=pooling, weights_file=descriptor_weights, device=device)
     spec = ObjectiveSpec(loss=loss, layers=tuple(layers), layer_weights=layer_weights, octaves=octaves,
-                         color_weight=color_weight)
+                         color_weight=color_weight, spectrum_weight=spectrum_weight)
     return TextureObjective(descriptor, exemplar, spec, tileable=tileable)

@@ -34,7 +34,7 @@ from typing import Callable
 
 import torch
 
-from . import losses
+from . import losses, spectrum
 from . import noise as noise_lib
 from .checkpoints import check_state, load_checkpoint, save_checkpoint
 from .datasets import DEFAULT_HELD_OUT, DEFAULT_RESIZE, TextureDataset, open_dataset
@@ -43,16 +43,18 @@ from .devices import resolve_device
 from .errors import TexportError
 from .models import PROPO
 from .propo import DEFAULT_WIDTHS, LEVELS, SIZE_MULTIPLE, ProPO
-from .training import check_run
+from .training import check_run, load_optimizer_state, save_optimizer_state, state_path
 
 DEFAULT_ITERS = 4000
 DEFAULT_SIZE = 128  # the paper's 256 crops cost ~4x more per step; 128 fits a CPU run
 DEFAULT_LR = 5e-4  # the paper: 2e-4 over 800K steps; short CPU runs need larger steps (lr 1e-3 diverged)
 BETAS = (0.5, 0.999)
 DEFAULT_COLOR_WEIGHT = 10.0
+DEFAULT_SPECTRUM_WEIGHT = 6.0  # texport.objective's default, on the same per-stage scale as the colour term
 DEFAULT_NOISE_AMPLITUDE = 0.1
 INCREMENTAL_START = 8
 NOISE_SEED_OFFSET = 1 << 30
+OPTIMIZER_STATE = "propo-optimizer-state"
 
 Progress = Callable[[int, float], None]
 
@@ -101,44 +103,53 @@ class StageLosses:
     gram: list[float]
     color: list[float]
     total: float
+    spectrum: list[float] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {"gram": self.gram, "color": self.color, "total": self.total}
+        return {"gram": self.gram, "color": self.color, "spectrum": self.spectrum, "total": self.total}
 
 
-def stage_objective(model: ProPO, noise: torch.Tensor, target: torch.Tensor, color_weight: float
-                    ) -> tuple[torch.Tensor, StageLosses]:
-    """Eq. 10 plus the colour term: mean over stages m of (relative Gram loss on levels 1..m + colour)."""
+def stage_objective(model: ProPO, noise: torch.Tensor, target: torch.Tensor, color_weight: float,
+                    spectrum_weight: float = DEFAULT_SPECTRUM_WEIGHT) -> tuple[torch.Tensor, StageLosses]:
+    """Eq. 10 plus the colour and spectrum terms: mean over stages m of (relative Gram loss on levels
+    1..m + m x colour + m x spectrum), the last against each target's own periodic component."""
     with torch.no_grad():
         grams = model.target_grams(target)
         directions = losses.random_directions(losses.COLOR_DIRECTIONS, 3, losses.COLOR_SEED, target.device)
         colors = losses.sorted_projections(target, directions)
+        spectra = spectrum.reference_spectrum(target, *noise.shape[-2:]) if spectrum_weight > 0 else None
     images, feats = model.run(noise, grams, final_features=True)
-    total, gram_terms, color_terms = 0, [], []
+    total, gram_terms, color_terms, spectrum_terms = 0, [], [], []
     for m, (image, f) in enumerate(zip(images, feats), start=1):
         g = relative_gram_loss(f, grams, model.levels[:m]).mean()
         c = losses.color_loss(image, colors, directions).mean()
         total = total + g + color_weight * m * c
+        if spectra is not None:
+            sp = spectrum.spectrum_loss(image, spectra).mean()
+            total = total + spectrum_weight * m * sp
+            spectrum_terms.append(float(sp.detach()))
         gram_terms.append(float(g.detach()))
         color_terms.append(float(c.detach()))
     total = total / len(images)
-    return total, StageLosses(gram_terms, color_terms, float(total.detach()))
+    return total, StageLosses(gram_terms, color_terms, float(total.detach()), spectrum_terms)
 
 
 @torch.no_grad()
 def evaluate(model: ProPO, targets: list[torch.Tensor], size: int, color_weight: float = DEFAULT_COLOR_WEIGHT,
-             seed: int = 0) -> StageLosses:
+             seed: int = 0, spectrum_weight: float = DEFAULT_SPECTRUM_WEIGHT) -> StageLosses:
     """Stage losses averaged over fixed (target, noise) pairs: a noise-free yardstick for a training run."""
     was_training = model.training
     model.eval()
     dev = next(model.parameters()).device
-    results = [stage_objective(model, noise_lib.noise_field(seed + i, 3, size, size, device=dev), t.to(dev), color_weight)[1]
-               for i, t in enumerate(targets)]
+    results = [stage_objective(model, noise_lib.noise_field(seed + i, 3, size, size, device=dev), t.to(dev), color_weight,
+                               spectrum_weight)[1] for i, t in enumerate(targets)]
     model.train(was_training)
     n = len(results)
-    return StageLosses([sum(r.gram[i] for r in results) / n for i in range(len(results[0].gram))],
-                       [sum(r.color[i] for r in results) / n for i in range(len(results[0].color))],
-                       sum(r.total for r in results) / n)
+
+    def mean(term: str) -> list[float]:
+        return [sum(getattr(r, term)[i] for r in results) / n for i in range(len(getattr(results[0], term)))]
+
+    return StageLosses(mean("gram"), mean("color"), sum(r.total for r in results) / n, mean("spectrum"))
 
 
 @dataclass
@@ -151,30 +162,6 @@ class TrainReport:
     stages: dict
     interrupted: bool = False
     history: list[float] = field(default_factory=list)
-
-
-def state_path(output: Path) -> Path:
-    return output.with_name(output.stem + ".state.safetensors")
-
-
-def _save_state(path: Path, opt: torch.optim.Optimizer, step: int, extra: dict) -> None:
-    sd = opt.state_dict()
-    tensors = {f"{i}.{k}": v for i, s in sd["state"].items() for k, v in s.items() if torch.is_tensor(v)}
-    save_checkpoint(path, tensors, {"kind": "propo-optimizer-state", "step": step,
-                                     "param_groups": sd["param_groups"], **extra})
-
-
-def _load_state(path: Path, opt: torch.optim.Optimizer) -> dict:
-    tensors, manifest = load_checkpoint(path, kind="propo-optimizer-state")
-    state: dict = {}
-    for key, value in tensors.items():
-        index, name = key.split(".", 1)
-        state.setdefault(int(index), {})[name] = value
-    try:
-        opt.load_state_dict({"state": state, "param_groups": manifest["param_groups"]})
-    except (KeyError, ValueError) as exc:
-        raise TexportError(f"{path} does not match this model's optimizer ({exc})") from None
-    return manifest
 
 
 def train_propo(
@@ -202,6 +189,7 @@ def train_propo(
     limit: int | None = None,
     progress: Progress | None = None,
     loaded: TextureDataset | None = None,
+    spectrum_weight: float = DEFAULT_SPECTRUM_WEIGHT,
 ) -> TrainReport:
     """Train ProPO on the training split of `dataset` (a folder or zip archive) and save it to `output`."""
     out = check_run(iters, batch, lr, output)
@@ -223,15 +211,16 @@ def train_propo(
     opt = torch.optim.Adam(model.optimizers.parameters(), lr=lr, betas=BETAS)
     settings = {"iterations_planned": iters, "size": size, "resize": resize, "lr": lr, "betas": list(BETAS),
                 "batch": batch, "schedule": "constant, then linear to 0 over the second half (seed 000)",
-                "color_weight": color_weight, "incremental": incremental, "seed": seed,
-                "held_out_fraction": held_out_fraction,
+                "color_weight": color_weight, "spectrum_weight": spectrum_weight, "incremental": incremental,
+                "seed": seed, "held_out_fraction": held_out_fraction,
                 "objective": "mean over stages m of sum_{l<=m} ||G_l - G_l(target)||^2 / ||G_l(target)||^2 "
-                             "+ color_weight * m * sliced-Wasserstein(RGB)"}
+                             "+ color_weight * m * sliced-Wasserstein(RGB) + spectrum_weight * m * "
+                             "mean((x - P(x))^2) (Liu et al. 2016)"}
     start_step, history, seconds_before = 0, [], 0.0
     if resume:
         state, manifest = load_checkpoint(out, kind=PROPO)
         previous = manifest.get("training", {})
-        for key in ("size", "resize", "batch", "color_weight", "incremental", "seed", "iterations_planned"):
+        for key in ("size", "resize", "batch", "color_weight", "spectrum_weight", "incremental", "seed", "iterations_planned"):
             if previous.get(key) != settings[key]:
                 raise TexportError(f"cannot resume {out}: it was trained with {key}={previous.get(key)!r}, not {settings[key]!r}")
         if manifest.get("architecture") != model.config():
@@ -239,7 +228,7 @@ def train_propo(
         if manifest.get("descriptor") != desc.identity:
             raise TexportError(f"cannot resume {out}: it was trained with descriptor {manifest.get('descriptor', '')[:40]}...")
         check_state(out, model.optimizers, {k.removeprefix("optimizers."): v for k, v in state.items()})
-        extra = _load_state(state_path(out), opt)
+        extra = load_optimizer_state(state_path(out), opt, OPTIMIZER_STATE)
         start_step = int(extra["step"])
         history = list(previous.get("loss_history", []))
         seconds_before = float(previous.get("seconds", 0.0))
@@ -262,14 +251,14 @@ def train_propo(
     def save(interrupted: bool) -> dict:
         recent = window[-50:]
         stages = {
-            "gram": [sum(s.gram[i] for s in recent) / len(recent) for i in range(len(LEVELS))],
-            "color": [sum(s.color[i] for s in recent) / len(recent) for i in range(len(LEVELS))],
-        } if recent else {}
+            term: [sum(getattr(s, term)[i] for s in recent) / len(recent) for i in range(len(LEVELS))]
+            for term in ("gram", "color", "spectrum") if recent and getattr(recent[-1], term)
+        }
         training = dict(settings, iterations=step, seconds=round(seconds_before + time.perf_counter() - begin, 1),
                         device=dev.type, interrupted=interrupted, final_loss=sum(s.total for s in recent) / max(1, len(recent)),
                         final_stage_losses=stages, loss_history=history)
         save_checkpoint(out, model.trainable_state(), dict(manifest_base, training=training))
-        _save_state(state_path(out), opt, step, {"model": out.name})
+        save_optimizer_state(state_path(out), opt, step, OPTIMIZER_STATE, {"model": out.name})
         return stages
 
     interrupted = False
@@ -283,7 +272,7 @@ def train_propo(
             z = noise_lib.noise_field(NOISE_SEED_OFFSET + (seed * iters + step) * batch, 3, size, size, batch=batch, device=dev)
             for group in opt.param_groups:
                 group["lr"] = learning_rate(step, iters, lr)
-            loss, terms = stage_objective(model, z, target, color_weight)
+            loss, terms = stage_objective(model, z, target, color_weight, spectrum_weight)
             opt.zero_grad(set_to_none=True)
             if math.isfinite(terms.total):
                 loss.backward()

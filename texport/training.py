@@ -1,10 +1,14 @@
 """Training a texture network on one exemplar (seed 001 sec. 3.2, "Learning").
 
-Minimizes, over fresh noise samples, the foundation's default objective (Gram texture loss plus the
-colour-distribution term) of the generated batch against the exemplar, with Adam. The paper's
-schedule (lr 0.1, x0.7 at iteration 1000 of 2000 and then every 200) is kept in proportion to the
-chosen length: decay at half the run, then every tenth. The run is checkpointed regularly and on
-Ctrl-C, so an interrupted run leaves a usable model.
+Minimizes, over fresh noise samples, the default objective (Gram texture loss, colour-distribution
+term and spectrum constraint, `texport.objective`) of the generated batch against the exemplar,
+with Adam. The paper's schedule (lr 0.1, x0.7 at iteration 1000 of 2000 and then every 200) is kept
+in proportion to the chosen length: decay at half the run, then every tenth.
+
+Resumable: every `checkpoint_every` iterations and on Ctrl-C the model (safetensors + manifest) and
+the Adam state (OUTPUT.state.safetensors) are written atomically; --resume continues from them with
+the same settings. The training noise is a function of (seed, iteration), so a resumed run draws
+what an unbroken one would.
 """
 
 from __future__ import annotations
@@ -19,12 +23,12 @@ from typing import Callable, Sequence
 import torch
 
 from . import losses
-from .checkpoints import save_checkpoint
+from .checkpoints import check_state, load_checkpoint, save_checkpoint
 from .devices import resolve_device
 from .errors import TexportError
 from .images import load_exemplar
 from .models import TEXNET
-from .objective import DEFAULT_COLOR_WEIGHT, DEFAULT_LOSS, build_objective
+from .objective import DEFAULT_COLOR_WEIGHT, DEFAULT_LOSS, DEFAULT_SPECTRUM_WEIGHT, build_objective
 from .texnet import TextureNetwork
 
 # Defaults measured on a 2-core CPU to give good textures within 30 minutes (see benchmarks/RESULTS.md).
@@ -34,6 +38,8 @@ DEFAULT_SIZE = 128
 DEFAULT_LR = 0.05
 DEFAULT_WIDTH = 8
 TRAIN_SEED_OFFSET = 1 << 30  # training noise seeds stay clear of the small seeds users sample with
+OPTIMIZER_STATE = "texnet-optimizer-state"
+HISTORY_EVERY = 10  # iterations per entry of the manifest's loss history
 
 Progress = Callable[[int, float], None]
 
@@ -95,6 +101,32 @@ def check_run(iters: int, batch: int, lr: float, output: str | os.PathLike) -> P
     return out
 
 
+def state_path(output: Path) -> Path:
+    """Where a run keeps its optimizer state beside the model: OUTPUT.state.safetensors."""
+    return output.with_name(output.stem + ".state.safetensors")
+
+
+def save_optimizer_state(path: Path, opt: torch.optim.Optimizer, step: int, kind: str, extra: dict) -> None:
+    """Adam's moments as safetensors, its settings and the step in the manifest (never pickled)."""
+    sd = opt.state_dict()
+    tensors = {f"{i}.{k}": v for i, s in sd["state"].items() for k, v in s.items() if torch.is_tensor(v)}
+    save_checkpoint(path, tensors, {"kind": kind, "step": step, "param_groups": sd["param_groups"], **extra})
+
+
+def load_optimizer_state(path: Path, opt: torch.optim.Optimizer, kind: str) -> dict:
+    """Load what save_optimizer_state wrote into opt; returns its manifest (with 'step')."""
+    tensors, manifest = load_checkpoint(path, kind=kind)
+    state: dict = {}
+    for key, value in tensors.items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    try:
+        opt.load_state_dict({"state": state, "param_groups": manifest["param_groups"]})
+    except (KeyError, ValueError) as exc:
+        raise TexportError(f"{path} does not match this model's optimizer ({exc})") from None
+    return manifest
+
+
 def train_texnet(
     texture: str | os.PathLike,
     output: str | os.PathLike,
@@ -117,12 +149,17 @@ def train_texnet(
     name: str | None = None,
     checkpoint_every: int = 100,
     progress: Progress | None = None,
+    spectrum_weight: float = DEFAULT_SPECTRUM_WEIGHT,
+    resume: bool = False,
 ) -> TrainReport:
     """Train a TextureNetwork on the exemplar at `texture` and save it (safetensors + manifest) to `output`.
 
     crop (x, y, w, h) trains on part of the exemplar, e.g. without a printed label; it is recorded.
+    resume continues `output` from its last checkpoint; every setting must be the same.
     """
     out = check_run(iters, batch, lr, output)
+    if resume and not (out.is_file() and state_path(out).is_file()):
+        raise TexportError(f"nothing to resume: {out} and {state_path(out).name} must both exist")
     net_multiple = 2 ** (scales - 1)
     if size < 16 or size % net_multiple:
         raise TexportError(f"training --size must be a multiple of {net_multiple} and at least 16, got {size}")
@@ -132,7 +169,8 @@ def train_texnet(
     exemplar = load_exemplar(texture_path, crop)
     dev = resolve_device(device)
     objective = build_objective(exemplar.to(dev), loss, layers or losses.PO_LAYERS, color_weight=color_weight,
-                                descriptor=descriptor, descriptor_weights=descriptor_weights, tileable=True, device=dev)
+                                descriptor=descriptor, descriptor_weights=descriptor_weights, tileable=True, device=dev,
+                                spectrum_weight=spectrum_weight)
     torch.manual_seed(seed)
     net = TextureNetwork(scales, noise_channels, width, norm=norm).to(dev).train()
     opt = torch.optim.Adam(net.parameters(), lr=lr)
@@ -150,26 +188,49 @@ def train_texnet(
         "descriptor": objective.descriptor.identity,
         "objective": objective.spec.as_dict(),
     }
-    history: list[float] = []
+    settings = {"planned_iterations": iters, "batch": batch, "size": size, "lr": lr, "seed": seed}
+    history: list[float] = []  # mean loss of every HISTORY_EVERY iterations
+    window: list[float] = []
     terms_acc: dict[str, list[float]] = {}
+    done, seconds_before = 0, 0.0
+    if resume:
+        state, manifest = load_checkpoint(out, kind=TEXNET)
+        previous = manifest.get("training", {})
+        for key, value in settings.items():
+            if previous.get(key) != value:
+                raise TexportError(f"cannot resume {out}: it was trained with {key}={previous.get(key)!r}, not {value!r}")
+        for key in ("architecture", "texture", "descriptor", "objective"):
+            if manifest.get(key) != manifest_base[key]:
+                raise TexportError(f"cannot resume {out}: its {key} differs from this run's ({str(manifest.get(key))[:60]})")
+        if previous.get("batchnorm", "").startswith("recalibrated"):
+            raise TexportError(f"cannot resume {out}: it is a finished model (its BatchNorm statistics were recalibrated)")
+        check_state(out, net, state)
+        done = int(load_optimizer_state(state_path(out), opt, OPTIMIZER_STATE)["step"])
+        history = list(previous.get("loss_history", []))
+        seconds_before = float(previous.get("seconds", 0.0))
     start = time.perf_counter()
-    done = 0
 
     def save(interrupted: bool, final: bool = False) -> dict:
-        recent = history[-20:] or [float("nan")]
+        recent = window[-20:] or [float("nan")]
         terms = {k: sum(v[-20:]) / len(v[-20:]) for k, v in terms_acc.items()}
-        manifest = dict(manifest_base, training={
-            "iterations": done, "planned_iterations": iters, "batch": batch, "size": size, "lr": lr,
-            "schedule": "x0.7 at iters/2 then every iters/10 (seed 001, scaled)", "optimizer": "adam",
-            "seed": seed, "device": dev.type, "batchnorm": "recalibrated over 32 fresh batches" if final else "running averages (intermediate checkpoint)", "seconds": round(time.perf_counter() - start, 1),
-            "final_loss": sum(recent) / len(recent), "final_terms": terms, "interrupted": interrupted,
-        })
+        manifest = dict(manifest_base, training=dict(
+            settings, iterations=done, schedule="x0.7 at iters/2 then every iters/10 (seed 001, scaled)",
+            optimizer="adam", device=dev.type, seconds=round(seconds_before + time.perf_counter() - start, 1),
+            batchnorm="recalibrated over 32 fresh batches" if final else "running averages (intermediate checkpoint)",
+            final_loss=sum(recent) / len(recent), final_terms=terms, interrupted=interrupted,
+            loss_history=history, loss_history_every=HISTORY_EVERY,
+        ))
         save_checkpoint(out, net.state_dict(), manifest)
+        if final:
+            state_path(out).unlink(missing_ok=True)  # a finished model is not resumed
+        else:
+            save_optimizer_state(state_path(out), opt, done, OPTIMIZER_STATE, {"model": out.name})
         return terms
 
     interrupted = False
     try:
-        for step in range(iters):
+        while done < iters:
+            step = done
             for group in opt.param_groups:
                 group["lr"] = learning_rate(step, iters, lr)
             z = net.noise(size, size, seed=TRAIN_SEED_OFFSET + seed * iters * batch + step * batch, batch=batch, device=dev)
@@ -178,17 +239,26 @@ def train_texnet(
             opt.zero_grad(set_to_none=True)
             value.backward()
             opt.step()
-            history.append(float(value.detach()))
+            window.append(float(value.detach()))
+            del window[:-200]
             for k, v in terms.items():
                 terms_acc.setdefault(k, []).append(float(v.detach().mean()))
-            if progress is not None:
-                progress(step + 1, sum(history[-20:]) / len(history[-20:]))
+                del terms_acc[k][:-200]
             done = step + 1
+            if done % HISTORY_EVERY == 0:
+                history.append(round(sum(window[-HISTORY_EVERY:]) / len(window[-HISTORY_EVERY:]), 6))
+            if progress is not None:
+                progress(done, sum(window[-20:]) / len(window[-20:]))
             if checkpoint_every and done % checkpoint_every == 0 and done < iters:
                 save(interrupted=False)
     except KeyboardInterrupt:
         interrupted = True  # the `done` iterations completed are kept
-    recalibrate_batchnorm(net, size, batch, seed=TRAIN_SEED_OFFSET // 2 + seed * 4096)
-    terms = save(interrupted, final=True)
-    recent = history[-20:] or [float("nan")]
-    return TrainReport(out, done, iters, time.perf_counter() - start, sum(recent) / len(recent), terms, interrupted, history)
+    if interrupted and done < iters:
+        save(interrupted=True)  # resumable: running BatchNorm averages, optimizer state kept
+        final_terms = {k: sum(v[-20:]) / len(v[-20:]) for k, v in terms_acc.items()}
+    else:
+        recalibrate_batchnorm(net, size, batch, seed=TRAIN_SEED_OFFSET // 2 + seed * 4096)
+        final_terms = save(interrupted, final=True)
+    recent = window[-20:] or [float("nan")]
+    return TrainReport(out, done, iters, seconds_before + time.perf_counter() - start, sum(recent) / len(recent),
+                       final_terms, interrupted, history)

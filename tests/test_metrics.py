@@ -1,0 +1,62 @@
+"""Quality measures the objectives cannot see (texport.metrics)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import torch
+
+import texport
+from texport import metrics
+from texport.errors import TexportError
+
+
+def test_no_objective_imports_the_metrics():
+    """A judge one optimizes stops judging: only benchmarks and tests may import texport.metrics."""
+    for path in Path(texport.__file__).parent.glob("*.py"):
+        if path.name == "metrics.py":
+            continue
+        tree = ast.parse(path.read_text())
+        names = [a.name for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names]
+        modules = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        assert "metrics" not in names and not any(m.endswith("metrics") for m in modules), path.name
+
+
+def test_spectral_distance_is_zero_for_the_same_image_and_sees_hatching(pebbles):
+    exemplar = pebbles  # the package's 128 px copy
+    assert float(metrics.spectral_distance(exemplar, exemplar)[0]) == 0.0
+    # energy at frequencies where the exemplar has little (pixel noise of 0.05, which a Gram loss barely sees)
+    hatched = (exemplar + 0.05 * torch.randn(exemplar.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    floor = metrics.spectral_floor(exemplar)
+    shifted = torch.roll(exemplar, shifts=(5, 9), dims=(-2, -1))  # the same spectrum, other patches
+    assert float(metrics.spectral_distance(hatched, exemplar)[0]) > 3 * float(metrics.spectral_distance(shifted, exemplar)[0])
+    assert floor > 0
+    assert metrics.spectral_target(floor) == pytest.approx(1.5 * floor + 0.1)
+    # a batch gives one value per image, and too small an image is one clear error
+    assert metrics.spectral_distance(torch.cat([exemplar, hatched]), exemplar).shape == (2,)
+    with pytest.raises(TexportError, match="at least 64x64"):
+        metrics.spectral_distance(exemplar[..., :32, :32], exemplar)
+
+
+def test_power_spectrum_matches_its_definition(pebbles):
+    image = pebbles[..., :96, :64]  # patches at rows 0 and 32 (flush with the edge), one column
+    y = metrics.luminance(texport.images.quantize(image))[0]
+    hann = torch.hann_window(64, periodic=False, dtype=torch.float64)
+    window = hann[:, None] * hann[None, :]
+    expected = sum(torch.fft.fft2((p - p.mean()) * window).abs().pow(2) for p in (y[:64], y[32:96])) / 2 + 1e-6
+    assert torch.allclose(metrics.power_spectrum(image)[0], expected)
+
+
+def test_judge_prefers_the_exemplars_own_texture_to_noise(pebbles, peppers):
+    judge = metrics.Judge()
+    left, right = pebbles[..., :64], pebbles[..., 64:]
+    noise = torch.rand(1, 3, 128, 64, generator=torch.Generator().manual_seed(0))
+    same = float(judge.distance(right, left)[0])
+    other = float(judge.distance(peppers[..., :64], left)[0])
+    random = float(judge.distance(noise, left)[0])
+    assert float(judge.distance(left, left)[0]) == 0.0
+    assert same < other and same < random, (same, other, random)
+    with pytest.raises(TexportError, match="at least 32x32"):
+        judge.distance(pebbles[..., :16, :16], left)

