@@ -100,6 +100,18 @@ def measures(images: torch.Tensor, exemplar: torch.Tensor, desc) -> list[dict]:
             for i in range(saved.shape[0])]
 
 
+@torch.no_grad()
+def objective_floor(exemplar: torch.Tensor, desc) -> float:
+    """The default objective's value of the exemplar's right half against its left half's statistics.
+
+    A genuinely new sample of the texture (the other half) scores this; Gatys, which fits one exemplar's
+    exact Gram matrices and Fourier modulus, can go far below it. Ratios against Gatys read with it.
+    """
+    w = exemplar.shape[-1]
+    left, right = exemplar[..., : w // 2], exemplar[..., w - w // 2:]
+    return float(build_objective(left, descriptor=desc)(quantize(right))["total"][0])
+
+
 def run_one(path: Path, size: int, loss: str, iters: int, seed: int, device: str, desc, crop=None,
             spectrum_weight: float = DEFAULT_SPECTRUM_WEIGHT) -> dict:
     """One cached Gatys run; crop (x, y, w, h) cuts the exemplar first (as a texture network's manifest records)."""

@@ -570,12 +570,27 @@ def _root(
     """texport: neural textures you can ship."""
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the process is: long runs save as on Ctrl-C (a KeyboardInterrupt)."""
+_signals: list[int] = []  # the interrupting signals received (typer turns KeyboardInterrupt into a silent exit 130)
 
 
-def _raise_terminated(signum, frame) -> None:
-    raise Terminated()
+def _on_signal(signum, frame) -> None:
+    """Ctrl-C and SIGTERM both raise KeyboardInterrupt where the process is, so long runs save their
+    checkpoint either way; the signal is remembered for the message and the exit code."""
+    _signals.append(signum)
+    raise KeyboardInterrupt()
+
+
+def _interrupted() -> int:
+    """If a signal interrupted the command: its one line on stderr and exit code (130 Ctrl-C, 143 SIGTERM), else 0."""
+    import signal
+
+    if not _signals:
+        return 0
+    if _signals[0] == signal.SIGTERM:
+        print("texport: terminated (SIGTERM)", file=sys.stderr)
+        return 143
+    print("texport: interrupted", file=sys.stderr)
+    return 130
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -583,15 +598,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     Ctrl-C exits 130 and SIGTERM 143, after a training run has saved its checkpoint."""
     import signal
 
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
     command = typer.main.get_command(app)
     if not (sys.argv[1:] if argv is None else argv):
         argv = ["--help"]
     try:
         result = command.main(args=argv, prog_name="texport", standalone_mode=False)
-        return result if isinstance(result, int) else 0
+        return _interrupted() or (result if isinstance(result, int) else 0)
     except typer.Exit as exc:
-        return exc.exit_code
+        return _interrupted() or exc.exit_code
     except typer.TyperException as exc:  # bad option, missing argument, wrong type
         hint = f" (see 'texport {exc.ctx.info_name} --help')" if getattr(exc, "ctx", None) is not None and exc.ctx.info_name != "texport" else ""
         message = " ".join(exc.format_message().split())
@@ -600,9 +616,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     except TexportError as exc:
         print(f"texport: error: {exc}", file=sys.stderr)
         return 2
-    except Terminated:
-        print("texport: terminated (SIGTERM)", file=sys.stderr)
-        return 143
     except (KeyboardInterrupt, typer.Abort):
-        print("texport: interrupted", file=sys.stderr)
-        return 130
+        if not _signals:
+            _signals.append(2)  # SIGINT
+        return _interrupted()
