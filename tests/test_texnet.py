@@ -313,3 +313,22 @@ def test_cli_training_stopped_by_sigterm_saves_and_resumes(tmp_path):
     res = run_cli("train", "texnet", "pebbles", "-o", str(out), "--iters", str(done + 2), "--batch", "1", "--size", "32",
                   "--descriptor", "random", "--resume", "--no-preview")
     assert res.returncode == 2 and "planned_iterations" in res.stderr  # the planned length is a setting too
+
+
+def test_a_stopped_run_can_be_finished_where_it_is(tmp_path):
+    kw = dict(iters=8, batch=2, size=32, descriptor="random", device="cpu", checkpoint_every=2)
+    out = tmp_path / "m.safetensors"
+
+    def interrupt(step, loss):
+        if step == 4:
+            raise KeyboardInterrupt
+
+    train_texnet(resolve_texture("pebbles"), out, progress=interrupt, **kw)
+    with pytest.raises(TexportError, match="use it with --resume"):
+        train_texnet(resolve_texture("pebbles"), out, finish=True, **kw)
+    report = train_texnet(resolve_texture("pebbles"), out, resume=True, finish=True, **kw)
+    training = read_manifest(out)["training"]
+    assert report.iterations == 4 and training["iterations"] == 4 and training["finished_early"] is True
+    assert training["batchnorm"].startswith("recalibrated") and training["interrupted"] is False
+    assert training["final_terms"] and not state_path(out).exists()
+    assert load_texnet(out).network(torch.zeros(1, 15, 32, 32)).shape == (1, 3, 32, 32)

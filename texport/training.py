@@ -8,7 +8,8 @@ in proportion to the chosen length: decay at half the run, then every tenth.
 Resumable: every `checkpoint_every` iterations and on Ctrl-C the model (safetensors + manifest) and
 the Adam state (OUTPUT.state.safetensors) are written atomically; --resume continues from them with
 the same settings. The training noise is a function of (seed, iteration), so a resumed run draws
-what an unbroken one would.
+what an unbroken one would. `finish` (--resume --finish) ends a stopped run where it is instead:
+BatchNorm recalibrated, optimizer state removed, the manifest recording the iterations done.
 """
 
 from __future__ import annotations
@@ -151,12 +152,16 @@ def train_texnet(
     progress: Progress | None = None,
     spectrum_weight: float = DEFAULT_SPECTRUM_WEIGHT,
     resume: bool = False,
+    finish: bool = False,
 ) -> TrainReport:
     """Train a TextureNetwork on the exemplar at `texture` and save it (safetensors + manifest) to `output`.
 
     crop (x, y, w, h) trains on part of the exemplar, e.g. without a printed label; it is recorded.
-    resume continues `output` from its last checkpoint; every setting must be the same.
+    resume continues `output` from its last checkpoint; every setting must be the same. finish (with
+    resume) makes the stopped run a finished model at the iterations it has done.
     """
+    if finish and not resume:
+        raise TexportError("--finish ends a stopped run: use it with --resume")
     out = check_run(iters, batch, lr, output)
     if resume and not (out.is_file() and state_path(out).is_file()):
         raise TexportError(f"nothing to resume: {out} and {state_path(out).name} must both exist")
@@ -192,7 +197,7 @@ def train_texnet(
     history: list[float] = []  # mean loss of every HISTORY_EVERY iterations
     window: list[float] = []
     terms_acc: dict[str, list[float]] = {}
-    done, seconds_before = 0, 0.0
+    done, seconds_before, previous = 0, 0.0, {}
     if resume:
         state, manifest = load_checkpoint(out, kind=TEXNET)
         previous = manifest.get("training", {})
@@ -207,6 +212,8 @@ def train_texnet(
         check_state(out, net, state)
         done = int(load_optimizer_state(state_path(out), opt, OPTIMIZER_STATE)["step"])
         history = list(previous.get("loss_history", []))
+        terms_acc = {k: [v] for k, v in previous.get("final_terms", {}).items()}  # until new iterations replace them
+        window = [previous["final_loss"]] if "final_loss" in previous else []
         seconds_before = float(previous.get("seconds", 0.0))
     start = time.perf_counter()
 
@@ -219,6 +226,7 @@ def train_texnet(
             batchnorm="recalibrated over 32 fresh batches" if final else "running averages (intermediate checkpoint)",
             final_loss=sum(recent) / len(recent), final_terms=terms, interrupted=interrupted,
             loss_history=history, loss_history_every=HISTORY_EVERY,
+            **({"finished_early": True} if final and done < iters else {}),
         ))
         save_checkpoint(out, net.state_dict(), manifest)
         if final:
@@ -229,7 +237,7 @@ def train_texnet(
 
     interrupted = False
     try:
-        while done < iters:
+        while done < iters and not finish:
             step = done
             for group in opt.param_groups:
                 group["lr"] = learning_rate(step, iters, lr)
@@ -253,7 +261,7 @@ def train_texnet(
                 save(interrupted=False)
     except KeyboardInterrupt:
         interrupted = True  # the `done` iterations completed are kept
-    if interrupted and done < iters:
+    if interrupted and done < iters and not finish:
         save(interrupted=True)  # resumable: running BatchNorm averages, optimizer state kept
         final_terms = {k: sum(v[-20:]) / len(v[-20:]) for k, v in terms_acc.items()}
     else:
