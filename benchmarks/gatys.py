@@ -14,6 +14,7 @@ exemplar | without spectrum | default images side by side into benchmarks/images
 
     python benchmarks/gatys.py                      # the four shared textures at 256 px
     python benchmarks/gatys.py --sizes 128,256 --textures pebbles,red-peppers
+    python benchmarks/gatys.py --sizes 128 --iters 150 --weights 0,2,6,20 --section spectrum-sweep   # the weight sweep
 """
 
 from __future__ import annotations
@@ -148,6 +149,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--descriptor", default="auto")
+    parser.add_argument("--section", default="gatys", help="RESULTS.md section (and image name prefix) to write")
     args = parser.parse_args()
     desc = descriptor.build_descriptor(args.descriptor, losses.PO_LAYERS, device=args.device)
     rows = []
@@ -162,7 +164,7 @@ def main() -> None:
             rows += records
             images = [load_exemplar(path, crop)] + [load_image(CACHE / f"{r['key']}.png") for r in records]
             IMAGES.mkdir(exist_ok=True)
-            save_image(side_by_side(images, height=min(size, 384)), IMAGES / f"gatys_{path.stem}_{size}.png")
+            save_image(side_by_side(images, height=min(size, 384)), IMAGES / f"{args.section}_{path.stem}_{size}.png")
     write_results(rows, desc, args)
 
 
@@ -176,11 +178,13 @@ def cpu_name() -> str:
 def write_results(rows: list[dict], desc, args) -> None:
     cpu = cpu_name()
     lines = [
-        "## Gatys reference (`benchmarks/gatys.py`)",
+        "## Gatys reference (`benchmarks/gatys.py`)" if args.section == "gatys" else
+        f"## Spectrum weight sweep (`benchmarks/gatys.py --sizes {args.sizes} --iters {args.iters} --weights {args.weights} "
+        f"--section {args.section}`)",
         "",
         f"{args.iters} L-BFGS-B evaluations from uniform noise (seed {args.seed}), pixels bounded to [0, 1]; "
         f"descriptor `{desc.identity[:26]}…`, layers {', '.join(losses.PO_LAYERS)} with normalized weights, colour "
-        f"weight 10; spectrum weight 0 (the objective before Quality v2) or {DEFAULT_SPECTRUM_WEIGHT:g} (the default). "
+        f"weight 10; spectrum weights {args.weights} (0: the objective before Quality v2; {DEFAULT_SPECTRUM_WEIGHT:g}: the default). "
         "Measures on the saved 8-bit image: the default objective's value, the plain normalized Gram loss, spectral "
         "distance (target 1.5 x floor + 0.1, floor = exemplar's left vs right half), the judge (EfficientNet-Lite0 "
         "sliced Wasserstein) and colour distance (sliced Wasserstein-1, RGB). pebbles: the exemplar without its "
@@ -203,9 +207,9 @@ def write_results(rows: list[dict], desc, args) -> None:
                 lines.append(f"| {size} | {w:g} | {statistics.median(r['objective'] for r in sel):.4g} | "
                              f"{statistics.median(r['spectral'] / r['target'] for r in sel):.2f} | "
                              f"{statistics.median(r['judge'] for r in sel):.3f} | {statistics.median(r['color'] for r in sel):.4f} |")
-    sheets = sorted({f"`benchmarks/images/gatys_{r['texture']}_{r['size']}.png`" for r in rows})
+    sheets = sorted({f"`benchmarks/images/{args.section}_{r['texture']}_{r['size']}.png`" for r in rows})
     lines += ["", f"Images (exemplar | one per spectrum weight run, in the order {args.weights}): " + ", ".join(sheets), ""]
-    replace_section(RESULTS, "gatys", "\n".join(lines))
+    replace_section(RESULTS, args.section, "\n".join(lines))
     print("\n".join(lines))
 
 
