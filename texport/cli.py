@@ -618,6 +618,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"texport: error: {exc}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, typer.Abort):
+        import signal
+
         if not _signals:
-            _signals.append(2)  # SIGINT
+            _signals.append(signal.SIGINT)
         return _interrupted()

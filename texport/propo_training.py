@@ -42,6 +42,7 @@ from .descriptor import build_descriptor
 from .devices import resolve_device
 from .errors import TexportError
 from .models import PROPO
+from .objective import DEFAULT_SPECTRUM_WEIGHT  # the same weight, here per stage like the colour term
 from .propo import DEFAULT_WIDTHS, LEVELS, SIZE_MULTIPLE, ProPO
 from .training import check_run, load_optimizer_state, save_optimizer_state, state_path
 
@@ -50,7 +51,6 @@ DEFAULT_SIZE = 128  # the paper's 256 crops cost ~4x more per step; 128 fits a C
 DEFAULT_LR = 5e-4  # the paper: 2e-4 over 800K steps; short CPU runs need larger steps (lr 1e-3 diverged)
 BETAS = (0.5, 0.999)
 DEFAULT_COLOR_WEIGHT = 10.0
-DEFAULT_SPECTRUM_WEIGHT = 6.0  # texport.objective's default, on the same per-stage scale as the colour term
 DEFAULT_NOISE_AMPLITUDE = 0.1
 INCREMENTAL_START = 8
 NOISE_SEED_OFFSET = 1 << 30
