@@ -8,8 +8,8 @@ loss, spectral distance against its target 1.5 x floor + 0.1, the judge's distan
 (EfficientNet-Lite0, texport.metrics) and colour distance.
 
 Results are cached in benchmarks/cache/gatys/ under a key made of the exemplar's bytes, the run's
-settings, the descriptor identity and the source of the modules that compute them, so a re-run
-recomputes only what changed. Writes the table into benchmarks/RESULTS.md (its own section) and
+settings, the descriptor identity and a fingerprint of what the code computes (`reference_fingerprint`),
+so a re-run recomputes only what changed. Writes the table into benchmarks/RESULTS.md (its own section) and
 exemplar | without spectrum | default images side by side into benchmarks/images/.
 
     python benchmarks/gatys.py                      # the four shared textures at 256 px
@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 import texport
-from texport import descriptor, gatys, losses, metrics, objective, spectrum
+from texport import descriptor, gatys, losses, metrics
 from texport.images import load_exemplar, load_image, quantize, save_image, side_by_side
 from texport.objective import DEFAULT_SPECTRUM_WEIGHT, build_objective
 
@@ -57,18 +57,41 @@ def texture_path(name: str) -> Path:
     return resolve_texture(name)
 
 
-def code_hash() -> str:
-    digest = hashlib.sha256()
-    for module in (gatys, objective, losses, descriptor, spectrum, metrics):
-        digest.update(Path(module.__file__).read_bytes())
-    return digest.hexdigest()[:16]
+FINGERPRINT_SIZE = 64
+FINGERPRINT_ITERS = 5
+_fingerprints: dict[str, str] = {}
+
+
+def reference_fingerprint(desc) -> str:
+    """What a cached record's numbers depend on, measured rather than read from the source.
+
+    A short Gatys run (FINGERPRINT_ITERS evaluations at FINGERPRINT_SIZE px from the package's pebbles,
+    seed 0, default objective) and its measures, each rounded to 4 significant digits: a change to the
+    optimizer, the objective, the spectrum term, the descriptor or the metrics that moves any number
+    changes every key; a comment, a refactor or a new option does not (keying on the modules' source
+    threw away hours of 2-core runs for each docstring edit). Low-bit differences between machines or
+    thread counts can still flip a rounding: a miss, never a wrong hit of consequence.
+    """
+    if desc.identity not in _fingerprints:
+        from texport.images import resolve_texture
+
+        exemplar = load_exemplar(resolve_texture("pebbles"))  # 128 px: the spectral floor needs 64 px halves
+        obj = build_objective(exemplar, descriptor=desc)
+        result = gatys.synthesize(exemplar, FINGERPRINT_SIZE, FINGERPRINT_ITERS, objective=obj, seed=0, device="cpu")
+        measured = measures(result.image, exemplar, desc)[0]
+        image = result.image.double()
+        values = [result.loss, *image.mean(dim=(0, 2, 3)).tolist(), *image.std(dim=(0, 2, 3)).tolist(),
+                  *(measured[k] for k in sorted(measured))]
+        text = json.dumps([f"{v:.4g}" for v in values])
+        _fingerprints[desc.identity] = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return _fingerprints[desc.identity]
 
 
 def cache_key(path: Path, size: int, loss: str, iters: int, seed: int, desc, crop=None,
               spectrum_weight: float = DEFAULT_SPECTRUM_WEIGHT) -> str:
-    """The cache name of a Gatys run: exemplar bytes, settings, descriptor, code and torch version."""
+    """The cache name of a Gatys run: exemplar bytes, settings, descriptor, what the code computes, torch version."""
     key_parts = [hashlib.sha256(path.read_bytes()).hexdigest(), size, loss, iters, seed, desc.identity,
-                 code_hash(), torch.__version__, list(crop) if crop is not None else None, spectrum_weight]
+                 reference_fingerprint(desc), torch.__version__, list(crop) if crop is not None else None, spectrum_weight]
     return hashlib.sha256(json.dumps(key_parts).encode()).hexdigest()[:20]
 
 
@@ -128,7 +151,8 @@ def run_one(path: Path, size: int, loss: str, iters: int, seed: int, device: str
     record = dict(
         measured, texture=path.stem, crop=list(crop) if crop is not None else None, size=size, loss=loss,
         spectrum_weight=spectrum_weight, evaluations=result.evaluations, seconds=round(result.seconds, 2),
-        gram_loss=measured["gram"], color_distance=measured["color"], descriptor=desc.identity, key=key,
+        gram_loss=measured["gram"], color_distance=measured["color"], descriptor=desc.identity, key=key, seed=seed,
+        iters=iters, fingerprint=reference_fingerprint(desc),
         machine=f"{cpu_name()}, {torch.get_num_threads()} threads",
     )
     CACHE.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@
 
 Each variant trains `--iters` steps on `--size` px crops of the training split, then is scored on
 the first `--count` held-out textures (by SHA-1 of their names, 256 px shortest side, centre
-`--eval-size` crop): Gram loss (normalized weights, PO layers), colour distance and diversity
+`--eval-size` crop): the Quality v2 measures (benchmarks/gatys.py `measures`) and diversity
 (eq. 11, conv4_2) of 5 samples per texture, all on 8-bit images. Small runs: they rank the
 variants; they do not predict a long run's absolute quality. Writes its RESULTS.md section.
 
@@ -35,13 +35,14 @@ from texport.datasets import open_dataset  # noqa: E402
 from texport.descriptor import build_descriptor  # noqa: E402
 from texport.images import quantize  # noqa: E402
 from texport.models import load_propo, synthesize_propo  # noqa: E402
-from texport.objective import build_objective  # noqa: E402
+from texport.objective import DEFAULT_SPECTRUM_WEIGHT  # noqa: E402
 from texport.propo_training import train_propo  # noqa: E402
 
 VARIANTS = {  # file key -> (what it changes, train_propo arguments); 'default' is what ships
     "raw": ("uniform [0, 1) start, no colour moment matching", {"noise_amplitude": 1.0, "color_match": False}),
     "noise-0.1": ("start 0.5 +- 0.05, no colour moment matching", {"noise_amplitude": 0.1, "color_match": False}),
-    "default": ("start 0.5 +- 0.05, stage colour moments set to the target's, colour input, uniform draws", {}),
+    "default": ("start 0.5 +- 0.05, stage colour moments set to the target's, colour input, uniform draws",
+                {"color_input": True}),
     "no-color-input": ("default without the colour-Gram gradient input", {"color_input": False}),
     "incremental": ("default with incremental learning", {"incremental": True}),
 }
@@ -49,16 +50,20 @@ RUNS = HERE / "cache" / "ablation"
 
 
 def score(model_path: Path, targets: list[torch.Tensor], size: int, desc) -> dict:
+    """Quality v2 measures (benchmarks/gatys.py `measures`) of 5 samples per target: per-target means, then
+    the mean and the median over targets (the mean alone is ruled by the target with the largest loss)."""
     model = load_propo(model_path)
-    gram, color, div = [], [], []
+    per_target, div = [], []
     for target in targets:
-        objective = build_objective(target, "gram", descriptor=desc)
         samples = quantize(synthesize_propo(model, target, size, seed=0, count=5))
+        measured = gatys_benchmark.measures(samples, target, desc)
+        per_target.append({k: statistics.mean(m[k] for m in measured) for k in ("objective", "gram", "spectral", "judge", "color")})
+        per_target[-1]["spectral_ok"] = float(all(m["spectral"] <= m["target"] for m in measured))
         with torch.no_grad():
-            gram += [float(v) for v in objective(samples)["gram"]]
-            color += [float(losses.color_distance(s[None], target)) for s in samples]
             div.append(float(losses.diversity(desc(samples, padding="reflect")[losses.DIVERSITY_LAYER])))
-    return {"gram": statistics.mean(gram), "color": statistics.mean(color), "diversity": statistics.mean(div)}
+    keys = per_target[0].keys()
+    return {**{k: statistics.mean(t[k] for t in per_target) for k in keys},
+            **{f"median_{k}": statistics.median(t[k] for t in per_target) for k in keys}, "diversity": statistics.mean(div)}
 
 
 def main() -> None:
@@ -69,6 +74,7 @@ def main() -> None:
     parser.add_argument("--eval-size", type=int, default=128)
     parser.add_argument("--count", type=int, default=8)
     parser.add_argument("--variants", default=None, help="comma-separated names (default: all)")
+    parser.add_argument("--section", default="propo-ablation", help="RESULTS.md section to write (a subset of variants: its own)")
     args = parser.parse_args()
     dataset = find_dataset(args.dataset)
     held = open_dataset(dataset, "held-out", resize=256)
@@ -86,24 +92,30 @@ def main() -> None:
     names = args.variants.split(",") if args.variants else list(VARIANTS)
     for name in names:
         what, kwargs = VARIANTS[name]
-        out = RUNS / f"{name}_{args.size}_{args.iters}.safetensors"
+        out = RUNS / f"{name}_{args.size}_{args.iters}_spectrum{DEFAULT_SPECTRUM_WEIGHT:g}.safetensors"
         if not out.is_file():
             train_propo(dataset, out, iters=args.iters, size=args.size, checkpoint_every=0, loaded=train, **kwargs)
         row = {"variant": f"{name}: {what}", **score(out, targets, args.eval_size, desc)}
         rows.append(row)
         print(json.dumps(row), flush=True)
     lines = [
-        "## ProPO design ablation (`benchmarks/propo_ablation.py`)",
+        "## ProPO design ablation (`benchmarks/propo_ablation.py"
+        + (f" --variants {args.variants} --section {args.section}" if args.section != "propo-ablation" else "") + "`)",
         "",
         f"Each variant: {args.iters} steps on {args.size} px crops of {len(train)} training images of {dataset.name} "
-        f"(default lr, seed 0), scored on {len(targets)} held-out textures ({args.eval_size} px, 5 samples each; "
-        f"metrics on 8-bit images). Machine: {gatys_benchmark.cpu_name()}, {torch.get_num_threads()} threads, "
-        f"texport {texport.__version__}; measured {time.strftime('%Y-%m-%d')}.",
+        f"(default lr, seed 0, the default objective: Gram + colour + spectrum weight {DEFAULT_SPECTRUM_WEIGHT:g}), scored "
+        f"on {len(targets)} held-out textures ({args.eval_size} px, 5 samples each; Quality v2 measures on 8-bit images: "
+        "the default objective, the plain Gram loss, spectral distance and the share of samples within its target, "
+        "the judge, colour distance; mean over textures, median in brackets). Machine: "
+        f"{gatys_benchmark.cpu_name()}, {torch.get_num_threads()} threads, texport {texport.__version__}; measured "
+        f"{time.strftime('%Y-%m-%d')}.",
         "",
-        "| variant | Gram loss | colour distance | diversity (eq. 11) |",
-        "| --- | --- | --- | --- |",
-    ] + [f"| {r['variant']} | {r['gram']:.4g} | {r['color']:.4f} | {r['diversity']:.4g} |" for r in rows] + [""]
-    gatys_benchmark.replace_section(gatys_benchmark.RESULTS, "propo-ablation", "\n".join(lines))
+        "| variant | objective | Gram | spectral | spectral within target | judge | colour | diversity (eq. 11) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ] + [f"| {r['variant']} | " + " | ".join(f"{r[k]:.4g} ({r['median_' + k]:.4g})" for k in ("objective", "gram", "spectral"))
+         + f" | {r['spectral_ok']:.2f} | {r['judge']:.3f} ({r['median_judge']:.3f}) | {r['color']:.4f} ({r['median_color']:.4f}) | "
+         f"{r['diversity']:.4g} |" for r in rows] + [""]
+    gatys_benchmark.replace_section(gatys_benchmark.RESULTS, args.section, "\n".join(lines))
     print("\n".join(lines))
 
 

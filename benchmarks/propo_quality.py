@@ -5,16 +5,17 @@ split of the dataset ProPO was trained on (default: Debian's openarena-081-textu
 scaled so the shortest side is 256 and centre-cropped to 256x256; they are written to
 benchmarks/cache/textures/ (not committed: third-party images, regenerated from the archive).
 
-For each texture at 256x256, on the model's descriptor: Gram texture loss (normalized layer
-weights, PO layers) and colour distance (sliced Wasserstein-1, 0-1 RGB) of 5 ProPO samples (seeds
-0-4, mean) and of a Gatys result (400 L-BFGS-B evaluations of the default Gram + colour objective,
-seed 0, cached by benchmarks/gatys.py); ratios per texture and ratio of the means; the Gram loss of
-each stage image x^1..x^5 (same full objective); diversity (eq. 11, conv4_2) of 5 ProPO samples vs
+For each texture at 256x256, on the model's descriptor: the Quality v2 measures of
+benchmarks/gatys.py (`measures`: the default objective's value, spectral distance, judge, colour
+distance) of 5 ProPO samples (seeds 0-4, mean) and of a Gatys result (400 L-BFGS-B evaluations of
+the default objective, seed 0, cached by benchmarks/gatys.py); objective ratios per texture, the
+ratio of the means and their median; the default objective of each stage image x^1..x^5; diversity (eq. 11, conv4_2) of 5 ProPO samples vs
 5 Gatys runs on two textures; seconds per image of both. Metrics on the saved 8-bit images.
 
     python benchmarks/propo_quality.py                        # needs the archive; runs missing Gatys
     python benchmarks/propo_quality.py --gatys none           # ProPO columns only (minutes)
     python benchmarks/propo_quality.py --dataset /path/to/pak4-textures.pk3 --count 8
+    python benchmarks/propo_quality.py --splits held-out --count 4   # the target's split only
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ SIZE = 256
 SAMPLES = 5
 TEXTURES = HERE / "cache" / "textures"
 DEFAULT_DATASET = Path("/usr/share/games/openarena/baseoa/pak4-textures.pk3")
-TARGETS = {"gram_ratio_train": 5.0, "gram_ratio_held_out": 10.0, "color": 0.01, "diversity_ratio": 0.9, "speedup": 100.0}
+TARGETS = {"objective_ratio_train": 50.0, "objective_ratio_held_out": 50.0, "color": 0.01, "diversity_ratio": 0.9, "speedup": 100.0}
 
 
 def find_dataset(given: str | None) -> Path:
@@ -87,17 +88,16 @@ def seconds_per_image(model, texture: torch.Tensor, repeats: int = 3) -> float:
 
 def measure(model, path: Path, split: str, desc, gatys_mode: str, diversity: bool, device: str) -> dict:
     exemplar = load_image(path)
-    objective = build_objective(exemplar, "gram", descriptor=desc)
+    objective = build_objective(exemplar, descriptor=desc)  # the default objective (Gram + colour + spectrum)
     stages = synthesize_propo(model, exemplar, SIZE, seed=0, count=SAMPLES, stages=True)
     samples = quantize(stages[-1])
+    measured = gatys_benchmark.measures(samples, exemplar, desc)
     with torch.no_grad():
-        gram = [float(v) for v in objective(samples)["gram"]]
-        color = [float(losses.color_distance(s[None], exemplar)) for s in samples]
-        stage_gram = [float(objective(quantize(s))["gram"].mean()) for s in stages[1:]]
+        stage_objective = [float(objective(quantize(s))["total"].mean()) for s in stages[1:]]
         div = float(losses.diversity(desc(samples, padding="reflect")[losses.DIVERSITY_LAYER]))
-    row = {"texture": path.stem, "split": split, "gram": statistics.mean(gram), "color": statistics.mean(color),
-           "stage_gram": stage_gram, "diversity": div, "seconds": seconds_per_image(model, exemplar),
-           "gatys_gram": None, "gatys_color": None, "gatys_seconds": None, "gatys_diversity": None}
+    row = {"texture": path.stem, "split": split, **{k: statistics.mean(m[k] for m in measured) for k in measured[0]},
+           "stage_objective": stage_objective, "diversity": div, "seconds": seconds_per_image(model, exemplar),
+           "gatys": None, "gatys_diversity": None}
     images = [exemplar] + [s[None] for s in samples[:3]]
     if gatys_mode != "none":
         seeds = range(SAMPLES) if diversity else range(1)
@@ -109,9 +109,8 @@ def measure(model, path: Path, split: str, desc, gatys_mode: str, diversity: boo
                 break
             records.append(record)
         if records:
-            ref = records[0]
-            row.update(gatys_gram=ref["gram_loss"], gatys_color=ref["color_distance"], gatys_seconds=ref["seconds"])
-            images.insert(1, load_image(gatys_benchmark.CACHE / f"{ref['key']}.png"))
+            row["gatys"] = {k: records[0][k] for k in ("objective", "gram", "spectral", "judge", "color", "seconds")}
+            images.insert(1, load_image(gatys_benchmark.CACHE / f"{records[0]['key']}.png"))
         if diversity and len(records) == SAMPLES:
             g = torch.cat([load_image(gatys_benchmark.CACHE / f"{r['key']}.png") for r in records])
             with torch.no_grad():
@@ -133,6 +132,7 @@ def main() -> None:
     parser.add_argument("--model", default="propo")
     parser.add_argument("--dataset", default=None)
     parser.add_argument("--count", type=int, default=8, help="textures per split")
+    parser.add_argument("--splits", default="held-out,train", help="held-out (the target), train, or both")
     parser.add_argument("--gatys", choices=("run", "cached", "none"), default="run")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--histogram-match", action=argparse.BooleanOptionalAction, default=None,
@@ -147,13 +147,14 @@ def main() -> None:
     desc = build_descriptor("auto", losses.PO_LAYERS + (losses.DIVERSITY_LAYER,), device=args.device,
                             expect_identity=manifest["descriptor"])
     rows = []
-    for split in ("held-out", "train"):
+    splits = [x for x in ("held-out", "train") if x in args.splits.split(",")]
+    for split in splits:
         for i, path in enumerate(pick_textures(dataset, split, args.count, fraction)):
             rows.append(measure(model, path, split, desc, args.gatys, diversity=(i == 0), device=args.device))
             print(json.dumps({k: v for k, v in rows[-1].items() if not k.endswith("sheet")}), flush=True)
     gatys_benchmark.IMAGES.mkdir(exist_ok=True)
     suffix = "" if args.histogram_match is None else f"_histogram_{'on' if args.histogram_match else 'off'}"
-    for split in ("held-out", "train"):
+    for split in splits:
         save_image(stack_rows([r["sheet"] for r in rows if r["split"] == split]),
                    gatys_benchmark.IMAGES / f"propo_{split}_{SIZE}{suffix}.png")
         save_image(stack_rows([r["stages_sheet"] for r in rows if r["split"] == split][:4]),
@@ -167,47 +168,57 @@ def _fmt(v, spec: str) -> str:
 
 def write_results(rows: list[dict], manifest: dict, args) -> None:
     t = manifest["training"]
-    hist = manifest["architecture"].get("histogram_match", False) if args.histogram_match is None else args.histogram_match
+    arch = manifest["architecture"]
+    hist = arch.get("histogram_match", False) if args.histogram_match is None else args.histogram_match
     lines = [
         "## ProPO vs Gatys (`benchmarks/propo_quality.py`"
         + ("" if args.histogram_match is None else f" `--{'' if args.histogram_match else 'no-'}histogram-match`") + ")",
         "",
         f"Model `{resolve_model(args.model).name}`: {t['iterations']} iterations of {t['iterations_planned']} planned, "
-        f"{t['size']} px crops, final histogram matching {hist}, lr {t['lr']}, batch {t['batch']}, colour weight {t['color_weight']}, incremental "
-        f"{t['incremental']}, {t['seconds']:.0f} s on {t['device']}; trained on {manifest['dataset']['images']} images "
-        f"of {manifest['dataset']['source']}. 256x256; ProPO: mean of {SAMPLES} samples (seeds 0-4); Gatys: 400 "
-        "L-BFGS-B evaluations of the default Gram + colour objective (seed 0). Gram: normalized-weight texture loss "
-        "on the PO layers; colour: sliced Wasserstein-1 on 0-1 RGB; on the saved 8-bit images. Stage columns: the "
-        f"same Gram loss of x^1..x^5. Gatys: {args.gatys}. Machine: {gatys_benchmark.cpu_name()}, "
+        f"{t['size']} px crops, colour input {arch.get('color_input')}, final histogram matching {hist}, lr {t['lr']}, "
+        f"batch {t['batch']}, colour weight {t['color_weight']}, spectrum weight {t.get('spectrum_weight', 0)}, "
+        f"incremental {t['incremental']}, {t['seconds']:.0f} s on {t['device']}; trained on "
+        f"{manifest['dataset']['images']} images of {manifest['dataset']['source']}. 256x256; ProPO: mean of {SAMPLES} "
+        "samples (seeds 0-4); Gatys: 400 L-BFGS-B evaluations of the default objective (Gram + colour + spectrum, "
+        "seed 0). Measures on the saved 8-bit images (`benchmarks/gatys.py` `measures`): the default objective's "
+        "value, spectral distance (its target 1.5 x floor + 0.1), the judge (EfficientNet-Lite0) and colour distance. "
+        f"Stage columns: the default objective of x^1..x^5. Gatys: {args.gatys}. Machine: {gatys_benchmark.cpu_name()}, "
         f"{torch.get_num_threads()} threads, torch {torch.__version__}, device {args.device}, texport "
         f"{texport.__version__}; measured {time.strftime('%Y-%m-%d')}.",
         "",
-        "| split | texture | Gram ProPO | Gram Gatys | ratio | colour ProPO | colour Gatys | x^1 | x^2 | x^3 | x^4 | x^5 | s/image ProPO | s/image Gatys |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| split | texture | objective ProPO | objective Gatys | ratio | spectral ProPO (target) | spectral Gatys | "
+        "judge ProPO | judge Gatys | colour ProPO | colour Gatys | x^1 | x^2 | x^3 | x^4 | x^5 | s/image ProPO | s/image Gatys |",
+        "|" + " --- |" * 18,
     ]
     for r in rows:
-        ratio = r["gram"] / r["gatys_gram"] if r["gatys_gram"] else None
-        lines.append(f"| {r['split']} | {r['texture'][:40]} | {r['gram']:.3g} | {_fmt(r['gatys_gram'], '.3g')} | "
-                     f"{_fmt(ratio, '.1f')} | {r['color']:.4f} | {_fmt(r['gatys_color'], '.4f')} | "
-                     + " | ".join(f"{v:.3g}" for v in r["stage_gram"])
-                     + f" | {r['seconds']:.3f} | {_fmt(r['gatys_seconds'], '.1f')} |")
-    lines += ["", "| split | mean Gram ProPO | mean Gram Gatys | ratio of means (target) | median ratio | mean colour ProPO (target <= 0.01) | "
-              "diversity ProPO / Gatys (texture) | speed-up (target >= 100) |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for split, target in (("held-out", TARGETS["gram_ratio_held_out"]), ("train", TARGETS["gram_ratio_train"])):
+        g = r["gatys"] or {}
+        ratio = r["objective"] / g["objective"] if g else None
+        lines.append(f"| {r['split']} | {r['texture'][:40]} | {r['objective']:.3g} | {_fmt(g.get('objective'), '.3g')} | "
+                     f"{_fmt(ratio, '.1f')} | {r['spectral']:.3f} ({r['target']:.3f}) | {_fmt(g.get('spectral'), '.3f')} | "
+                     f"{r['judge']:.3f} | {_fmt(g.get('judge'), '.3f')} | {r['color']:.4f} | {_fmt(g.get('color'), '.4f')} | "
+                     + " | ".join(f"{v:.3g}" for v in r["stage_objective"])
+                     + f" | {r['seconds']:.3f} | {_fmt(g.get('seconds'), '.1f')} |")
+    lines += ["", "| split | mean objective ProPO | mean objective Gatys | ratio of means (target) | median ratio | "
+              "spectral within target | judge ProPO / Gatys (median) | mean colour ProPO (target <= 0.01) | "
+              "diversity ProPO / Gatys (texture) | speed-up (target >= 100) |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for split, target in (("held-out", TARGETS["objective_ratio_held_out"]), ("train", TARGETS["objective_ratio_train"])):
         sel = [r for r in rows if r["split"] == split]
         if not sel:
             continue
-        mean_gram = statistics.mean(r["gram"] for r in sel)
-        gatys = [r["gatys_gram"] for r in sel if r["gatys_gram"]]
-        mean_gatys = statistics.mean(gatys) if len(gatys) == len(sel) else None
-        ratio = mean_gram / mean_gatys if mean_gatys else None
-        ratios = [r["gram"] / r["gatys_gram"] for r in sel if r["gatys_gram"]]
-        median = statistics.median(ratios) if ratios else None
+        mean_obj = statistics.mean(r["objective"] for r in sel)
+        refs = [r["gatys"] for r in sel if r["gatys"]]
+        mean_gatys = statistics.mean(g["objective"] for g in refs) if len(refs) == len(sel) else None
+        ratio = mean_obj / mean_gatys if mean_gatys else None
+        ratios = [r["objective"] / r["gatys"]["objective"] for r in sel if r["gatys"]]
+        judges = [r["judge"] / r["gatys"]["judge"] for r in sel if r["gatys"]]
         div = next((r for r in sel if r["gatys_diversity"]), None)
         div_text = f"{div['diversity']:.3g} / {div['gatys_diversity']:.3g} = {div['diversity'] / div['gatys_diversity']:.2f}x ({div['texture'][:24]})" \
             if div else f"{sel[0]['diversity']:.3g} / - ({sel[0]['texture'][:24]})"
-        secs = [r["gatys_seconds"] / r["seconds"] for r in sel if r["gatys_seconds"]]
-        lines.append(f"| {split} | {mean_gram:.3g} | {_fmt(mean_gatys, '.3g')} | {_fmt(ratio, '.1f')} (<= {target:g}) | {_fmt(median, '.1f')} | "
+        secs = [r["gatys"]["seconds"] / r["seconds"] for r in sel if r["gatys"]]
+        lines.append(f"| {split} | {mean_obj:.3g} | {_fmt(mean_gatys, '.3g')} | {_fmt(ratio, '.1f')} (<= {target:g}) | "
+                     f"{_fmt(statistics.median(ratios) if ratios else None, '.1f')} | "
+                     f"{sum(r['spectral'] <= r['target'] for r in sel)} of {len(sel)} | "
+                     f"{_fmt(statistics.median(judges) if judges else None, '.2f')} | "
                      f"{statistics.mean(r['color'] for r in sel):.4f} | {div_text} | "
                      f"{_fmt(statistics.mean(secs) if secs else None, '.0f')} |")
     lines += ["", "Images: `benchmarks/images/propo_held-out_256.png`, `benchmarks/images/propo_train_256.png` "

@@ -60,3 +60,27 @@ def test_judge_prefers_the_exemplars_own_texture_to_noise(pebbles, peppers):
     assert same < other and same < random, (same, other, random)
     with pytest.raises(TexportError, match="at least 32x32"):
         judge.distance(pebbles[..., :16, :16], left)
+
+
+def test_gatys_cache_key_follows_the_numbers_not_the_source(monkeypatch):
+    """benchmarks/gatys.py keys cached runs on a measured fingerprint: same code -> same key; a
+    change that moves the objective's numbers -> a new key (no stale record can be hit)."""
+    import functools
+    import importlib.util
+    import sys
+
+    from texport.descriptor import build_descriptor
+
+    bench = Path(__file__).resolve().parent.parent / "benchmarks"
+    monkeypatch.syspath_prepend(str(bench))
+    spec = importlib.util.spec_from_file_location("gatys_benchmark_under_test", bench / "gatys.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "gatys_benchmark_under_test", module)
+    spec.loader.exec_module(module)
+    desc = build_descriptor("random", ("relu1_1", "pool1", "pool2", "pool3", "pool4"))
+    first = module.reference_fingerprint(desc)
+    module._fingerprints.clear()
+    assert module.reference_fingerprint(desc) == first  # deterministic
+    module._fingerprints.clear()
+    monkeypatch.setattr(module, "build_objective", functools.partial(module.build_objective, color_weight=11.0))
+    assert module.reference_fingerprint(desc) != first

@@ -332,3 +332,37 @@ def test_a_stopped_run_can_be_finished_where_it_is(tmp_path):
     assert training["batchnorm"].startswith("recalibrated") and training["interrupted"] is False
     assert training["final_terms"] and not state_path(out).exists()
     assert load_texnet(out).network(torch.zeros(1, 15, 32, 32)).shape == (1, 3, 32, 32)
+
+
+def test_fine_tuning_starts_from_a_trained_network_and_records_it(tmp_path):
+    """--init copies a trained network's weights (no random start), records its sha256, and survives a resume."""
+    import hashlib
+
+    kw = dict(batch=2, size=32, descriptor="random", device="cpu", checkpoint_every=2)
+    base = tmp_path / "base.safetensors"
+    train_texnet(resolve_texture("pebbles"), base, iters=2, **kw)
+    tuned = tmp_path / "tuned.safetensors"
+
+    def interrupt(step, loss):
+        if step == 1:
+            raise KeyboardInterrupt
+
+    train_texnet(resolve_texture("pebbles"), tuned, iters=3, init=base, seed=7, progress=interrupt, **kw)
+    record = read_manifest(tuned)["training"]["initialized_from"]
+    assert record["sha256"] == hashlib.sha256(base.read_bytes()).hexdigest() and record["iterations"] == 2
+    train_texnet(resolve_texture("pebbles"), tuned, iters=3, seed=7, resume=True, **kw)
+    assert read_manifest(tuned)["training"]["initialized_from"] == record
+    with pytest.raises(TexportError, match="--init starts a new run"):
+        train_texnet(resolve_texture("pebbles"), tuned, iters=3, init=base, resume=True, **kw)
+    with pytest.raises(TexportError, match="architecture .* differs"):
+        train_texnet(resolve_texture("pebbles"), tmp_path / "wide.safetensors", iters=1, init=base, width=4, **kw)
+
+    # one Adam step at lr 1e-9 leaves the weights where --init put them: the start is the given network
+    near = tmp_path / "near.safetensors"
+    train_texnet(resolve_texture("pebbles"), near, iters=1, lr=1e-9, init=base, **kw)
+    a, b = load_checkpoint(base)[0], load_checkpoint(near)[0]
+    weights = [k for k in a if "running" not in k and "num_batches" not in k]
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in weights)
+    fresh = tmp_path / "fresh.safetensors"
+    train_texnet(resolve_texture("pebbles"), fresh, iters=1, lr=1e-9, seed=7, **kw)
+    assert not all(torch.allclose(a[k], load_checkpoint(fresh)[0][k], atol=1e-6) for k in weights)

@@ -168,6 +168,7 @@ def train_texnet(
     resume: bool = typer.Option(False, "--resume", help="Continue OUTPUT from its last checkpoint (same settings)."),
     finish: bool = typer.Option(False, "--finish", help="With --resume: end the stopped run where it is (a finished model)."),
     checkpoint_every: int = typer.Option(100, "--checkpoint-every", help="Iterations between checkpoints."),
+    init: Optional[str] = typer.Option(None, "--init", help="Start from this trained texture network (name or file) instead of random weights."),
     preview: bool = typer.Option(True, "--preview/--no-preview", help="Also write OUTPUT with .png: exemplar | sample."),
 ) -> None:
     """Train a texture network (Ulyanov et al.) on one exemplar; Ctrl-C saves, --resume continues."""
@@ -185,7 +186,7 @@ def train_texnet(
         report = train(path, output, iters, batch, size, lr, loss, _layers(layers), color_weight, descriptor,
                        str(descriptor_weights) if descriptor_weights else None, device, scales, width=width, norm=norm, seed=seed,
                        crop=box, checkpoint_every=checkpoint_every, progress=update, spectrum_weight=spectrum_weight,
-                       resume=resume, finish=finish)
+                       resume=resume, finish=finish, init=init)
     if preview:
         _write_preview(output, path, box)
     terms = ", ".join(f"{k} {v:.4g}" for k, v in report.terms.items() if k != "total")

@@ -34,7 +34,8 @@ LAYER_WEIGHTINGS = ("normalized", "uniform")
 # and octaves when normalized), so its weight means the same for any descriptor, layer set or scale.
 DEFAULT_COLOR_WEIGHT = 10.0
 # The spectrum term mean((x - P(x))^2) is scaled the same way. Chosen by a sweep on Gatys
-# (benchmarks/spectrum_sweep.py, RESULTS.md "spectrum weight").
+# (`benchmarks/gatys.py --section spectrum-sweep`, RESULTS.md "Spectrum weight sweep"): the smallest
+# weight that met the spectral target on all four textures.
 DEFAULT_SPECTRUM_WEIGHT = 6.0
 
 

@@ -102,6 +102,22 @@ def check_run(iters: int, batch: int, lr: float, output: str | os.PathLike) -> P
     return out
 
 
+def _load_init(init: str | os.PathLike, net: TextureNetwork) -> dict:
+    """Copy a trained texture network's weights into `net`; returns what the manifest records of it."""
+    from .models import resolve_model
+
+    path = resolve_model(init)
+    state, manifest = load_checkpoint(path, kind=TEXNET)
+    if manifest.get("architecture") != net.config():
+        raise TexportError(f"--init {path.name}: its architecture {manifest.get('architecture')} differs from this run's {net.config()}")
+    check_state(path, net, state)
+    net.load_state_dict(state)
+    done = manifest.get("training", {})
+    return {"model": manifest.get("name") or path.stem, "file": path.name,
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "iterations": done.get("iterations"), "objective": manifest.get("objective")}
+
+
 def state_path(output: Path) -> Path:
     """Where a run keeps its optimizer state beside the model: OUTPUT.state.safetensors."""
     return output.with_name(output.stem + ".state.safetensors")
@@ -153,15 +169,21 @@ def train_texnet(
     spectrum_weight: float = DEFAULT_SPECTRUM_WEIGHT,
     resume: bool = False,
     finish: bool = False,
+    init: str | os.PathLike | None = None,
 ) -> TrainReport:
     """Train a TextureNetwork on the exemplar at `texture` and save it (safetensors + manifest) to `output`.
 
     crop (x, y, w, h) trains on part of the exemplar, e.g. without a printed label; it is recorded.
     resume continues `output` from its last checkpoint; every setting must be the same. finish (with
-    resume) makes the stopped run a finished model at the iterations it has done.
+    resume) makes the stopped run a finished model at the iterations it has done. init starts from the
+    weights of a trained texture network of the same architecture (a shipped name or a model file)
+    instead of random ones: fine-tuning on a changed objective costs a fraction of training anew; the
+    starting model is recorded.
     """
     if finish and not resume:
         raise TexportError("--finish ends a stopped run: use it with --resume")
+    if init is not None and resume:
+        raise TexportError("--init starts a new run: a resumed run already has its weights")
     out = check_run(iters, batch, lr, output)
     if resume and not (out.is_file() and state_path(out).is_file()):
         raise TexportError(f"nothing to resume: {out} and {state_path(out).name} must both exist")
@@ -177,7 +199,9 @@ def train_texnet(
                                 descriptor=descriptor, descriptor_weights=descriptor_weights, tileable=True, device=dev,
                                 spectrum_weight=spectrum_weight)
     torch.manual_seed(seed)
-    net = TextureNetwork(scales, noise_channels, width, norm=norm).to(dev).train()
+    net = TextureNetwork(scales, noise_channels, width, norm=norm)
+    started_from = _load_init(init, net) if init is not None else None
+    net = net.to(dev).train()
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     manifest_base = {
         "kind": TEXNET,
@@ -194,6 +218,8 @@ def train_texnet(
         "objective": objective.spec.as_dict(),
     }
     settings = {"planned_iterations": iters, "batch": batch, "size": size, "lr": lr, "seed": seed}
+    if started_from is not None:
+        settings["initialized_from"] = started_from
     history: list[float] = []  # mean loss of every HISTORY_EVERY iterations
     window: list[float] = []
     terms_acc: dict[str, list[float]] = {}
@@ -201,6 +227,8 @@ def train_texnet(
     if resume:
         state, manifest = load_checkpoint(out, kind=TEXNET)
         previous = manifest.get("training", {})
+        if "initialized_from" in previous:  # a resumed fine-tuning run keeps its record of where it started
+            settings["initialized_from"] = previous["initialized_from"]
         for key, value in settings.items():
             if previous.get(key) != value:
                 raise TexportError(f"cannot resume {out}: it was trained with {key}={previous.get(key)!r}, not {value!r}")
