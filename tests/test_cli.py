@@ -48,6 +48,11 @@ def _bad_inputs(tmp_path):
         "unknown optimizer": (["pebbles", "--optimizer", "sgd"], None, "unknown optimizer"),
         "bad size text": (["pebbles", "--size", "big"], None, "size must be"),
         "cuda without gpu": (["pebbles", "--device", "cuda"], None, "no CUDA GPU") if not _has_cuda() else None,
+        "corrupt init image": (["pebbles", "--init", str(cut)], None, "cannot read image"),
+        "init not an image": (["pebbles", "--init", str(text)], None, "not an image"),
+        "init unknown model": (["pebbles", "--init", "no-such-model"], None, "no such model"),
+        "init with coarse-to-fine": (["pebbles", "--init", str(whole), "--coarse-to-fine", "2", "--size", "64"], None, "choose one"),
+        "too many scales": (["pebbles", "--coarse-to-fine", "3", "--size", "64"], None, "use fewer levels"),
     }
 
 

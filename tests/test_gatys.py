@@ -80,3 +80,34 @@ def test_spectrum_term_removes_the_descriptors_hatching(hed, pebbles):
     plain, default = (float(spectral_distance(runs[w].image, pebbles)[0]) for w in (0.0, 6.0))
     assert default < 0.6 * plain, (plain, default)
     assert "spectrum" in runs[6.0].terms and "spectrum" not in runs[0.0].terms
+
+
+def test_refining_a_start_image_lowers_its_objective_and_resizes_it(pebbles_objective, pebbles):
+    """--init: the start is the given image (resized to the output), and every evaluation can only improve it."""
+    from texport.gatys import resize_start
+
+    start = torch.rand(1, 3, 48, 80, generator=torch.Generator().manual_seed(3))  # wrong size: resized to 64x64
+    resized = resize_start(start, 64, 64)
+    assert resized.shape == (1, 3, 64, 64)
+    result = synthesize(None, 64, iters=15, objective=pebbles_objective, init=start)
+    assert result.history[0] == pytest.approx(pebbles_objective(resized)["total"].item(), rel=1e-4)
+    assert result.loss < 0.5 * result.history[0]
+
+
+def test_coarse_to_fine_splits_the_budget_by_cost_and_reaches_full_size(pebbles_objective):
+    from texport.gatys import level_budgets, level_sizes
+
+    assert level_budgets(400, 1) == [400]
+    budgets = level_budgets(400, 3)
+    assert budgets[-1] == 200 and sum(b / 4 ** k for k, b in enumerate(reversed(budgets))) == pytest.approx(400, rel=0.01)
+    assert level_sizes(128, 96, 2, pebbles_objective) == [(64, 48), (128, 96)]
+    result = synthesize(None, 64, iters=20, objective=pebbles_objective, coarse_to_fine=2)
+    assert result.image.shape == (1, 3, 64, 64) and result.evaluations <= sum(level_budgets(20, 2))
+    assert result.terms["total"] < result.history[0]
+
+
+def test_coarse_to_fine_keeps_a_tileable_result_tileable(hed, peppers):
+    objective = build_objective(peppers, descriptor=hed, tileable=True)
+    result = synthesize(peppers, 64, iters=40, objective=objective, coarse_to_fine=2)
+    wrap_x, inner_x, wrap_y, inner_y = _seams(result.image)
+    assert wrap_x <= inner_x and wrap_y <= inner_y, (wrap_x, inner_x, wrap_y, inner_y)

@@ -100,10 +100,12 @@ def gatys(
     max_size: Optional[int] = typer.Option(None, "--max-size", help="Largest accepted side (default 8192)."),
     bits16: bool = typer.Option(False, "--16bit", help="Write a 16-bit PNG."),
     compare: Optional[Path] = typer.Option(None, "--compare", help="Also write exemplar | result side by side."),
+    init: Optional[str] = typer.Option(None, "--init", help="Start from this image file, or a sample (--seed) of this model, instead of noise."),
+    coarse_to_fine: int = typer.Option(1, "--coarse-to-fine", help="Solve at 1/2^(K-1) of the size first, then each finer scale (same total cost)."),
 ) -> None:
     """Synthesize a texture by optimization (Gatys et al.), the slow exact fallback."""
     from .devices import resolve_device
-    from .gatys import OPTIMIZERS, synthesize
+    from .gatys import OPTIMIZERS, level_budgets, synthesize
     from .images import load_image, resolve_texture, save_image, side_by_side
     from .losses import color_distance
     from .objective import build_objective
@@ -126,10 +128,16 @@ def gatys(
     )
     if pyramid > 1:
         objective.check_octaves((height, width), "output")
-    bar, update = _progress(iters, f"gatys {width}x{height}")
+    start = None
+    if init is not None:
+        from .models import start_image
+
+        start = start_image(init, exemplar, width, height, seed=seed, device=dev)
+    bar, update = _progress(sum(level_budgets(iters, coarse_to_fine)), f"gatys {width}x{height}")
     with bar:
         result = synthesize(exemplar, (width, height), iters, optimizer, seed=seed, device=dev, lr=lr,
-                            max_size=max_size, objective=objective, progress=update)
+                            max_size=max_size, objective=objective, progress=update, init=start,
+                            coarse_to_fine=coarse_to_fine)
     save_image(result.image, output, bits=16 if bits16 else 8)
     if compare is not None:
         save_image(side_by_side([exemplar, result.image]), compare)

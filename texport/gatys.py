@@ -1,7 +1,11 @@
 """Gatys et al. texture synthesis by optimization: the slow, exact fallback (seed 004 pseudo-code).
 
-Pixels start as uniform noise in [0, 1] and are optimized against the objective's target
-statistics, computed once. Pixels stay inside [0, 1] throughout, as in Gatys et al.'s own code:
+Pixels start as uniform noise in [0, 1] (or a given image: a feed-forward model's sample is a far
+better start than noise, so a few evaluations refine it) and are optimized against the objective's
+target statistics, computed once. Coarse-to-fine (`coarse_to_fine` K > 1) first solves at 1/2^(K-1)
+of the size against the exemplar blurred and downsampled as much, upsamples, and continues at each
+finer scale: large structures settle where an evaluation is cheap (Gatys et al. 2017, "Controlling
+perceptual factors", sec. 5; the pyramid *loss*, `octaves`, instead compares every scale at full size). Pixels stay inside [0, 1] throughout, as in Gatys et al.'s own code:
 L-BFGS-B with bounds (scipy), or projected Adam. Optimizing unconstrained pixels and clamping at
 the end left a 3x-35x higher loss at the same budget, and clamping after every L-BFGS step froze
 pixels (both tried while building this).
@@ -23,6 +27,7 @@ from .sizes import check_size, parse_size
 
 OPTIMIZERS = ("lbfgs", "adam")
 DEFAULT_ITERS = 400  # seed 000 sec. 4.2: Gatys converges after about 400 L-BFGS iterations
+MIN_LEVEL_SIDE = 32  # coarse-to-fine: the descriptor's deepest PO layer (pool4, /16) keeps 2x2 positions
 
 Progress = Callable[[int, float], None]
 
@@ -57,31 +62,105 @@ def synthesize(
     max_size: int | None = None,
     objective: TextureObjective | None = None,
     progress: Progress | None = None,
+    init: torch.Tensor | None = None,
+    coarse_to_fine: int = 1,
 ) -> GatysResult:
     """Synthesize a texture like `texture` ([1, 3, h, w] in [0, 1]) at `size` (N or WxH).
 
     iters counts loss-and-gradient evaluations (one per Adam step; L-BFGS-B uses one or more per
-    iteration), so the budget is the same compute whichever optimizer runs.
+    iteration), so the budget is the same compute whichever optimizer runs. init ([1, 3, h, w] in
+    [0, 1], resized to `size` if it differs) replaces the starting noise. coarse_to_fine K > 1 splits
+    the budget over K scales (`level_budgets`) so the whole run costs about `iters` full-size evaluations.
     """
     if iters <= 0:
         raise TexportError(f"iters must be positive, got {iters}")
     if optimizer not in OPTIMIZERS:
         raise TexportError(f"unknown optimizer {optimizer!r}: choose lbfgs or adam")
+    if coarse_to_fine < 1:
+        raise TexportError(f"--coarse-to-fine must be at least 1, got {coarse_to_fine}")
+    if init is not None and coarse_to_fine > 1:
+        raise TexportError("--init starts at full size and --coarse-to-fine from noise at the coarsest: choose one")
     width, height = check_size(parse_size(size), max_size)
     dev = resolve_device(device)
     if objective is None:
         objective = build_objective(texture.to(dev), loss, layers, layer_weights, octaves, color_weight, descriptor,
                                     descriptor_weights, tileable=tileable, device=dev)
-    gen = torch.Generator().manual_seed(seed)
-    x0 = torch.rand(1, 3, height, width, generator=gen)
+    sizes = level_sizes(width, height, coarse_to_fine, objective)
+    budgets = level_budgets(iters, coarse_to_fine)
+    if init is None:
+        gen = torch.Generator().manual_seed(seed)
+        x = torch.rand(1, 3, sizes[0][1], sizes[0][0], generator=gen)
+    else:
+        x = resize_start(init, width, height)
     run = _lbfgs if optimizer == "lbfgs" else _adam
+    circular = objective.padding == "circular"
+    history: list[float] = []
     start = time.perf_counter()
-    image, history = run(objective, x0.to(dev), iters, progress, lr)
+    for level, ((w, h), budget) in enumerate(zip(sizes, budgets)):
+        scale = len(sizes) - 1 - level  # 0 at full size
+        level_objective = objective if scale == 0 else objective.downscaled(scale)
+        if x.shape[-2:] != (h, w):
+            x = upsample(x, w, h, circular)
+        done = len(history)
+
+        def report(step: int, value: float, done: int = done) -> None:
+            if progress:
+                progress(done + step, value)
+
+        x, level_history = run(level_objective, x.to(dev), budget, report, lr)
+        history += level_history
+    image = x
     seconds = time.perf_counter() - start
     with torch.no_grad():
         terms = {k: float(v[0]) for k, v in objective(image).items()}
     return GatysResult(image.detach().cpu(), terms["total"], terms, len(history), seconds,
                        objective.descriptor.identity, history)
+
+
+def level_budgets(iters: int, levels: int) -> list[int]:
+    """Evaluations per scale, coarsest first: the full size gets half the budget, each coarser scale an
+    equal share of the other half in full-size cost (an evaluation at 1/2^k of the size costs about
+    4^-k of one at full size), so the run costs about `iters` full-size evaluations in all."""
+    if levels == 1:
+        return [iters]
+    share = iters / 2 / (levels - 1)
+    coarse = [max(1, round(share * 4 ** k)) for k in range(levels - 1, 0, -1)]
+    return coarse + [max(1, iters - iters // 2)]
+
+
+def level_sizes(width: int, height: int, levels: int, objective: TextureObjective) -> list[tuple[int, int]]:
+    """(width, height) of each scale, coarsest first; refuses a coarsest scale the descriptor cannot read."""
+    sizes = [(max(1, round(width / 2 ** k)), max(1, round(height / 2 ** k))) for k in range(levels - 1, -1, -1)]
+    smallest = min(sizes[0])
+    exemplar = min(objective.exemplar_size) // 2 ** (levels - 1)
+    if levels > 1 and (smallest < MIN_LEVEL_SIDE or exemplar < MIN_LEVEL_SIDE):
+        raise TexportError(f"--coarse-to-fine {levels} makes the coarsest scale {sizes[0][0]}x{sizes[0][1]} px "
+                           f"(exemplar {exemplar} px); both need at least {MIN_LEVEL_SIDE} px: use fewer levels")
+    return sizes
+
+
+def resize_start(image: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """A start image [1, 3, H, W] in [0, 1] at the output size (antialiased resize when it differs)."""
+    image = image.detach().float().cpu()
+    if image.dim() != 4 or image.shape[:2] != (1, 3):
+        raise TexportError(f"a start image must be one RGB image [1, 3, H, W], got {list(image.shape)}")
+    if image.shape[-2:] != (height, width):
+        image = torch.nn.functional.interpolate(image, size=(height, width), mode="bilinear", antialias=True,
+                                                align_corners=False)
+    return image.clamp(0.0, 1.0)
+
+
+def upsample(x: torch.Tensor, width: int, height: int, circular: bool) -> torch.Tensor:
+    """Bilinear upsampling to (height, width); a tileable image is padded circularly first so its seam stays."""
+    if not circular:
+        return torch.nn.functional.interpolate(x, size=(height, width), mode="bilinear", align_corners=False).clamp(0, 1)
+    h, w = x.shape[-2:]
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="circular")
+    sy, sx = height / h, width / w
+    big = torch.nn.functional.interpolate(padded, size=(round((h + 2) * sy), round((w + 2) * sx)), mode="bilinear",
+                                          align_corners=False)
+    top, left = round(sy), round(sx)
+    return big[..., top:top + height, left:left + width].clamp(0, 1)
 
 
 def _evaluate(objective: TextureObjective, x: torch.Tensor) -> tuple[float, torch.Tensor]:

@@ -206,3 +206,21 @@ def model_kind(name_or_path: str | os.PathLike) -> str:
     from .checkpoints import read_manifest
 
     return str(read_manifest(resolve_model(name_or_path)).get("kind"))
+
+
+def start_image(source: str | os.PathLike, texture: torch.Tensor, width: int, height: int, seed: int = 0,
+                device: str | torch.device = "cpu") -> torch.Tensor:
+    """A refinement's start [1, 3, height, width]: an image file if `source` is one, else a sample of
+    the model it names (a texture network's, or ProPO's for `texture`), drawn with `seed`."""
+    from .images import load_image
+
+    path = Path(source)
+    if path.is_file() and path.suffix.lower() != ".safetensors":
+        image = load_image(path)
+    elif model_kind(source) == PROPO:
+        image = synthesize_propo(load_propo(source, device), texture, (width, height), seed=seed)
+    else:
+        image = synthesize(load_texnet(source, device), (width, height), seed=seed)
+    from .gatys import resize_start
+
+    return resize_start(image, width, height)

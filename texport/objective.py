@@ -123,6 +123,13 @@ class TextureObjective:
         self.exemplar = exemplar
         self._spectra: dict[tuple[int, int], torch.Tensor] = {}
 
+    def downscaled(self, steps: int) -> "TextureObjective":
+        """The same objective against the exemplar blurred and halved `steps` times (coarse-to-fine Gatys)."""
+        exemplar = self.exemplar
+        for _ in range(steps):
+            exemplar = losses.blur_downsample(exemplar)
+        return TextureObjective(self.descriptor, exemplar, self.spec, tileable=self.padding == "circular")
+
     def reference_spectrum(self, height: int, width: int) -> torch.Tensor:
         """The spectrum constraint's reference F(u) at an output size (computed once per size)."""
         key = (height, width)
