@@ -366,3 +366,51 @@ def test_fine_tuning_starts_from_a_trained_network_and_records_it(tmp_path):
     fresh = tmp_path / "fresh.safetensors"
     train_texnet(resolve_texture("pebbles"), fresh, iters=1, lr=1e-9, seed=7, **kw)
     assert not all(torch.allclose(a[k], load_checkpoint(fresh)[0][k], atol=1e-6) for k in weights)
+
+
+def test_model_files_keep_their_exemplar_and_refinement_improves_a_sample(trained, hed, tmp_path):
+    """synth --refine: N Gatys evaluations from the network's sample against the exemplar its file keeps."""
+    from texport.checkpoints import load_stored_exemplar
+    from texport.images import load_image
+    from texport.models import refine
+
+    path, _ = trained
+    stored = load_stored_exemplar(path)
+    assert torch.equal((stored * 255).round(), (load_image(resolve_texture("pebbles")) * 255).round())
+    assert "exemplar" not in load_checkpoint(path)[0]  # weights only: the network loads as before
+    model = load_texnet(path)
+    sample = synthesize(model, 64, seed=2)
+    refined = refine(model, sample, 8, device="cpu")
+    objective = build_objective(stored, descriptor=hed)
+    with torch.no_grad():
+        assert objective(refined)["total"].item() < objective(sample)["total"].item()
+
+    tiled = refine(model, synthesize(model, 64, seed=2, tileable=True), 8, tileable=True, device="cpu")
+    twice = torch.cat([tiled, tiled], dim=-1)  # a wrapping image continues across its own edge
+    seam = (twice[..., 63] - twice[..., 64]).abs().mean()
+    inner = (tiled[..., 1:] - tiled[..., :-1]).abs().mean(dim=(0, 1, 2)).quantile(0.9)
+    assert seam <= inner, (float(seam), float(inner))
+
+    out = tmp_path / "r.png"
+    res = run_cli("synth", str(path), "-o", str(out), "--size", "48", "--refine", "3")
+    assert res.returncode == 0 and out.is_file(), res.stderr
+    assert "refined by 3 evaluations" in res.stdout
+
+
+def test_refine_refusals_are_one_line(trained, tmp_path):
+    path, _ = trained
+    old = tmp_path / "old.safetensors"  # a file written before models kept their exemplar
+    state, manifest = load_checkpoint(path)
+    save_checkpoint(old, state, {k: v for k, v in manifest.items() if k not in ("format", "format_version", "texport_version")})
+    cases = {
+        "no exemplar": ([str(old), "--refine", "2"], "keeps no exemplar"),
+        "exported graph": ([str(tmp_path / "m.onnx"), "--refine", "2"], "cannot be refined"),
+        "negative": ([str(path), "--refine", "-1"], "at least 0"),
+        "texture without refine": ([str(path), "--texture", "pebbles"], "with --refine"),
+    }
+    (tmp_path / "m.onnx").write_bytes(b"not used")
+    for what, (args, pattern) in cases.items():
+        res = run_cli("synth", *args, "-o", str(tmp_path / "x.png"), "--size", "32")
+        lines = res.stderr.strip().splitlines()
+        assert res.returncode == 2 and len(lines) == 1 and pattern in lines[0], (what, res.stderr)
+    assert not (tmp_path / "x.png").exists()

@@ -22,14 +22,22 @@ from .errors import TexportError
 FORMAT = "texport-model"
 FORMAT_VERSION = 1
 MANIFEST_KEY = "texport"
+# A texture network's file also keeps the exemplar it was trained on (after its crop), 8-bit
+# [3, H, W]: refining a sample (`synth --refine`) needs the target's Gram matrices, colours and
+# Fourier modulus, and the exemplar is smaller than its PO-layer Gram matrices alone (1.4 MB fp32).
+EXEMPLAR_KEY = "exemplar"
 
 
-def save_checkpoint(path: str | os.PathLike, state: Mapping[str, torch.Tensor], manifest: dict) -> None:
-    """Write weights and manifest atomically (an existing file is replaced only by a complete one)."""
+def save_checkpoint(path: str | os.PathLike, state: Mapping[str, torch.Tensor], manifest: dict,
+                    exemplar: torch.Tensor | None = None) -> None:
+    """Write weights (and the exemplar [1, 3, H, W] in [0, 1], as 8 bits) and manifest atomically
+    (an existing file is replaced only by a complete one)."""
     from safetensors.torch import save_file
 
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, "texport_version": __version__, **manifest}
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+    if exemplar is not None:
+        tensors[EXEMPLAR_KEY] = (exemplar.detach().float().cpu()[0].clamp(0, 1) * 255).round().to(torch.uint8).contiguous()
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={MANIFEST_KEY: json.dumps(header, sort_keys=True)})
 
@@ -59,7 +67,25 @@ def load_checkpoint(path: str | os.PathLike, kind: str | None = None) -> tuple[d
         state = load_file(str(path))
     except Exception as exc:
         raise TexportError(f"{path} is damaged (truncated or corrupt weights: {_short(exc)})") from None
+    state.pop(EXEMPLAR_KEY, None)
     return state, manifest
+
+
+def load_stored_exemplar(path: str | os.PathLike) -> torch.Tensor | None:
+    """The exemplar [1, 3, H, W] in [0, 1] a model file keeps, or None (files made before it was kept)."""
+    from safetensors import safe_open
+
+    path = _existing(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            if EXEMPLAR_KEY not in f.keys():
+                return None
+            stored = f.get_tensor(EXEMPLAR_KEY)
+    except Exception as exc:
+        raise TexportError(f"{path} is damaged (unreadable exemplar: {_short(exc)})") from None
+    if stored.dtype != torch.uint8 or stored.dim() != 3 or stored.shape[0] != 3:
+        raise TexportError(f"{path} keeps an exemplar of the wrong kind ({stored.dtype}, {list(stored.shape)})")
+    return stored.float()[None] / 255
 
 
 def check_state(path: str | os.PathLike, model: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> None:

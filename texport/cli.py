@@ -302,6 +302,7 @@ def synth(
     stages: bool = typer.Option(False, "--stages", help="ProPO models: also write OUT-stages.png (noise, x1..x5, target per row)."),
     backend: Optional[str] = typer.Option(None, "--backend", help="torch, onnxruntime, openvino, tensorrt (MODEL: an .engine) or auto (default: torch; onnxruntime for an .onnx; tensorrt for an engine); options as NAME:OPT+OPT, e.g. torch:channels_last, openvino:bf16."),
     fp16: bool = typer.Option(False, "--fp16", help="With --backend: the fp16 graph (Gram matrices and other sensitive parts stay fp32)."),
+    refine: int = typer.Option(0, "--refine", help="Then N Gatys evaluations of the default objective per image (texture networks: against their exemplar)."),
 ) -> None:
     """Synthesize textures from a trained model in one forward pass (ProPO: like --texture).
 
@@ -316,9 +317,13 @@ def synth(
     if count < 1:
         raise TexportError(f"--count must be at least 1, got {count}")
     check_size(parse_size(size), max_size)
+    if refine < 0:
+        raise TexportError(f"--refine must be at least 0, got {refine}")
     if backend not in (None, "torch") or fp16 or Path(model).suffix.lower() in (".onnx", ".engine", ".plan"):
         if stages:
             raise TexportError("--stages is shown by the torch backend only")
+        if refine:
+            raise TexportError("--refine needs the PyTorch model (a shipped name or .safetensors): exported graphs and engines cannot be refined")
         return _synth_backend(model, output, size, count, seed, tileable, snap, device, max_size, bits16, texture,
                               backend, fp16)
     kind = model_kind(model)
@@ -338,13 +343,32 @@ def synth(
             sheet = stack_rows([side_by_side([*(s[n:n + 1] for s in result), target], height=128) for n in range(count)])
             save_image(sheet, output.with_name(f"{output.stem}-stages.png"))
     else:
-        if texture is not None or stages:
-            raise TexportError(f"{model} is a texture network trained on one texture: --texture and --stages are for ProPO models")
+        if stages or (texture is not None and not refine):
+            raise TexportError(f"{model} is a texture network trained on one texture: --stages is for ProPO models, "
+                               "--texture for ProPO or with --refine")
+        target = None
+        if texture is not None:
+            from .images import load_image, resolve_texture
+
+            target = load_image(resolve_texture(texture))
         loaded = load_texnet(model, device)
+        if refine:  # a model file without its exemplar fails here, before any work
+            from .models import refinement_target
+
+            target = refinement_target(loaded, target)
         start = time.perf_counter()
         images = synthesize(loaded, size, seed=seed, count=count, tileable=tileable, snap=snap, max_size=max_size)
         seconds = time.perf_counter() - start
-    _save_numbered(images, output, bits16, f"from {loaded.name} in {seconds:.2f} s")
+    how = f"from {loaded.name} in {seconds:.2f} s"
+    if refine:
+        from .models import refine as refine_images
+
+        bar, update = _progress(refine * images.shape[0], f"refine {images.shape[-1]}x{images.shape[-2]}")
+        start = time.perf_counter()
+        with bar:
+            images = refine_images(loaded, images, refine, texture=target, tileable=tileable, device=device, progress=update)
+        how += f", refined by {refine} evaluations in {time.perf_counter() - start:.1f} s"
+    _save_numbered(images, output, bits16, how)
 
 
 @app.command("export")

@@ -21,3 +21,17 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     if name == "cpu":
         return torch.device("cpu")
     raise TexportError(f"unknown device {name!r}: use cpu, cuda, cuda:N or auto")
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes free for new work on the device (CUDA: free device memory; CPU: Linux MemAvailable), or None if unknown."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None

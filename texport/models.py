@@ -224,3 +224,49 @@ def start_image(source: str | os.PathLike, texture: torch.Tensor, width: int, he
     from .gatys import resize_start
 
     return resize_start(image, width, height)
+
+
+# ---------------------------------------------------------------------------------------------
+# Refinement: a few Gatys evaluations from a model's sample (the quality dial)
+
+
+def refinement_target(loaded: LoadedTexnet | LoadedPropo, texture: torch.Tensor | None) -> torch.Tensor:
+    """The exemplar a refinement matches: `texture` if given (ProPO needs it), else the one a texture
+    network's file keeps; a file made before texport kept it is one error naming the fix."""
+    from .checkpoints import load_stored_exemplar
+
+    if texture is not None:
+        return texture
+    if isinstance(loaded, LoadedPropo):
+        raise TexportError(f"{loaded.path.name} is a ProPO model: give the texture to refine towards with --texture IMG")
+    stored = load_stored_exemplar(loaded.path)
+    if stored is None:
+        raise TexportError(f"{loaded.path.name} keeps no exemplar (made before texport stored it): give the image it was "
+                           f"trained on with --texture IMG, or retrain it")
+    return stored
+
+
+def refine(loaded: LoadedTexnet | LoadedPropo, images: torch.Tensor, iters: int, texture: torch.Tensor | None = None,
+           tileable: bool = False, device: str | torch.device = "auto", progress=None) -> torch.Tensor:
+    """Each image [N, 3, H, W] after `iters` bounded evaluations of the default objective against the model's
+    exemplar (texport.gatys with the image as the start), with the model's descriptor; tileable keeps wrapping."""
+    from .descriptor import build_descriptor
+    from .gatys import synthesize as gatys_synthesize
+    from .losses import PO_LAYERS
+    from .objective import build_objective
+
+    if iters < 1:
+        raise TexportError(f"--refine needs at least 1 evaluation, got {iters}")
+    target = refinement_target(loaded, texture)
+    dev = resolve_device(device)
+    identity = loaded.manifest["descriptor"]
+    descriptor = build_descriptor(identity.split(":")[0], PO_LAYERS, device=dev, expect_identity=identity)
+    objective = build_objective(target.to(dev), descriptor=descriptor, tileable=tileable, device=dev)
+    height, width = images.shape[-2:]
+    refined = []
+    for n, image in enumerate(images):
+        report = None if progress is None else (lambda step, value, n=n: progress(n * iters + step, value))
+        result = gatys_synthesize(None, (width, height), iters, objective=objective, device=dev, init=image[None],
+                                  progress=report)
+        refined.append(result.image)
+    return torch.cat(refined)

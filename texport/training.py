@@ -256,7 +256,7 @@ def train_texnet(
             loss_history=history, loss_history_every=HISTORY_EVERY,
             **({"finished_early": True} if final and done < iters else {}),
         ))
-        save_checkpoint(out, net.state_dict(), manifest)
+        save_checkpoint(out, net.state_dict(), manifest, exemplar=exemplar)
         if final:
             state_path(out).unlink(missing_ok=True)  # a finished model is not resumed
         else:
