@@ -19,7 +19,10 @@ Colour input (optional, on in shipped models): the Gram gradient of the pixels t
 [r, g, b, 1] (so the 4x4 Gram holds the colour mean and second moments; the target's is kept in
 centred form, color_statistics), joins level 1. The
 edge-trained vgg16-hed descriptor pins colours down loosely; this gives the stages a direct colour
-signal, in the same exportable form as the feature gradients.
+signal, in the same exportable form as the feature gradients. Kept on the Quality v2 objective:
+matched 400-step runs scored a held-out median objective of 0.75 with it and 1.07 without (judge
+0.76 vs 0.89; RESULTS.md, `propo_ablation.py --section propo-ablation-color-input`), where on the
+Gram + colour objective it had not helped.
 
 Start image and colour moments (both measured in benchmarks/propo_ablation.py, RESULTS.md): x^0
 is the uniform noise scaled to 0.5 +- 0.05 (stage 1 no longer has to cancel full-range noise
