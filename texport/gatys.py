@@ -44,7 +44,9 @@ class GatysResult:
     evaluations: int
     seconds: float
     descriptor: str  # identity
-    history: list[float] = field(default_factory=list)
+    history: list[float] = field(default_factory=list)  # objective value of every evaluation
+    times: list[float] = field(default_factory=list)  # seconds from the start to each evaluation
+    snapshots: dict[int, torch.Tensor] = field(default_factory=dict)  # evaluations -> best image so far (at that scale)
 
 
 def synthesize(
@@ -68,6 +70,7 @@ def synthesize(
     progress: Progress | None = None,
     init: torch.Tensor | None = None,
     coarse_to_fine: int = 1,
+    snapshots: Sequence[int] = (),
 ) -> GatysResult:
     """Synthesize a texture like `texture` ([1, 3, h, w] in [0, 1]) at `size` (N or WxH).
 
@@ -75,6 +78,7 @@ def synthesize(
     iteration), so the budget is the same compute whichever optimizer runs. init ([1, 3, h, w] in
     [0, 1], resized to `size` if it differs) replaces the starting noise. coarse_to_fine K > 1 splits
     the budget over K scales (`level_budgets`) so the whole run costs about `iters` full-size evaluations.
+    snapshots: evaluation counts at which to keep the best image so far (quality-vs-time curves).
     """
     if iters <= 0:
         raise TexportError(f"iters must be positive, got {iters}")
@@ -100,6 +104,9 @@ def synthesize(
     run = _lbfgs if optimizer == "lbfgs" else _adam
     circular = objective.padding == "circular"
     history: list[float] = []
+    times: list[float] = []
+    kept: dict[int, torch.Tensor] = {}
+    wanted = set(snapshots)
     start = time.perf_counter()
     for level, ((w, h), budget) in enumerate(zip(sizes, budgets)):
         scale = len(sizes) - 1 - level  # 0 at full size
@@ -108,7 +115,10 @@ def synthesize(
             x = upsample(x, w, h, circular)
         done = len(history)
 
-        def report(step: int, value: float, done: int = done) -> None:
+        def report(step: int, value: float, best: torch.Tensor, done: int = done) -> None:
+            times.append(time.perf_counter() - start)
+            if done + step in wanted:
+                kept[done + step] = best.detach().cpu().clone()
             if progress:
                 progress(done + step, value)
 
@@ -119,7 +129,7 @@ def synthesize(
     with torch.no_grad():
         terms = {k: float(v[0]) for k, v in objective(image).items()}
     return GatysResult(image.detach().cpu(), terms["total"], terms, len(history), seconds,
-                       objective.descriptor.identity, history)
+                       objective.descriptor.identity, history, times, kept)
 
 
 def check_fits(width: int, height: int, device: torch.device) -> None:
@@ -200,8 +210,7 @@ def _lbfgs(objective, x0, iters, progress, lr):
             history.append(value)
             if value < best["loss"]:
                 best["loss"], best["x"] = value, x.clone()
-            if progress:
-                progress(len(history), value)
+            progress(len(history), value, best["x"])
         return value, grad.double().cpu().numpy().ravel()
 
     minimize(fun, x0.double().cpu().numpy().ravel(), jac=True, method="L-BFGS-B", bounds=Bounds(0.0, 1.0),
@@ -226,6 +235,5 @@ def _adam(objective, x0, iters, progress, lr):
         with torch.no_grad():
             x.clamp_(0.0, 1.0)
         history.append(value)
-        if progress:
-            progress(step + 1, value)
+        progress(step + 1, value, best["x"])
     return best["x"], history
