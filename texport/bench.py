@@ -4,8 +4,9 @@ For every (backend, size, batch): `warmup` untimed runs, then `iters` timed ones
 the backend call, which returns the image on the CPU, so a GPU run includes the copy back); median
 and p95 latency, images/s, megapixels/s, achieved GFLOP/s from the graph's counted FLOPs, peak
 memory and the device. FLOPs: torch.utils.flop_counter on the fp32 PyTorch graph (convolutions and
-matrix products: what the hardware spends its time on) at two sizes, extended linearly in the pixel
-count (every counted op is linear in it, or constant: ProPO's texture encoding). Peak memory: CPU:
+matrix products: what the hardware spends its time on) at three sizes, fitted as a + b * side + c *
+side**2 (`FlopModel`: the pixels' work grows with side**2, a texture network's wrapped border with
+the side, ProPO's texture encoding is constant). Peak memory: CPU:
 the process's peak resident set, reset before each configuration (Linux /proc/self/clear_refs);
 GPU: the torch allocator's peak (torch backend) — other GPU runtimes allocate outside it ("-").
 """

@@ -14,8 +14,9 @@ textures are visited in a seeded random order; the pool starts with `INCREMENTAL
 linearly to the whole split by half the run; each iteration trains on the newest texture with
 probability 1/2, else on any texture already in the pool. It is off by default (--incremental
 turns it on): on a two-texture set it made training diverge (stage losses 5-10x up after 160
-steps at lr 5e-4, where uniform draws lowered every stage's loss), and its effect on diversity is
-not measured yet. Without it, targets are drawn uniformly from the start.
+steps at lr 5e-4, where uniform draws lowered every stage's loss), and in matched 400-step runs it
+scored a worse Gram loss than uniform draws (0.84 vs 0.69) for a slightly higher diversity (2.53 vs
+2.42; RESULTS.md "ProPO design ablation"). Without it, targets are drawn uniformly from the start.
 
 Resumable: every `checkpoint_every` iterations the model (safetensors + manifest) and the Adam
 state (OUTPUT.state.safetensors) are written atomically; --resume continues from them. All
