@@ -57,6 +57,14 @@ def exemplar_for(manifest: dict) -> Path:
     return path
 
 
+def budget(training: dict) -> tuple[str, float]:
+    """Iterations ("start+own" for a fine-tuned network) and training seconds, the start's included."""
+    start = training.get("initialized_from") or {}
+    if start.get("iterations"):
+        return f"{start['iterations']}+{training['iterations']}", float(start.get("seconds") or 0) + training["seconds"]
+    return str(training["iterations"]), training["seconds"]
+
+
 def seconds_per_image(model, size: int, repeats: int = 5) -> float:
     synthesize(model, size, seed=100)  # warm-up
     times = []
@@ -118,8 +126,8 @@ def measure_model(model_path: Path, device: str, gatys_diversity: bool) -> dict:
                 for s in range(SAMPLES)]
         gatys_div = diversity(torch.cat([load_image(gatys_benchmark.CACHE / f"{r['key']}.png") for r in runs]))
     row = {"objective_floor": gatys_benchmark.objective_floor(exemplar, desc),
-           "model": str(model_path), "texture": manifest["texture"]["name"], "iterations": training["iterations"],
-           "train_seconds": training["seconds"], "net_div": net_div, "gatys_div": gatys_div,
+           "model": str(model_path), "texture": manifest["texture"]["name"], "iterations": budget(training)[0],
+           "train_seconds": budget(training)[1], "net_div": net_div, "gatys_div": gatys_div,
            "net_seconds": seconds_per_image(loaded, SIZE), "gatys_seconds": ref["seconds"],
            "objective": manifest.get("objective", {}), **{f"net_{k}": statistics.mean(m[k] for m in net) for k in net[0]},
            **{f"gatys_{k}": ref[k] for k in ("objective", "gram", "spectral", "judge", "color")}}

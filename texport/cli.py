@@ -565,12 +565,14 @@ def models(
     if not shipped:
         typer.echo(f"no shipped models in {trained_folder()}")
         return
-    typer.echo(f"{'name':<16} {'kind':<7} {'trained on':<14} {'iters':>6} {'loss':>8}  descriptor")
+    typer.echo(f"{'name':<16} {'kind':<7} {'trained on':<14} {'iters':>10} {'loss':>8}  descriptor")
     for model_name, path in shipped.items():
         m = read_manifest(path)
         t = m.get("training", {})
+        start = (t.get("initialized_from") or {}).get("iterations")
+        iters = f"{start}+{t.get('iterations', '?')}" if start else f"{t.get('iterations', '?')}"  # fine-tuned: start + own
         typer.echo(f"{model_name:<16} {m.get('kind', '?'):<7} {(m.get('texture') or {}).get('name') or (m.get('dataset') or {}).get('source', '?'):<14} "
-                   f"{t.get('iterations', '?'):>6} {t.get('final_loss', float('nan')):>8.4g}  {m.get('descriptor', '?')[:28]}")
+                   f"{iters:>10} {t.get('final_loss', float('nan')):>8.4g}  {m.get('descriptor', '?')[:28]}")
 
 
 @app.command()

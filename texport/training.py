@@ -115,7 +115,7 @@ def _load_init(init: str | os.PathLike, net: TextureNetwork) -> dict:
     done = manifest.get("training", {})
     return {"model": manifest.get("name") or path.stem, "file": path.name,
             "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-            "iterations": done.get("iterations"), "objective": manifest.get("objective")}
+            "iterations": done.get("iterations"), "seconds": done.get("seconds"), "objective": manifest.get("objective")}
 
 
 def state_path(output: Path) -> Path:
