@@ -99,7 +99,7 @@ def test_coarse_to_fine_splits_the_budget_by_cost_and_reaches_full_size(pebbles_
 
     assert level_budgets(400, 1) == [400]
     budgets = level_budgets(400, 3)
-    assert budgets[-1] == 200 and sum(b / 4 ** k for k, b in enumerate(reversed(budgets))) == pytest.approx(400, rel=0.01)
+    assert budgets[-1] == 300 and sum(b / 4 ** k for k, b in enumerate(reversed(budgets))) == pytest.approx(400, rel=0.01)
     assert level_sizes(128, 96, 2, pebbles_objective) == [(64, 48), (128, 96)]
     result = synthesize(None, 64, iters=20, objective=pebbles_objective, coarse_to_fine=2)
     assert result.image.shape == (1, 3, 64, 64) and result.evaluations <= sum(level_budgets(20, 2))

@@ -143,14 +143,16 @@ def check_fits(width: int, height: int, device: torch.device) -> None:
 
 
 def level_budgets(iters: int, levels: int) -> list[int]:
-    """Evaluations per scale, coarsest first: the full size gets half the budget, each coarser scale an
-    equal share of the other half in full-size cost (an evaluation at 1/2^k of the size costs about
-    4^-k of one at full size), so the run costs about `iters` full-size evaluations in all."""
+    """Evaluations per scale, coarsest first: the full size gets three quarters of the budget, the
+    coarser scales equal shares of the last quarter in full-size cost (an evaluation at 1/2^k of the
+    size costs about 4^-k of one at full size), so the run costs about `iters` full-size evaluations.
+    A coarse scale converges in few full-size-equivalent evaluations (at 1/4 of the size, 50 of them
+    buy 800 evaluations); the fine scale is where the time goes, and where it pays."""
     if levels == 1:
         return [iters]
-    share = iters / 2 / (levels - 1)
+    share = iters / 4 / (levels - 1)
     coarse = [max(1, round(share * 4 ** k)) for k in range(levels - 1, 0, -1)]
-    return coarse + [max(1, iters - iters // 2)]
+    return coarse + [max(1, iters - iters // 4)]
 
 
 def level_sizes(width: int, height: int, levels: int, objective: TextureObjective) -> list[tuple[int, int]]:
