@@ -111,3 +111,13 @@ def test_coarse_to_fine_keeps_a_tileable_result_tileable(hed, peppers):
     result = synthesize(peppers, 64, iters=40, objective=objective, coarse_to_fine=2)
     wrap_x, inner_x, wrap_y, inner_y = _seams(result.image)
     assert wrap_x <= inner_x and wrap_y <= inner_y, (wrap_x, inner_x, wrap_y, inner_y)
+
+
+def test_an_optimization_that_would_not_fit_is_refused_with_the_size_that_does(monkeypatch, pebbles_objective):
+    import texport.gatys as gatys_module
+    from texport.errors import TexportError
+
+    monkeypatch.setattr(gatys_module, "available_memory", lambda device: 64 * 64 * gatys_module.BYTES_PER_PIXEL)
+    with pytest.raises(TexportError, match=r"largest square that fits is about 64x64"):
+        synthesize(None, 65, iters=1, objective=pebbles_objective)
+    assert synthesize(None, 64, iters=1, objective=pebbles_objective).image.shape == (1, 3, 64, 64)
