@@ -1,6 +1,6 @@
 """Gatys budget benchmark: the reference every faster model is compared against.
 
-For each texture and size: 400 L-BFGS-B evaluations (seed 000 sec. 4.2: Gatys converged after
+For each texture and size: 400 L-BFGS-B evaluations (Shi & Qiao 2020 sec. 4.2: Gatys converged after
 about 400 iterations) of the default objective (Gram + colour + spectrum) and of the same without
 the spectrum term (the objective before Quality v2), recording seconds and the Quality v2 measures
 of the saved 8-bit image (`measures`): the default objective's value, the plain normalized Gram

@@ -1,4 +1,4 @@
-"""ProPO against the Gatys reference on held-out and training textures (seed 000 Table 2, fig. 6).
+"""ProPO against the Gatys reference on held-out and training textures (Shi & Qiao 2020 Table 2, fig. 6).
 
 Textures: the first N usable images (by SHA-1 of their names) of the held-out and of the training
 split of the dataset ProPO was trained on (default: Debian's openarena-081-textures pak4-textures.pk3),

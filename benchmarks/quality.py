@@ -4,7 +4,7 @@ For each texture network at 256x256, on the descriptor it was trained with: the 
 benchmarks/gatys.py (`measures`: the default objective's value, i.e. Gram + colour + spectrum, the
 spectral distance against its target, the judge's distance, colour distance, the plain Gram loss)
 of 5 network samples (seeds 0-4, mean) and of a Gatys result (400 L-BFGS-B evaluations of the
-default objective, cached by benchmarks/gatys.py); the objective ratio; diversity (seed 000 eq. 11,
+default objective, cached by benchmarks/gatys.py); the objective ratio; diversity (Shi & Qiao 2020 eq. 11,
 conv4_2) of 5 samples and, for one texture, of 5 Gatys runs with seeds 0-4, both at 128 px (five
 400-evaluation Gatys runs at 256 px cost more than this benchmark's 2-core budget); seconds per image
 and the speed-up; then, with --large, seconds and peak memory at 512, 1024 and 2048 px, each size in
@@ -171,7 +171,7 @@ def write_results(rows: list[dict], large: dict, args) -> None:
         "objective (Gram + colour + spectrum, seed 0). Objective: the default objective's value on the saved 8-bit "
         "image; spectral distance (target 1.5 x floor + 0.1), judge (EfficientNet-Lite0, texport.metrics), colour "
         "(sliced Wasserstein-1, RGB), all on the saved images, on the descriptor each network was trained with. "
-        f"Diversity: seed 000 eq. 11 on conv4_2 over 5 images at {DIVERSITY_SIZE} px (network samples, Gatys seeds 0-4). "
+        f"Diversity: Shi & Qiao 2020 eq. 11 on conv4_2 over 5 images at {DIVERSITY_SIZE} px (network samples, Gatys seeds 0-4). "
         f"Targets: objective ratio <= {TARGETS['objective_ratio']:g} (goal {TARGETS['objective_goal']:g}), spectral <= "
         f"target, colour <= {TARGETS['color']:g}, judge <= Gatys's, diversity ratio >= {TARGETS['diversity_ratio']:g}. "
         f"Machine: {cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, device {args.device}, texport "

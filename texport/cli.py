@@ -166,7 +166,7 @@ def train_texnet(
     color_weight: float = typer.Option(10.0, "--color-weight", help="Weight of the colour-distribution term."),
     spectrum_weight: float = typer.Option(6.0, "--spectrum-weight", help="Weight of the spectrum constraint (Liu et al. 2016; 0 = off)."),
     scales: int = typer.Option(5, "--scales", help="Noise scales K (sizes become multiples of 2**(K-1))."),
-    width: int = typer.Option(8, "--width", help="Channels per noise scale (seed 001: 8)."),
+    width: int = typer.Option(8, "--width", help="Channels per noise scale (Ulyanov et al. 2016: 8)."),
     norm: str = typer.Option("batch", "--norm", help="batch (ships; exact tiling) or instance (experiment)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the initial weights and training noise."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),

@@ -1,7 +1,7 @@
 """Texture datasets for adaptive (ProPO) training: a folder or a zip archive of images.
 
 A zip (.zip, or a game's .pk3 such as Debian's openarena-081-textures pak4-textures.pk3) is read
-in place. Images are decoded once, scaled so the shortest side is `resize` (seed 000 sec. 4.1:
+in place. Images are decoded once, scaled so the shortest side is `resize` (Shi & Qiao 2020 sec. 4.1:
 "we resize the shortest edge of images to 256"), and kept in memory as 8-bit arrays; training
 draws random square crops with random flips from them.
 

@@ -1,4 +1,4 @@
-"""Gatys et al. texture synthesis by optimization: the slow, exact fallback (seed 004 pseudo-code).
+"""Gatys et al. texture synthesis by optimization: the slow, exact fallback (Galerne's course notes, pseudo-code).
 
 Pixels start as uniform noise in [0, 1] (or a given image: a feed-forward model's sample is a far
 better start than noise, so a few evaluations refine it) and are optimized against the objective's
@@ -26,7 +26,7 @@ from .objective import DEFAULT_COLOR_WEIGHT, DEFAULT_LOSS, TextureObjective, bui
 from .sizes import check_size, parse_size
 
 OPTIMIZERS = ("lbfgs", "adam")
-DEFAULT_ITERS = 400  # seed 000 sec. 4.2: Gatys converges after about 400 L-BFGS iterations
+DEFAULT_ITERS = 400  # Shi & Qiao 2020 sec. 4.2: Gatys converges after about 400 L-BFGS iterations
 # Memory of one optimization per output pixel: an evaluation's forward and backward through the PO
 # layers measured 3.7 KB/px on the CPU (pebbles, 256 and 512 px); L-BFGS-B's 20 float64 correction
 # pairs and copies add about 1 KB.

@@ -4,8 +4,8 @@ Everything here works on descriptor features (dicts of [B, C, H, W] tensors) or 
 [0, 1], returns one value per batch item ([B]) so callers choose mean or sum, and is plain tensor
 ops, so the same code runs under autograd, inside exported graphs, and on any device.
 
-Sources: Gram matrix and texture loss, seed 000 (Shi & Qiao) eq. 1-2, analytic gradient eq. 6,
-diversity eq. 11; Gaussian-pyramid loss, seed 002 (Snelgrove) eq. 4-6; sliced Wasserstein loss,
+Sources: Gram matrix and texture loss, Shi & Qiao 2020 eq. 1-2, analytic gradient eq. 6,
+diversity eq. 11; Gaussian-pyramid loss, Snelgrove 2017 eq. 4-6; sliced Wasserstein loss,
 Heitz et al., "A Sliced Wasserstein Loss for Neural Texture Synthesis" (CVPR 2021).
 """
 
@@ -17,12 +17,12 @@ import torch
 import torch.nn.functional as F
 
 # Layer sets (names as in texport.descriptor).
-PO_LAYERS = ("relu1_1", "pool1", "pool2", "pool3", "pool4")  # seed 000 sec. 4.1, conv1_1 after its ReLU
-TEXNET_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")  # seed 001
-PYRAMID_LAYERS = ("pool1", "conv3_2")  # seed 002 sec. 4
+PO_LAYERS = ("relu1_1", "pool1", "pool2", "pool3", "pool4")  # Shi & Qiao 2020 sec. 4.1, conv1_1 after its ReLU
+TEXNET_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")  # Ulyanov et al. 2016
+PYRAMID_LAYERS = ("pool1", "conv3_2")  # Snelgrove 2017 sec. 4
 PYRAMID_OCTAVES = 5
 CONTENT_LAYER = "relu4_2"
-DIVERSITY_LAYER = "conv4_2"  # seed 000 eq. 11
+DIVERSITY_LAYER = "conv4_2"  # Shi & Qiao 2020 eq. 11
 COLOR_DIRECTIONS = 64
 COLOR_SEED = 0
 
@@ -32,7 +32,7 @@ def _fp32(f: torch.Tensor) -> torch.Tensor:
 
 
 def gram(features: torch.Tensor) -> torch.Tensor:
-    """Normalized Gram matrix G = F^T F / N (seed 000 eq. 1): [B, C, H, W] -> [B, C, C], always fp32.
+    """Normalized Gram matrix G = F^T F / N (Shi & Qiao 2020 eq. 1): [B, C, H, W] -> [B, C, C], always fp32.
 
     Computed outside autocast: VGG activations squared and summed overflow fp16.
     """
@@ -52,7 +52,7 @@ def texture_loss(
     target_grams: Mapping[str, torch.Tensor],
     weights: Mapping[str, float] | None = None,
 ) -> torch.Tensor:
-    """Texture loss (seed 000 eq. 2): sum over layers of w_l ||G_l(x) - G_l(target)||_F^2, per batch item."""
+    """Texture loss (Shi & Qiao 2020 eq. 2): sum over layers of w_l ||G_l(x) - G_l(target)||_F^2, per batch item."""
     total = None
     for name, target in target_grams.items():
         diff = gram(features[name]) - target.float()
@@ -62,7 +62,7 @@ def texture_loss(
 
 
 def gram_gradient(features: torch.Tensor, target_gram: torch.Tensor) -> torch.Tensor:
-    """Analytic dL/dF of ||G(F) - G_target||^2 (seed 000 eq. 6): (4/N) (G(F) - G_target) F.
+    """Analytic dL/dF of ||G(F) - G_target||^2 (Shi & Qiao 2020 eq. 6): (4/N) (G(F) - G_target) F.
 
     Plain tensor ops (no autograd) so ProPO can fold it into an exported graph. The Gram difference
     is formed in fp32; the result has the features' shape [B, C, H, W] and fp32 dtype.
@@ -88,7 +88,7 @@ def texture_gradients(
 
 
 # ---------------------------------------------------------------------------------------------
-# Multi-scale (Snelgrove, seed 002)
+# Multi-scale (Snelgrove 2017)
 
 _BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
 
@@ -189,7 +189,7 @@ def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def diversity(features: torch.Tensor) -> torch.Tensor:
-    """Diversity of a batch (seed 000 eq. 11): mean over pairs i != j of the mean |F(x_i) - F(x_j)|.
+    """Diversity of a batch (Shi & Qiao 2020 eq. 11): mean over pairs i != j of the mean |F(x_i) - F(x_j)|.
 
     `features` are [B, C, H, W] at the diversity layer (conv4_2), B >= 2. The L1 norm is averaged
     over elements so the value does not depend on the image size.

@@ -1,6 +1,6 @@
 """Named texture objectives (descriptor + target statistics + losses), shared by Gatys, training and benchmarks.
 
-`--loss` picks the terms: ``gram`` (seed 000 eq. 2, optionally over a Gaussian pyramid, seed 002),
+`--loss` picks the terms: ``gram`` (Shi & Qiao 2020 eq. 2, optionally over a Gaussian pyramid, Snelgrove 2017),
 ``sw`` (sliced Wasserstein on features, Heitz et al. 2021), each optionally ``+color`` (sliced
 Wasserstein on RGB pixels). The default, ``gram+color``, is what every shipped model is trained with:
 the edge-trained vgg16-hed descriptor pins colours down only loosely, so every objective we ship
@@ -199,7 +199,7 @@ def build_objective(
 ) -> TextureObjective:
     """Build the descriptor (trimmed to the layers used) and the objective in one call.
 
-    layers default to the PO set (seed 000), or to Snelgrove's (pool1, conv3_2) when octaves > 1.
+    layers default to the PO set (Shi & Qiao 2020), or to Snelgrove's (pool1, conv3_2) when octaves > 1.
     """
     parse_loss(loss)
     if layers is None:

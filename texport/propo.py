@@ -1,4 +1,4 @@
-"""ProPO, the progressive pseudo optimizer (seed 000, Shi & Qiao, sec. 3.3-3.5, fig. 3-4, eq. 6-9).
+"""ProPO, the progressive pseudo optimizer (Shi & Qiao 2020, sec. 3.3-3.5, fig. 3-4, eq. 6-9).
 
 Five stages refine a noise image: x^m = x^(m-1) + PO^[m](gradients of x^(m-1)), m = 1..5. Stage m
 reads the descriptor levels 1..m of x^(m-1) (relu1_1, pool1, pool2, pool3, pool4) and their
@@ -130,13 +130,13 @@ def color_moments(statistics: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
 
 
 def match_moments(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """Give each colour channel of x the target's mean and standard deviation (AdaIN, seed 000 eq. 5, on RGB)."""
+    """Give each colour channel of x the target's mean and standard deviation (AdaIN, Shi & Qiao 2020 eq. 5, on RGB)."""
     standard = standardize(x.float(), eps)  # moments in fp32 whatever the graph's precision
     return (standard * std.float() + mean.float()).to(x.dtype)
 
 
 def conv(cin: int, cout: int, kernel: int = 3) -> nn.Sequential:
-    """Convolution, InstanceNorm, LeakyReLU (seed 000 sec. 4.1), circular padding."""
+    """Convolution, InstanceNorm, LeakyReLU (Shi & Qiao 2020 sec. 4.1), circular padding."""
     return nn.Sequential(
         nn.Conv2d(cin, cout, kernel, padding=kernel // 2, padding_mode="circular"),
         InstanceNorm2d(cout, affine=True),
@@ -160,14 +160,14 @@ class ResidualBlock(nn.Module):
 
 
 class GradientBranch(nn.Sequential):
-    """One level's gradient: two convolutions and r = 2 residual blocks (seed 000 sec. 4.1)."""
+    """One level's gradient: two convolutions and r = 2 residual blocks (Shi & Qiao 2020 sec. 4.1)."""
 
     def __init__(self, cin: int, width: int, residual_blocks: int = 2):
         super().__init__(conv(cin, width), conv(width, width), *[ResidualBlock(width) for _ in range(residual_blocks)])
 
 
 class PseudoOptimizer(nn.Module):
-    """PO^[m]: gradients of levels 1..m (finest first) -> the step Δx [B, 3, H, W] (seed 000 fig. 3)."""
+    """PO^[m]: gradients of levels 1..m (finest first) -> the step Δx [B, 3, H, W] (Shi & Qiao 2020 fig. 3)."""
 
     def __init__(self, levels: int, widths: Sequence[int] = DEFAULT_WIDTHS, color_input: bool = True):
         super().__init__()

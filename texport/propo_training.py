@@ -1,4 +1,4 @@
-"""Training ProPO on a set of textures (seed 000 sec. 3.4-3.5, 4.1; eq. 10).
+"""Training ProPO on a set of textures (Shi & Qiao 2020 sec. 3.4-3.5, 4.1; eq. 10).
 
 Each iteration draws a target crop (random position and flips) from the training split, fresh
 noise, runs the five stages, and minimizes the mean over stages of stage m's loss on x^m: the
@@ -8,7 +8,7 @@ plus the colour-distribution term (sliced Wasserstein on RGB, weight color_weigh
 foundation objective's scaling). The pass over x^m that gives stage m's loss also feeds stage
 m+1 (ProPO.run), so no image is described twice.
 
-Incremental learning (seed 000 sec. 1 and 4.3 name it; its source, Li et al. 2017 "Diversified
+Incremental learning (Shi & Qiao 2020 sec. 1 and 4.3 name it; its source, Li et al. 2017 "Diversified
 Texture Synthesis with Feed-forward Networks", grows the training set during training): the
 textures are visited in a seeded random order; the pool starts with `INCREMENTAL_START` and grows
 linearly to the whole split by half the run; each iteration trains on the newest texture with
@@ -211,7 +211,7 @@ def train_propo(
                  color_match=color_match, histogram_match=histogram_match).to(dev).train()
     opt = torch.optim.Adam(model.optimizers.parameters(), lr=lr, betas=BETAS)
     settings = {"iterations_planned": iters, "size": size, "resize": resize, "lr": lr, "betas": list(BETAS),
-                "batch": batch, "schedule": "constant, then linear to 0 over the second half (seed 000)",
+                "batch": batch, "schedule": "constant, then linear to 0 over the second half (Shi & Qiao 2020)",
                 "color_weight": color_weight, "spectrum_weight": spectrum_weight, "incremental": incremental,
                 "seed": seed, "held_out_fraction": held_out_fraction,
                 "objective": "mean over stages m of sum_{l<=m} ||G_l - G_l(target)||^2 / ||G_l(target)||^2 "

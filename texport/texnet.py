@@ -1,4 +1,4 @@
-"""Texture network generator (seed 001, Ulyanov et al., sec. 3.2): multi-scale noise -> RGB texture.
+"""Texture network generator (Ulyanov et al. 2016, sec. 3.2): multi-scale noise -> RGB texture.
 
 K noise scales, finest (full resolution) to coarsest (1/2**(K-1)). Each scale passes a block of
 3x3, 3x3, 1x1 convolutions with 8 channels; from the coarsest up, the running result is upsampled
@@ -102,7 +102,7 @@ class TextureNetwork(nn.Module):
         self.join_blocks = nn.ModuleList(ConvBlock(width * (j + 2), width * (j + 2), norm) for j in range(scales - 1))
         self.to_rgb = nn.Conv2d(width * scales, 3, 1)
         self.upsample = nn.Upsample(scale_factor=2, mode="nearest")
-        for m in self.modules():  # Xavier initialization (seed 001 sec. 3.2)
+        for m in self.modules():  # Xavier initialization (Ulyanov et al. 2016 sec. 3.2)
             if isinstance(m, nn.Conv2d):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)

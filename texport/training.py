@@ -1,4 +1,4 @@
-"""Training a texture network on one exemplar (seed 001 sec. 3.2, "Learning").
+"""Training a texture network on one exemplar (Ulyanov et al. 2016 sec. 3.2, "Learning").
 
 Minimizes, over fresh noise samples, the default objective (Gram texture loss, colour-distribution
 term and spectrum constraint, `texport.objective`) of the generated batch against the exemplar,
@@ -249,7 +249,7 @@ def train_texnet(
         recent = window[-20:] or [float("nan")]
         terms = {k: sum(v[-20:]) / len(v[-20:]) for k, v in terms_acc.items()}
         manifest = dict(manifest_base, training=dict(
-            settings, iterations=done, schedule="x0.7 at iters/2 then every iters/10 (seed 001, scaled)",
+            settings, iterations=done, schedule="x0.7 at iters/2 then every iters/10 (Ulyanov et al. 2016, scaled)",
             optimizer="adam", device=dev.type, seconds=round(seconds_before + time.perf_counter() - start, 1),
             batchnorm="recalibrated over 32 fresh batches" if final else "running averages (intermediate checkpoint)",
             final_loss=sum(recent) / len(recent), final_terms=terms, interrupted=interrupted,
