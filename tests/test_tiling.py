@@ -7,7 +7,7 @@ import torch
 from texport.backends import open_backend
 from texport.images import PngRowWriter, load_image, save_image
 from texport.noise import noise_field
-from texport.tiling import TEXNET_HALO, iter_bands, weight_profile
+from texport.tiling import iter_bands, texnet_halo, weight_profile
 
 from conftest import run_cli
 
@@ -26,7 +26,8 @@ def test_texnet_tiles_equal_one_pass_over_the_same_field():
         tiled = _image(runner, 256, 192, tile=64, seed=3, tileable=True)
         assert float((tiled - net(noise_field(3, 15, 192, 256))[0]).abs().max()) <= 1e-5
         # plain: the centre of one pass over a field larger by the halo (sizes need not fit the tiles)
-        h = TEXNET_HALO
+        h = texnet_halo(16)
+        assert h == 96
         tiled = _image(runner, 240, 200, tile=96, seed=5)
         single = net(noise_field(5, 15, 288 + 2 * h, 288 + 2 * h, -h, -h))[0, :, h:h + 200, h:h + 240]
         assert tiled.shape == (3, 200, 240)
@@ -90,3 +91,47 @@ def test_tile_cli(tmp_path):
         assert result.returncode == 2 and message in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x.png").exists()
+
+
+def test_receptive_radius_bounds_how_far_one_noise_pixel_reaches():
+    """The halo rests on this bound: change one noise pixel, and no output pixel farther away moves."""
+    from texport.texnet import TextureNetwork, receptive_radius
+
+    for scales in (4, 5):
+        torch.manual_seed(0)
+        net = TextureNetwork(scales).eval()
+        side = 4 * receptive_radius(scales)
+        z = noise_field(1, net.input_channels, side, side)
+        moved = z.clone()
+        moved[0, :, side // 2, side // 2] += 0.5  # the centre pixel of every scale's channels
+        with torch.no_grad():
+            diff = (net(moved) - net(z)).abs().amax(dim=(0, 1))
+        ys, xs = torch.nonzero(diff > 0, as_tuple=True)
+        reach = int(max((ys - side // 2).abs().max(), (xs - side // 2).abs().max()))
+        assert 0 < reach <= receptive_radius(scales), (scales, reach, receptive_radius(scales))
+
+
+def test_a_six_scale_network_runs_on_every_cpu_path_at_an_odd_size(tmp_path):
+    """Sizes are planned from the model (multiple 32 for 6 scales), not a hard-coded 16."""
+    from texport.backends import synthesize_with
+    from texport.images import resolve_texture
+    from texport.models import load_texnet, synthesize
+    from texport.training import train_texnet
+
+    six = tmp_path / "six.safetensors"
+    train_texnet(resolve_texture("pebbles"), six, iters=2, batch=1, size=64, scales=6, descriptor="random",
+                 device="cpu", checkpoint_every=0)
+    reference = synthesize(load_texnet(six), "100x37", seed=4)
+    for backend in ("torch", "onnxruntime"):
+        image = synthesize_with(open_backend(six, backend), "100x37", seed=4)
+        assert image.shape == (1, 3, 37, 100)
+        assert float((image - reference).abs().max()) <= 1e-4, backend
+    runner = open_backend(six, "torch")
+    h = texnet_halo(runner.size_multiple)
+    assert runner.size_multiple == 32 and h == 192
+    with torch.no_grad():
+        tiled = _image(runner, 100, 70, tile=64, seed=4)
+        single = runner.module.network(noise_field(4, 18, 128 + 2 * h, 128 + 2 * h, -h, -h))[0, :, h:h + 70, h:h + 100]
+    assert float((tiled - single).abs().max()) <= 1e-5
+    res = run_cli("tile", str(six), "-o", str(tmp_path / "t.png"), "--size", "100x70", "--tile", "64")
+    assert res.returncode == 0, res.stderr

@@ -60,6 +60,8 @@ class Backend(abc.ABC):
     precision = "fp32"
     device = "cpu"
     noise_channels = 3  # the noise input's channels (texture networks: scales x channels per scale)
+    size_multiple = 16  # the sides the graph takes (texture networks: 2^(scales-1); ProPO: 16)
+    min_side = 16  # the smallest side it takes (ProPO: 32)
     input_names: tuple[str, ...] = ("noise",)
     caveat: str | None = None  # one line the CLI prints when this backend's results fall outside the parity tolerances
 
@@ -97,10 +99,14 @@ class TorchBackend(Backend):
         if cuda_graphs and dev.type != "cuda":
             raise TexportError("CUDA graphs need a CUDA device")
         if self.kind == "propo":
+            from .propo import MIN_SIDE, SIZE_MULTIPLE
+
             graph = ProPOGraph(load_propo(model, dev).model)
+            self.size_multiple, self.min_side = SIZE_MULTIPLE, MIN_SIDE
         else:
             graph = TexnetGraph(load_texnet(model, dev).network)
             self.noise_channels = graph.network.input_channels
+            self.size_multiple = self.min_side = graph.network.size_multiple
         self.precision = "fp16" if fp16 else "fp32"
         module = in_precision(graph.eval(), self.precision)
         if channels_last:
@@ -155,6 +161,12 @@ def cached_onnx(model: str | os.PathLike, fp16: bool) -> Path:
     return out
 
 
+def grid_of(meta: dict) -> tuple[int, int]:
+    """(size multiple, smallest side) from a graph's texport metadata."""
+    multiple = int(meta.get("texport.size_multiple", 16))
+    return multiple, int(meta.get("texport.min_side", multiple))
+
+
 def _onnx_source(model: str | os.PathLike, fp16: bool) -> tuple[Path, dict]:
     from .onnx_export import read_metadata
 
@@ -175,6 +187,7 @@ class OnnxRuntimeBackend(Backend):
 
         path, meta = _onnx_source(model, fp16)
         self.kind, self.precision = meta["texport.kind"], meta.get("texport.precision", "fp32").split()[0]
+        self.size_multiple, self.min_side = grid_of(meta)
         available = ort.get_available_providers()
         want_cuda = device in ("auto", "cuda") and torch.cuda.is_available() and "CUDAExecutionProvider" in available
         if device == "cuda" and not want_cuda:
@@ -229,6 +242,7 @@ class OpenVINOBackend(Backend):
             raise TexportError(f"this CPU has no bf16 ({core.get_property('CPU', 'FULL_DEVICE_NAME')})")
         path, meta = _onnx_source(model, fp16)
         self.kind, graph = meta["texport.kind"], meta.get("texport.precision", "fp32").split()[0]
+        self.size_multiple, self.min_side = grid_of(meta)
         if bf16 and graph != "fp32":
             raise TexportError(f"openvino:bf16 runs an fp32 graph; {path.name} is {graph}")
         config = {"INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32",
@@ -268,6 +282,7 @@ class TensorRTBackend(Backend):
             raise TexportError(f"running a TensorRT engine needs an NVIDIA GPU ({name} engine {Path(engine).name}); "
                                "none is available here")
         self.kind = side["model"]["texport.kind"]
+        self.size_multiple, self.min_side = grid_of(side["model"])
         self.precision, self.device = side["precision"], "cuda"
         self.profile = side["profile"]
         logger = trt.Logger(trt.Logger.ERROR)
@@ -318,11 +333,9 @@ def synthesize_with(backend: Backend, size, seed: int = 0, count: int = 1, textu
     from .sizes import check_size, parse_size
 
     width, height = check_size(parse_size(size), max_size)
-    multiple, smallest, channels = 16, 16, backend.noise_channels
-    if backend.kind == "propo":
-        smallest = 32
-        if texture is None:
-            raise TexportError("a ProPO model needs --texture")
+    multiple, smallest, channels = backend.size_multiple, backend.min_side, backend.noise_channels
+    if backend.kind == "propo" and texture is None:
+        raise TexportError("a ProPO model needs --texture")
     if tileable:
         width, height = tileable_size(width, height, multiple, snap)
     if count < 1:

@@ -155,6 +155,9 @@ def bench(model: str | os.PathLike, backends: list[str] | None = None, sizes=DEF
 
 
 def _time(runner: Backend, row: BenchRow, side: int, batch: int, texture, warmup: int, iters: int, gflop) -> None:
+    if side % runner.size_multiple or side < runner.min_side:
+        raise TexportError(f"this model takes sides that are multiples of {runner.size_multiple} (at least "
+                           f"{runner.min_side}), not {side}")
     z = noise_field(0, runner.noise_channels, side, side, batch=batch)
     cuda = runner.device.startswith("cuda")
     if cuda:

@@ -87,6 +87,14 @@ def halos(scales: int) -> tuple[list[int], list[int]]:
     return out, crop
 
 
+def receptive_radius(scales: int) -> int:
+    """A bound on how far (full-resolution pixels) an output pixel's noise reaches: scale i's noise is
+    wrapped by its halo plus the blocks it passes, in pixels of 2^i (K = 5: 80; measured 77)."""
+    out, _ = halos(scales)
+    wraps = [out[i] + (BLOCK_SHRINK if i == scales - 1 else 2 * BLOCK_SHRINK) for i in range(scales)]
+    return max((w + 1) * 2 ** i for i, w in enumerate(wraps))
+
+
 class TextureNetwork(nn.Module):
     """g(z): noise [B, K*C, H, W] -> texture [B, 3, H, W] in [0, 1]; H and W multiples of 2**(K-1)."""
 

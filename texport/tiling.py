@@ -8,8 +8,9 @@ accumulated with per-pixel weights:
 - texture networks: the weight is 1 on the tile and 0 on its border, and the border (the halo)
   covers the generator's receptive field, so every output pixel sees exactly the noise a single
   pass would give it: the stitched image equals one pass over the same field (tests/test_tiling.py
-  checks it, max abs difference <= 1e-5). TEXNET_HALO: a change of one noise pixel moves output
-  pixels up to 77 px away in the shipped generators; 96 is the next multiple of 16.
+  checks it, max abs difference <= 1e-5). The halo (`texnet_halo`): the generator's receptive
+  radius (`texnet.receptive_radius`, 80 px for 5 scales; a change of one noise pixel moved output
+  pixels up to 77 px away in the shipped generators) plus 16, rounded up to the size multiple.
 - ProPO: its stages use image-wide statistics (Gram matrices of the image being made, the final
   colour histogram), so tiles cannot join exactly. Every tile is synthesized against the same
   target statistics (the texture's Gram matrices) on a window `PROPO_OVERLAP` larger on each side,
@@ -17,7 +18,8 @@ accumulated with per-pixel weights:
   seams become soft transitions between two valid samples of the texture rather than cuts.
 
 With --tileable the noise coordinates (and the cross-fades) wrap around the image, so the result
-tiles seamlessly; its sides must then be multiples of 16.
+tiles seamlessly; its sides must then be multiples of the model's size multiple (16 for the
+shipped models).
 """
 
 from __future__ import annotations
@@ -32,9 +34,7 @@ from .errors import TexportError
 from .images import PngRowWriter
 from .noise import noise_at
 
-TEXNET_HALO = 96
 PROPO_OVERLAP = 64
-SIZE_MULTIPLE = 16
 
 Progress = Callable[[int, int], None]
 
@@ -65,17 +65,26 @@ def tile_image(runner: Backend, output: str | os.PathLike, width: int, height: i
     return summary
 
 
+def texnet_halo(size_multiple: int) -> int:
+    """The halo of a texture network with this size multiple (2^(scales-1)): 96 px for 5 scales."""
+    from .texnet import receptive_radius
+
+    radius = receptive_radius(size_multiple.bit_length())  # scales = log2(multiple) + 1
+    return -(-(radius + 16) // size_multiple) * size_multiple
+
+
 def iter_bands(runner: Backend, width: int, height: int, tile: int = 1024, seed: int = 0, tileable: bool = False,
                texture: torch.Tensor | None = None, progress: Progress | None = None):
     """Yields a summary dict, then the image's rows top to bottom as float bands [3, rows, width]."""
-    if tile < SIZE_MULTIPLE or tile % SIZE_MULTIPLE:
-        raise TexportError(f"--tile must be a positive multiple of {SIZE_MULTIPLE}, got {tile}")
-    if tileable and (width % SIZE_MULTIPLE or height % SIZE_MULTIPLE):
-        raise TexportError(f"a tileable output needs sides that are multiples of {SIZE_MULTIPLE}, got {width}x{height}")
+    multiple = runner.size_multiple
+    if tile < multiple or tile % multiple:
+        raise TexportError(f"--tile must be a positive multiple of {multiple}, got {tile}")
+    if tileable and (width % multiple or height % multiple):
+        raise TexportError(f"a tileable output needs sides that are multiples of {multiple}, got {width}x{height}")
     propo = runner.kind == "propo"
     if propo and texture is None:
         raise TexportError("a ProPO model needs --texture")
-    overlap = PROPO_OVERLAP if propo else TEXNET_HALO
+    overlap = PROPO_OVERLAP if propo else texnet_halo(multiple)
     if propo and tile < 2 * overlap:  # a band's cross-fade must end before the next band's begins
         raise TexportError(f"ProPO tiles must be at least {2 * overlap} pixels, got --tile {tile}")
     channels = runner.noise_channels
