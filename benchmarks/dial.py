@@ -5,7 +5,9 @@ Paths (`--paths`), each with a budget of 400 objective evaluations (refinements 
 - coarse-to-fine: `gatys --coarse-to-fine 3` (the budget split by cost over three scales);
 - texnet+refine: a shipped texture network's sample (seed 0), then Gatys evaluations from it (what
   `synth --refine N` and `gatys --init MODEL --iters N` both run);
-- propo+refine: ProPO's sample for the exemplar, then the same refinement.
+- propo+refine: ProPO's sample for the exemplar, then the same refinement;
+- pyramid (on request): Gatys on the pyramid loss (`gatys --pyramid 3`, Snelgrove 2017), measured on the
+  default objective at its snapshots only.
 Texture networks run on their own exemplars; ProPO on the held-out textures of its benchmark
 (`propo_quality.py`), which it never saw. Model loading is timed apart and excluded from the curves;
 a model's synthesis time is their start.
@@ -52,10 +54,12 @@ BUDGET = 400
 REFINE_BUDGET = 200  # a refinement slower than half of Gatys's time has missed its target (<= 25%) anyway
 LEVELS = 3  # coarse-to-fine scales: 64, 128, 256 px
 SNAPSHOTS = (1, 2, 5, 10, 20, 50, 100, 200, 400)
-PATHS = ("gatys", "coarse-to-fine", "texnet+refine", "propo+refine")
+PATHS = ("gatys", "coarse-to-fine", "pyramid", "texnet+refine", "propo+refine")
+PYRAMID_OCTAVES = 3  # the pyramid *loss* (Snelgrove 2017, `gatys --pyramid 3`), for comparison with coarse-to-fine
 CACHE = HERE / "cache" / "dial"
 TARGETS = {"texnet_50": 3.0, "propo_50": 10.0, "texnet_reach": 0.25, "propo_reach": 0.5, "c2f_reach": 0.5}
-COLOURS = {"gatys": (40, 40, 40), "coarse-to-fine": (30, 110, 220), "texnet+refine": (220, 60, 40), "propo+refine": (40, 160, 60)}
+COLOURS = {"gatys": (40, 40, 40), "coarse-to-fine": (30, 110, 220), "texnet+refine": (220, 60, 40), "propo+refine": (40, 160, 60),
+           "pyramid": (150, 60, 180)}
 
 
 def run_key(kind: str, path: Path, crop, model: str | None, desc) -> str:
@@ -75,6 +79,10 @@ def run_path(kind: str, path: Path, crop, model: str | None, desc, device: str) 
     print(f"  {kind} {path.stem} ...", flush=True)
     exemplar = load_exemplar(path, crop)
     objective = build_objective(exemplar, descriptor=desc)
+    if kind == "pyramid":  # its own objective (Snelgrove's layers over 3 octaves); measured on the default one
+        name = desc.identity.split(":")[0]
+        pyramid_desc = build_descriptor(name, losses.PYRAMID_LAYERS, device=device)  # the same weights, trimmed shallower
+        objective = build_objective(exemplar, octaves=PYRAMID_OCTAVES, descriptor=pyramid_desc)
     init, load_seconds, start_seconds = None, 0.0, 0.0
     if kind in ("texnet+refine", "propo+refine"):
         t0 = time.perf_counter()
@@ -86,6 +94,8 @@ def run_path(kind: str, path: Path, crop, model: str | None, desc, device: str) 
     result = gatys.synthesize(None, SIZE, budget, objective=objective, init=init, seed=0, device=device,
                               coarse_to_fine=LEVELS if kind == "coarse-to-fine" else 1, snapshots=SNAPSHOTS)
     coarse = sum(gatys.level_budgets(BUDGET, LEVELS)[:-1]) if kind == "coarse-to-fine" else 0
+    if kind == "pyramid":
+        coarse = len(result.history)  # none of its values are the default objective's: the curve comes from the points
     curve, best = [], float("inf")
     for n, (value, seconds) in enumerate(zip(result.history, result.times), start=1):
         if n > coarse:  # values at coarse scales are against a downsampled exemplar: not comparable
@@ -101,6 +111,10 @@ def run_path(kind: str, path: Path, crop, model: str | None, desc, device: str) 
         seconds = start_seconds + (result.times[n - 1] if n else 0.0)
         points.append({"evaluations": n, "seconds": round(seconds, 4), **{k: measured[k] for k in
                        ("objective", "gram", "spectral", "judge", "color", "target")}})
+    if kind == "pyramid":
+        for q in points:
+            best = min(best, q["objective"])
+            curve.append([q["seconds"], best])
     record = {"kind": kind, "texture": path.stem, "crop": crop, "model": model, "load_seconds": round(load_seconds, 4),
               "start_seconds": round(start_seconds, 4), "curve": curve, "points": points, "key": key,
               "machine": f"{gatys_benchmark.cpu_name()}, {torch.get_num_threads()} threads"}
@@ -183,7 +197,8 @@ def main() -> None:
     parser.add_argument("--propo", type=int, default=0, help="held-out textures for ProPO (0: skip)")
     parser.add_argument("--propo-model", default="propo")
     parser.add_argument("--dataset", default=None)
-    parser.add_argument("--paths", default="gatys,coarse-to-fine,texnet+refine,propo+refine")
+    parser.add_argument("--paths", default="gatys,coarse-to-fine,texnet+refine,propo+refine",
+                        help=f"any of {', '.join(PATHS)} (pyramid: the pyramid loss, for comparison with coarse-to-fine)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     paths = args.paths.split(",")
@@ -249,7 +264,7 @@ def write_results(groups: list[tuple[str, list[dict]]], args) -> None:
     lines += ["", "| path | after 50 / Gatys 400: ratio of means (median) | target | reach / Gatys time: median (reached) | target |",
               "| --- | --- | --- | --- | --- |"]
     targets = {"texnet+refine": ("texnet_50", "texnet_reach"), "propo+refine": ("propo_50", "propo_reach"),
-               "coarse-to-fine": (None, "c2f_reach")}
+               "coarse-to-fine": (None, "c2f_reach"), "pyramid": (None, None)}
     for kind, rows in summary.items():
         pairs = [(a, g) for a, g, _ in rows if a is not None]
         shares = [s if s is not None else float("inf") for _, _, s in rows]
@@ -257,8 +272,10 @@ def write_results(groups: list[tuple[str, list[dict]]], args) -> None:
         means = (f"{statistics.mean(a for a, _ in pairs) / statistics.mean(g for _, g in pairs):.2f} "
                  f"({statistics.median(a / g for a, g in pairs):.2f})") if pairs else "-"
         lines.append(f"| {kind} | {means} | "
-                     f"{'-' if t50 is None else f'<= {TARGETS[t50]:g}'} | {statistics.median(shares):.2f} "
-                     f"({sum(s != float('inf') for s in shares)} of {len(shares)}) | <= {TARGETS[treach]:g} |")
+                     f"{'-' if t50 is None else f'<= {TARGETS[t50]:g}'} | "
+                     f"{'not reached' if statistics.median(shares) == float('inf') else f'{statistics.median(shares):.2f}'} "
+                     f"({sum(s != float('inf') for s in shares)} of {len(shares)}) | "
+                     f"{'-' if treach is None else f'<= {TARGETS[treach]:g}'} |")
     lines += ["", "Charts: `benchmarks/images/dial_*.png` (objective, spectral distance, judge against seconds, log-log).", ""]
     gatys_benchmark.replace_section(gatys_benchmark.RESULTS, "dial", "\n".join(lines))
     print("\n".join(lines))
