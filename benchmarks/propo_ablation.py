@@ -45,6 +45,7 @@ VARIANTS = {  # file key -> (what it changes, train_propo arguments); 'default' 
                 {"color_input": True}),
     "no-color-input": ("default without the colour-Gram gradient input", {"color_input": False}),
     "incremental": ("default with incremental learning", {"incremental": True}),
+    "spectrum-60": ("default with the spectrum weight 60 instead of 6", {"color_input": True, "spectrum_weight": 60.0}),
 }
 RUNS = HERE / "cache" / "ablation"
 
@@ -92,7 +93,7 @@ def main() -> None:
     names = args.variants.split(",") if args.variants else list(VARIANTS)
     for name in names:
         what, kwargs = VARIANTS[name]
-        out = RUNS / f"{name}_{args.size}_{args.iters}_spectrum{DEFAULT_SPECTRUM_WEIGHT:g}.safetensors"
+        out = RUNS / f"{name}_{args.size}_{args.iters}_spectrum{kwargs.get('spectrum_weight', DEFAULT_SPECTRUM_WEIGHT):g}.safetensors"
         if not out.is_file():
             train_propo(dataset, out, iters=args.iters, size=args.size, checkpoint_every=0, loaded=train, **kwargs)
         row = {"variant": f"{name}: {what}", **score(out, targets, args.eval_size, desc)}
