@@ -67,6 +67,8 @@ def run_key(kind: str, path: Path, crop, model: str | None, desc) -> str:
     parts = [kind, hashlib.sha256(path.read_bytes()).hexdigest(), crop, model_sha, SIZE, BUDGET, REFINE_BUDGET, LEVELS,
              list(SNAPSHOTS), gatys.level_budgets(BUDGET, LEVELS),
              desc.identity, gatys_benchmark.reference_fingerprint(desc), torch.__version__]
+    if kind == "coarse-to-fine":
+        parts.append("snapshots at the full size too")
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:20]
 
 
@@ -91,9 +93,10 @@ def run_path(kind: str, path: Path, crop, model: str | None, desc, device: str) 
         init = synthesize(loaded, SIZE, seed=0) if kind == "texnet+refine" else synthesize_propo(loaded, exemplar, SIZE, seed=0)
         load_seconds, start_seconds = t1 - t0, time.perf_counter() - t1
     budget = REFINE_BUDGET if init is not None else BUDGET
-    result = gatys.synthesize(None, SIZE, budget, objective=objective, init=init, seed=0, device=device,
-                              coarse_to_fine=LEVELS if kind == "coarse-to-fine" else 1, snapshots=SNAPSHOTS)
     coarse = sum(gatys.level_budgets(BUDGET, LEVELS)[:-1]) if kind == "coarse-to-fine" else 0
+    snapshots = SNAPSHOTS + tuple(coarse + n for n in SNAPSHOTS) if coarse else SNAPSHOTS  # coarse and full-size images
+    result = gatys.synthesize(None, SIZE, budget, objective=objective, init=init, seed=0, device=device,
+                              coarse_to_fine=LEVELS if kind == "coarse-to-fine" else 1, snapshots=snapshots)
     if kind == "pyramid":
         coarse = len(result.history)  # none of its values are the default objective's: the curve comes from the points
     curve, best = [], float("inf")
