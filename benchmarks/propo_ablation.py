@@ -35,17 +35,16 @@ from texport.datasets import open_dataset  # noqa: E402
 from texport.descriptor import build_descriptor  # noqa: E402
 from texport.images import quantize  # noqa: E402
 from texport.models import load_propo, synthesize_propo  # noqa: E402
-from texport.objective import DEFAULT_SPECTRUM_WEIGHT  # noqa: E402
-from texport.propo_training import train_propo  # noqa: E402
+from texport.propo_training import DEFAULT_SPECTRUM_WEIGHT, train_propo  # noqa: E402
 
 VARIANTS = {  # file key -> (what it changes, train_propo arguments); 'default' is what ships
     "raw": ("uniform [0, 1) start, no colour moment matching", {"noise_amplitude": 1.0, "color_match": False}),
     "noise-0.1": ("start 0.5 +- 0.05, no colour moment matching", {"noise_amplitude": 0.1, "color_match": False}),
-    "default": ("start 0.5 +- 0.05, stage colour moments set to the target's, colour input, uniform draws",
+    "default": ("start 0.5 +- 0.05, stage colour moments set to the target's, colour input, uniform draws, spectrum weight 60",
                 {"color_input": True}),
     "no-color-input": ("default without the colour-Gram gradient input", {"color_input": False}),
     "incremental": ("default with incremental learning", {"incremental": True}),
-    "spectrum-60": ("default with the spectrum weight 60 instead of 6", {"color_input": True, "spectrum_weight": 60.0}),
+    "spectrum-6": ("default with the spectrum weight 6 (texport.objective's) instead of 60", {"color_input": True, "spectrum_weight": 6.0}),
 }
 RUNS = HERE / "cache" / "ablation"
 

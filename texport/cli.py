@@ -214,7 +214,7 @@ def train_propo(
     lr: float = typer.Option(5e-4, "--lr", help="Adam learning rate (betas 0.5, 0.999), linearly to 0 over the second half."),
     batch: int = typer.Option(1, "--batch", help="Targets per iteration (the paper: 1)."),
     color_weight: float = typer.Option(10.0, "--color-weight", help="Weight of the colour-distribution term (x stage number)."),
-    spectrum_weight: float = typer.Option(6.0, "--spectrum-weight", help="Weight of the spectrum constraint (x stage number; 0 = off)."),
+    spectrum_weight: float = typer.Option(60.0, "--spectrum-weight", help="Weight of the spectrum constraint (x stage number; 0 = off)."),
     color_input: bool = typer.Option(True, "--color-input/--no-color-input", help="Feed the pixels' colour-Gram gradient to the stages."),
     color_match: bool = typer.Option(True, "--color-match/--no-color-match", help="Set each stage image's colour mean and deviation to the target's."),
     histogram_match: bool = typer.Option(True, "--histogram-match/--no-histogram-match", help="Match the final image's colour histogram along the target's principal axes."),
