@@ -373,3 +373,13 @@ def test_shipped_model_synthesizes_unseen_textures_in_their_colours(pebbles, pep
         image = synthesize_propo(model, target, 64, seed=0)
         assert image.shape == (1, 3, 64, 64)
         assert float(losses.color_distance(image, target)) < 0.08  # measured 0.04-0.05; 0.2 without colour matching
+
+
+def test_cli_refines_a_propo_sample_towards_the_given_texture(tmp_path):
+    """synth propo --refine N: the ProPO sample, then N Gatys evaluations against --texture."""
+    from conftest import run_cli
+
+    out = tmp_path / "r.png"
+    res = run_cli("synth", "propo", "--texture", "pebbles", "-o", str(out), "--size", "48", "--refine", "2")
+    assert res.returncode == 0 and out.is_file(), res.stderr
+    assert "refined by 2 evaluations" in res.stdout
