@@ -196,7 +196,9 @@ def train_texnet(
                        crop=box, checkpoint_every=checkpoint_every, progress=update, spectrum_weight=spectrum_weight,
                        resume=resume, finish=finish, init=init)
     if preview:
-        _write_preview(output, path, box)
+        from .training import write_preview
+
+        write_preview(output, path, box)
     terms = ", ".join(f"{k} {v:.4g}" for k, v in report.terms.items() if k != "total")
     state = f"interrupted after {report.iterations} of {report.planned}" if report.interrupted else f"{report.iterations}"
     typer.echo(f"wrote {output}: {state} iterations in {report.seconds:.0f} s, loss {report.loss:.4g} ({terms})")
@@ -247,43 +249,15 @@ def train_propo(
                        seed=seed, resume=resume, checkpoint_every=checkpoint_every, progress=update, loaded=data,
                        spectrum_weight=spectrum_weight)
     if preview:
-        _write_propo_preview(output, dataset, held_out)
+        from .propo_training import write_preview as write_propo_preview
+
+        write_propo_preview(output, dataset, held_out)
     state = f"interrupted after {report.iterations} of {report.planned}" if report.interrupted else f"{report.iterations}"
     typer.echo(f"wrote {output}: {state} iterations in {report.seconds:.0f} s on {len(data)} training images "
                f"({data.other_split} held out; skipped {data.skipped}), loss {report.loss:.4g}, "
                f"per stage {describe_stage_losses(report.stages)}")
     if report.interrupted:
         raise typer.Exit(130)
-
-
-def _write_propo_preview(model_path: Path, dataset: Path, held_out: float, count: int = 2) -> Path:
-    """Rows of fig. 6 (noise, x^1..x^5, target) for the shipped textures and `count` held-out images,
-    all unseen in training (held-out images: the first by SHA-1 of their names, as the benchmark picks)."""
-    from .datasets import open_dataset
-    from .images import load_image, save_image, shipped_textures, side_by_side, stack_rows
-    from .models import load_propo, synthesize_propo
-
-    targets = [load_image(p) for _, p in sorted(shipped_textures().items())]
-    try:
-        data = open_dataset(dataset, "held-out", held_out_fraction=held_out)
-        targets += [data.image(i) for i in data.by_name_hash(count)]
-    except TexportError:
-        pass  # no held-out split (--held-out 0): the shipped textures alone
-    loaded = load_propo(model_path)
-    rows = [side_by_side([*synthesize_propo(loaded, t, 256, seed=0, stages=True), t], height=128) for t in targets]
-    preview = model_path.with_suffix(".png")
-    save_image(stack_rows(rows), preview)
-    return preview
-
-
-def _write_preview(model_path: Path, texture_path: Path, box=None) -> Path:
-    from .images import load_exemplar, save_image, side_by_side
-    from .models import load_texnet, synthesize
-
-    sample = synthesize(load_texnet(model_path), 256, seed=0)
-    preview = model_path.with_suffix(".png")
-    save_image(side_by_side([load_exemplar(texture_path, box), sample]), preview)
-    return preview
 
 
 @app.command()

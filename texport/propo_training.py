@@ -301,3 +301,23 @@ def train_propo(
 
 def describe_stage_losses(stages: dict) -> str:
     return json.dumps({k: [round(v, 4) for v in vals] for k, vals in stages.items()})
+
+
+def write_preview(model_path: Path, dataset: Path, held_out: float, count: int = 2) -> Path:
+    """MODEL.png: rows of Shi & Qiao 2020 fig. 6 (noise, x^1..x^5, target) for the shipped textures and
+    `count` held-out images, all unseen in training (held-out images: the first by SHA-1 of their names, as the benchmark picks)."""
+    from .datasets import open_dataset
+    from .images import load_image, save_image, shipped_textures, side_by_side, stack_rows
+    from .models import load_propo, synthesize_propo
+
+    targets = [load_image(p) for _, p in sorted(shipped_textures().items())]
+    try:
+        data = open_dataset(dataset, "held-out", held_out_fraction=held_out)
+        targets += [data.image(i) for i in data.by_name_hash(count)]
+    except TexportError:
+        pass  # no held-out split (--held-out 0): the shipped textures alone
+    loaded = load_propo(model_path)
+    rows = [side_by_side([*synthesize_propo(loaded, t, 256, seed=0, stages=True), t], height=128) for t in targets]
+    preview = model_path.with_suffix(".png")
+    save_image(stack_rows(rows), preview)
+    return preview

@@ -298,3 +298,14 @@ def train_texnet(
     recent = window[-20:] or [float("nan")]
     return TrainReport(out, done, iters, seconds_before + time.perf_counter() - start, sum(recent) / len(recent),
                        final_terms, interrupted, history)
+
+
+def write_preview(model_path: Path, texture_path: Path, box=None) -> Path:
+    """MODEL.png beside a trained network: its exemplar (after the crop) | a 256x256 sample, seed 0."""
+    from .images import load_exemplar, save_image, side_by_side
+    from .models import load_texnet, synthesize
+
+    sample = synthesize(load_texnet(model_path), 256, seed=0)
+    preview = model_path.with_suffix(".png")
+    save_image(side_by_side([load_exemplar(texture_path, box), sample]), preview)
+    return preview
