@@ -301,12 +301,14 @@ def synth(
         return _synth_backend(model, output, size, count, seed, tileable, snap, device, max_size, bits16, texture,
                               backend, fp16)
     kind = model_kind(model)
-    if kind == PROPO:
-        from .images import load_image, resolve_texture, side_by_side, stack_rows
+    from .images import load_image, resolve_texture
 
-        if texture is None:
+    target = load_image(resolve_texture(texture)) if texture is not None else None
+    if kind == PROPO:
+        from .images import side_by_side, stack_rows
+
+        if target is None:
             raise TexportError(f"{model} is a ProPO model: give the target with --texture IMG")
-        target = load_image(resolve_texture(texture))
         loaded = load_propo(model, device)
         start = time.perf_counter()
         result = synthesize_propo(loaded, target, size, seed=seed, count=count, tileable=tileable, snap=snap,
@@ -320,11 +322,6 @@ def synth(
         if stages or (texture is not None and not refine):
             raise TexportError(f"{model} is a texture network trained on one texture: --stages is for ProPO models, "
                                "--texture for ProPO or with --refine")
-        target = None
-        if texture is not None:
-            from .images import load_image, resolve_texture
-
-            target = load_image(resolve_texture(texture))
         loaded = load_texnet(model, device)
         if refine:  # a model file without its exemplar fails here, before any work
             from .models import refinement_target

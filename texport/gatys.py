@@ -1,14 +1,16 @@
-"""Gatys et al. texture synthesis by optimization: the slow, exact fallback (Galerne's course notes, pseudo-code).
+"""Gatys et al. texture synthesis by optimization: the slow, exact fallback (Galerne's course notes,
+pseudo-code).
 
 Pixels start as uniform noise in [0, 1] (or a given image: a feed-forward model's sample is a far
 better start than noise, so a few evaluations refine it) and are optimized against the objective's
 target statistics, computed once. Coarse-to-fine (`coarse_to_fine` K > 1) first solves at 1/2^(K-1)
 of the size against the exemplar blurred and downsampled as much, upsamples, and continues at each
 finer scale: large structures settle where an evaluation is cheap (Gatys et al. 2017, "Controlling
-perceptual factors", sec. 5; the pyramid *loss*, `octaves`, instead compares every scale at full size). Pixels stay inside [0, 1] throughout, as in Gatys et al.'s own code:
-L-BFGS-B with bounds (scipy), or projected Adam. Optimizing unconstrained pixels and clamping at
-the end left a 3x-35x higher loss at the same budget, and clamping after every L-BFGS step froze
-pixels (both tried while building this).
+perceptual factors", sec. 5; the pyramid *loss*, `octaves`, instead compares every scale at full
+size). Pixels stay inside [0, 1] throughout, as in Gatys et al.'s own code: L-BFGS-B with bounds
+(scipy), or projected Adam. Optimizing unconstrained pixels and clamping at the end left a 3x-35x
+higher loss at the same budget, and clamping after every L-BFGS step froze pixels (both tried while
+building this).
 """
 
 from __future__ import annotations

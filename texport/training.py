@@ -110,8 +110,7 @@ def _load_init(init: str | os.PathLike, net: TextureNetwork) -> dict:
     state, manifest = load_checkpoint(path, kind=TEXNET)
     if manifest.get("architecture") != net.config():
         raise TexportError(f"--init {path.name}: its architecture {manifest.get('architecture')} differs from this run's {net.config()}")
-    check_state(path, net, state)
-    net.load_state_dict(state)
+    check_state(path, net, state)  # loads the weights
     done = manifest.get("training", {})
     return {"model": manifest.get("name") or path.stem, "file": path.name,
             "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
