@@ -51,7 +51,7 @@ def part_backends(quick: bool) -> list[str]:
         runs.insert(3, ("pebbles", (512,), (1,), ["openvino:bf16"], False))
     lines, results = [], {}
     for model, sizes, batches, names, fp16 in runs:
-        rows = bench(model, names, sizes, batches, warmup=2, iters=3 if quick else 7, fp16=fp16)
+        rows = bench(model, names, sizes, batches, warmup=2, runs=3 if quick else 7, fp16=fp16)
         print(table(rows), flush=True)
         results.setdefault(model, []).extend(rows)
         note = " --fp16" if fp16 else " (OpenVINO's bf16)" if names == ["openvino:bf16"] else ""

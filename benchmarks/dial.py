@@ -46,7 +46,7 @@ from texport import gatys, losses  # noqa: E402
 from texport.checkpoints import read_manifest  # noqa: E402
 from texport.descriptor import build_descriptor  # noqa: E402
 from texport.images import load_exemplar, load_image, quantize  # noqa: E402
-from texport.models import load_propo, load_texnet, resolve_model, synthesize, synthesize_propo  # noqa: E402
+from texport.models import load_propo, load_texnet, resolve_model, sample_texnet, sample_propo  # noqa: E402
 from texport.objective import build_objective  # noqa: E402
 
 SIZE = 256
@@ -90,7 +90,7 @@ def run_path(kind: str, path: Path, crop, model: str | None, desc, device: str) 
         t0 = time.perf_counter()
         loaded = load_texnet(model, device) if kind == "texnet+refine" else load_propo(model, device)
         t1 = time.perf_counter()
-        init = synthesize(loaded, SIZE, seed=0) if kind == "texnet+refine" else synthesize_propo(loaded, exemplar, SIZE, seed=0)
+        init = sample_texnet(loaded, SIZE, seed=0) if kind == "texnet+refine" else sample_propo(loaded, exemplar, SIZE, seed=0)
         load_seconds, start_seconds = t1 - t0, time.perf_counter() - t1
     budget = REFINE_BUDGET if init is not None else BUDGET
     coarse = sum(gatys.level_budgets(BUDGET, LEVELS)[:-1]) if kind == "coarse-to-fine" else 0

@@ -34,7 +34,7 @@ from texport import losses  # noqa: E402
 from texport.datasets import open_dataset  # noqa: E402
 from texport.descriptor import build_descriptor  # noqa: E402
 from texport.images import quantize  # noqa: E402
-from texport.models import load_propo, synthesize_propo  # noqa: E402
+from texport.models import load_propo, sample_propo  # noqa: E402
 from texport.propo_training import DEFAULT_SPECTRUM_WEIGHT, train_propo  # noqa: E402
 
 VARIANTS = {  # file key -> (what it changes, train_propo arguments); 'default' is what ships
@@ -55,7 +55,7 @@ def score(model_path: Path, targets: list[torch.Tensor], size: int, desc) -> dic
     model = load_propo(model_path)
     per_target, div = [], []
     for target in targets:
-        samples = quantize(synthesize_propo(model, target, size, seed=0, count=5))
+        samples = quantize(sample_propo(model, target, size, seed=0, count=5))
         measured = gatys_benchmark.measures(samples, target, desc)
         per_target.append({k: statistics.mean(m[k] for m in measured) for k in ("objective", "gram", "spectral", "judge", "color")})
         per_target[-1]["spectral_ok"] = float(all(m["spectral"] <= m["target"] for m in measured))

@@ -39,7 +39,7 @@ from texport import losses  # noqa: E402
 from texport.datasets import open_dataset  # noqa: E402
 from texport.descriptor import build_descriptor  # noqa: E402
 from texport.images import load_image, quantize, save_image, side_by_side, stack_rows  # noqa: E402
-from texport.models import load_propo, resolve_model, synthesize_propo  # noqa: E402
+from texport.models import load_propo, resolve_model, sample_propo  # noqa: E402
 from texport.objective import build_objective  # noqa: E402
 
 SIZE = 256
@@ -77,11 +77,11 @@ def pick_textures(dataset: Path, split: str, count: int, held_out_fraction: floa
 
 def seconds_per_image(model, texture: torch.Tensor, repeats: int = 3) -> float:
     """Encode + synthesize one 256x256 image (what a user waits for), median of repeats."""
-    synthesize_propo(model, texture, SIZE, seed=100)
+    sample_propo(model, texture, SIZE, seed=100)
     times = []
     for r in range(repeats):
         start = time.perf_counter()
-        synthesize_propo(model, texture, SIZE, seed=r)
+        sample_propo(model, texture, SIZE, seed=r)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -89,7 +89,7 @@ def seconds_per_image(model, texture: torch.Tensor, repeats: int = 3) -> float:
 def measure(model, path: Path, split: str, desc, gatys_mode: str, diversity: bool, device: str) -> dict:
     exemplar = load_image(path)
     objective = build_objective(exemplar, descriptor=desc)  # the default objective (Gram + colour + spectrum)
-    stages = synthesize_propo(model, exemplar, SIZE, seed=0, count=SAMPLES, stages=True)
+    stages = sample_propo(model, exemplar, SIZE, seed=0, count=SAMPLES, stages=True)
     samples = quantize(stages[-1])
     measured = gatys_benchmark.measures(samples, exemplar, desc)
     with torch.no_grad():

@@ -37,8 +37,8 @@ from texport import losses  # noqa: E402
 from texport.checkpoints import read_manifest  # noqa: E402
 from texport.descriptor import build_descriptor  # noqa: E402
 from texport.images import load_exemplar, load_image, quantize, save_image, side_by_side  # noqa: E402
-from texport.models import load_texnet, shipped_models, synthesize  # noqa: E402
-from texport.training import TRAIN_SEED_OFFSET, recalibrate_batchnorm  # noqa: E402
+from texport.models import load_texnet, shipped_models, sample_texnet  # noqa: E402
+from texport.texnet_training import TRAIN_SEED_OFFSET, recalibrate_batchnorm  # noqa: E402
 
 SIZE = 256
 SAMPLES = 5
@@ -66,11 +66,11 @@ def budget(training: dict) -> tuple[str, float]:
 
 
 def seconds_per_image(model, size: int, repeats: int = 5) -> float:
-    synthesize(model, size, seed=100)  # warm-up
+    sample_texnet(model, size, seed=100)  # warm-up
     times = []
     for r in range(repeats):
         start = time.perf_counter()
-        synthesize(model, size, seed=r)
+        sample_texnet(model, size, seed=r)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -111,14 +111,14 @@ def measure_model(model_path: Path, device: str, gatys_diversity: bool) -> dict:
     exemplar = load_exemplar(path, crop)
     desc = build_descriptor(manifest["descriptor"].split(":")[0], losses.PO_LAYERS + (losses.DIVERSITY_LAYER,),
                             device=device, expect_identity=manifest["descriptor"])
-    samples = quantize(synthesize(loaded, SIZE, seed=0, count=SAMPLES))
+    samples = quantize(sample_texnet(loaded, SIZE, seed=0, count=SAMPLES))
     net = gatys_benchmark.measures(samples, exemplar, desc)
 
     def diversity(images: torch.Tensor) -> float:
         with torch.no_grad():
             return float(losses.diversity(desc(images, padding="reflect")[losses.DIVERSITY_LAYER]))
 
-    net_div = diversity(quantize(synthesize(loaded, DIVERSITY_SIZE, seed=0, count=SAMPLES)))
+    net_div = diversity(quantize(sample_texnet(loaded, DIVERSITY_SIZE, seed=0, count=SAMPLES)))
     ref = gatys_benchmark.run_one(path, SIZE, "gram+color", gatys_benchmark.BUDGET, 0, device, desc, crop)
     gatys_div = None
     if gatys_diversity:  # 5 Gatys runs (seeds 0-4) at DIVERSITY_SIZE

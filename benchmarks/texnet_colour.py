@@ -35,7 +35,7 @@ import gatys as gatys_benchmark  # noqa: E402
 
 from texport import losses  # noqa: E402
 from texport.images import load_exemplar, load_image, quantize  # noqa: E402
-from texport.models import load_texnet, synthesize  # noqa: E402
+from texport.models import load_texnet, sample_texnet  # noqa: E402
 
 
 def blur(x: torch.Tensor, sigma: float = 6.0) -> torch.Tensor:
@@ -95,7 +95,7 @@ def main() -> None:
         model = load_texnet(name)
         manifest = model.manifest
         exemplar = load_exemplar(gatys_benchmark.texture_path(manifest["texture"]["name"]), manifest["texture"].get("crop"))
-        samples = quantize(synthesize(model, args.size, seed=0, count=4))
+        samples = quantize(sample_texnet(model, args.size, seed=0, count=4))
         net = model.network
         noise = net.noise(args.size, args.size, seed=0, batch=4)
         with torch.no_grad():

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -43,3 +45,46 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> sub
     """Run `python -m texport ARGS` as a user would, capturing output."""
     return subprocess.run([sys.executable, "-m", "texport", *args], capture_output=True, text=True, cwd=cwd, env=env,
                           timeout=600)
+
+
+@dataclass
+class CliResult:
+    """What `cli_main` returns: the exit code and captured output, named as subprocess.CompletedProcess names them."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli_main(capfd, monkeypatch):
+    """Run the CLI in this process, `texport.cli.main(argv)`, with its output captured: no subprocess,
+    no second torch import. cli.main installs SIGINT/SIGTERM handlers; they are restored after each call.
+    `env` sets environment variables for the rest of the test."""
+    from texport import cli
+
+    def run(*args: str, env: dict | None = None) -> CliResult:
+        for key, value in (env or {}).items():
+            monkeypatch.setenv(key, value)
+        saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        capfd.readouterr()  # only this call's output
+        cli._signals.clear()
+        try:
+            code = cli.main([str(a) for a in args])
+        finally:
+            for s, handler in saved.items():
+                signal.signal(s, handler)
+            cli._signals.clear()
+        out, err = capfd.readouterr()
+        return CliResult(code, out, err)
+
+    return run
+
+
+def one_error_line(result: CliResult) -> str:
+    """The single stderr line of a refused command (asserting exit code 2, one line, no traceback)."""
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert len(lines) == 1 and lines[0].startswith("texport: error:"), result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    return lines[0]

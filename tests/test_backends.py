@@ -7,13 +7,13 @@ import importlib.util
 import pytest
 import torch
 
-from texport.backends import available, open_backend, synthesize_with
+from texport.backends import available, open_backend, sample_with
 from texport.errors import TexportError
 from texport.export import PARITY, export
 from texport.images import load_image
 from texport.noise import noise_field
 
-from conftest import run_cli
+from conftest import one_error_line, run_cli
 
 CPU_BACKENDS = ["onnxruntime"] + (["openvino"] if importlib.util.find_spec("openvino") else [])
 
@@ -23,6 +23,7 @@ def onnx_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("TEXPORT_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", CPU_BACKENDS)
 def test_backends_match_torch_for_both_model_kinds(name, pebbles):
     for model, channels in (("pebbles", 15), ("propo", 3)):
@@ -36,6 +37,7 @@ def test_backends_match_torch_for_both_model_kinds(name, pebbles):
             assert float((got - reference).abs().max()) <= PARITY["fp32"], (runner.describe(), h, w)
 
 
+@pytest.mark.slow
 def test_fp16_backends_report_their_precision_and_meet_its_tolerance(pebbles):
     for model, channels in (("pebbles", 15), ("propo", 3)):
         z = noise_field(4, channels, 64, 64)
@@ -62,33 +64,51 @@ def test_openvino_bf16_is_an_option_recorded_as_such():
 
 
 def test_backends_synthesize_the_same_images_as_the_torch_path(pebbles):
-    from texport.models import load_texnet, synthesize
+    from texport.models import load_texnet, sample_texnet
 
-    want = synthesize(load_texnet("pebbles"), "100x60", seed=3, count=2)
+    want = sample_texnet(load_texnet("pebbles"), "100x60", seed=3, count=2)
     for name in CPU_BACKENDS:
-        got = synthesize_with(open_backend("pebbles", name), "100x60", seed=3, count=2)
+        got = sample_with(open_backend("pebbles", name), "100x60", seed=3, count=2)
         assert got.shape == want.shape and float((got - want).abs().max()) <= PARITY["fp32"]
 
 
-def test_synth_cli_on_an_exported_onnx_and_backend_errors(tmp_path):
-    onnx_path = export(tmp_path / "bark.onnx", check=False)[0].path
+@pytest.fixture(scope="module")
+def bark_onnx(tmp_path_factory):
+    return export(tmp_path_factory.mktemp("onnx") / "bark.onnx", check=False)[0].path
+
+
+def test_synth_cli_on_an_exported_onnx(bark_onnx, tmp_path):
     out = tmp_path / "bark.png"
-    result = run_cli("synth", str(onnx_path), "-o", str(out), "--size", "48", "--seed", "1")
+    result = run_cli("synth", str(bark_onnx), "-o", str(out), "--size", "48", "--seed", "1")
     assert result.returncode == 0 and "onnxruntime" in result.stdout, result.stderr
     ref = tmp_path / "ref.png"
     assert run_cli("synth", "bark", "-o", str(ref), "--size", "48", "--seed", "1").returncode == 0
     assert float((load_image(out) - load_image(ref)).abs().max()) <= 1.5 / 255
-    for args, message in (
-        (["bark", "--backend", "nosuch"], "unknown backend"),
-        (["bark", "--backend", "openvino:fast"], "unknown openvino option(s) fast: use bf16"),
-        ([str(onnx_path), "--backend", "torch"], "not .onnx files"),
-        (["bark", "--backend", "tensorrt"], "needs an engine file"),
-    ):
-        result = run_cli("synth", *args, "-o", str(tmp_path / "x.png"))
-        assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["bark", "--backend", "nosuch"], "unknown backend"),
+    (["bark", "--backend", "openvino:fast"], "unknown openvino option(s) fast: use bf16"),
+    (["{onnx}", "--backend", "torch"], "the torch backend runs texport models"),
+    (["bark", "--backend", "tensorrt"], "needs an engine file"),
+    (["{onnx}", "--refine", "2"], "exported graphs and engines run as they are"),
+    (["{onnx}", "--stages"], "--stages shows ProPO's stages"),
+], ids=["unknown backend", "unknown option", "onnx on torch", "tensorrt without engine", "refine an exported graph",
+        "stages of a texture network"])
+def test_synth_backend_errors_are_one_line(args, message, bark_onnx, tmp_path, cli_main):
+    args = [str(bark_onnx) if a == "{onnx}" else a for a in args]
+    line = one_error_line(cli_main("synth", *args, "-o", tmp_path / "x.png"))
+    assert message in line, line
     assert not (tmp_path / "x.png").exists()
 
 
+def test_auto_prefers_openvino_then_onnxruntime_on_the_cpu():
+    cpu = available("cpu", engine=True)
+    assert cpu[0] == ("openvino" if "openvino" in CPU_BACKENDS else "onnxruntime")
+    assert "tensorrt" not in cpu and cpu[-2:] == ["onnxruntime", "torch"]
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message; a GPU is present")
 def test_running_an_engine_without_a_gpu_is_one_clear_line(tmp_path):
     pytest.importorskip("tensorrt_rtx", reason="tensorrt-rtx is installed by the test command")
@@ -99,7 +119,7 @@ def test_running_an_engine_without_a_gpu_is_one_clear_line(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.png").exists()
     with pytest.raises(TexportError, match="needs an NVIDIA GPU"):
         open_backend(engine, "auto")
-    assert available(engine=True)[0] == "openvino" if "openvino" in CPU_BACKENDS else "onnxruntime"
+    assert available(engine=True)[0] == ("openvino" if "openvino" in CPU_BACKENDS else "onnxruntime")
 
 
 def test_low_memory_drops_onnxruntime_arena_only():

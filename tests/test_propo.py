@@ -16,12 +16,12 @@ from texport.checkpoints import read_manifest, save_checkpoint
 from texport.datasets import held_out, open_dataset
 from texport.errors import TexportError
 from texport.images import resolve_texture
-from texport.models import load_propo, synthesize_propo
+from texport.models import load_propo, sample_propo
 from texport.noise import noise_field
 from texport.propo import LEVELS, ProPO, match_moments, with_ones
 from texport.propo_training import IncrementalSampler, evaluate, learning_rate, state_path, train_propo
 
-from conftest import run_cli
+from conftest import one_error_line, run_cli
 
 SIZE = 32  # training crops in these tests: pool4 is 2x2, enough to exercise every stage
 
@@ -95,10 +95,10 @@ def test_colour_gradient_keeps_its_bits_after_colour_matching(peppers):
 
 def test_stage_gradients_are_scale_normalized(model, pebbles):
     x = noise_field(0, 3, 64, 64)
-    grams = model.encode(pebbles)
+    statistics = model.encode(pebbles)
     feats = model.features(x, LEVELS[-1])
-    grads = model.stage_gradients(x, feats, grams, 5)
-    raw = [losses.gram_gradient(feats[lv], grams[lv]).pow(2).mean().sqrt() for lv in LEVELS]
+    grads = model.stage_gradients(x, feats, statistics, 5)
+    raw = [losses.gram_gradient(feats[lv], statistics[lv]).pow(2).mean().sqrt() for lv in LEVELS]
     assert max(raw) / min(raw) > 100  # the problem being solved: scales differ by orders of magnitude
     for g in grads:
         assert torch.allclose(g.pow(2).mean(dim=(1, 2, 3)), torch.ones(1), rtol=1e-4)
@@ -125,7 +125,7 @@ def test_odd_sizes_are_padded_to_16_and_cropped(model, pebbles, size, tmp_path):
 
     loaded = LoadedPropo(model, {"name": "test"}, tmp_path / "m.safetensors")
     w, h = size
-    stages = synthesize_propo(loaded, pebbles[..., :80, :120], (w, h), seed=3, count=2, stages=True)
+    stages = sample_propo(loaded, pebbles[..., :80, :120], (w, h), seed=3, count=2, stages=True)
     assert len(stages) == 6  # noise, x^1..x^5
     assert all(s.shape == (2, 3, h, w) for s in stages)
     assert all(float(s.min()) >= 0 and float(s.max()) <= 1 for s in stages)
@@ -146,8 +146,8 @@ def test_encode_once_then_synthesize_equals_forward(model, peppers):
     texture = peppers[..., :96, :112]
     z1, z2 = noise_field(1, 3, 64, 64), noise_field(2, 3, 64, 64)
     with torch.no_grad():
-        grams = model.encode(texture)
-        a1, a2 = model.synthesize(z1, grams), model.synthesize(z2, grams)
+        statistics = model.encode(texture)
+        a1, a2 = model.synthesize(z1, statistics), model.synthesize(z2, statistics)
         b1, b2 = model(z1, texture), model(z2, texture)
     assert torch.equal(a1, b1) and torch.equal(a2, b2)
     assert not torch.equal(a1, a2)
@@ -163,9 +163,9 @@ def test_one_descriptor_pass_per_stage_image(model, pebbles, monkeypatch):
 
     monkeypatch.setattr(model.descriptor, "forward", counting)
     with torch.no_grad():
-        grams = model.encode(pebbles)
+        statistics = model.encode(pebbles)
         calls.clear()
-        model.run(noise_field(0, 3, 32, 32), grams, final_features=True)
+        model.run(noise_field(0, 3, 32, 32), statistics, final_features=True)
     # x^0 .. x^5: six passes, each only as deep as the next stage (or the loss) needs
     assert calls == ["relu1_1", "pool1", "pool2", "pool3", "pool4", "pool4"]
 
@@ -243,6 +243,7 @@ def trained(dataset, hed, tmp_path_factory):
     return out, before, after
 
 
+@pytest.mark.slow
 def test_short_training_on_real_textures_lowers_every_stage_loss(trained):
     """Every stage's objective (relative Gram + m x colour + m x spectrum) falls, and each of its terms, except
     that the first stage may give up a little Gram loss to the spectrum term (weight 60)."""
@@ -262,19 +263,59 @@ def test_short_training_on_real_textures_lowers_every_stage_loss(trained):
     assert after.total < 0.8 * before.total
 
 
-def test_checkpoint_round_trip_and_manifest(trained, pebbles):
+def _manifest(model: ProPO) -> dict:
+    """What load_propo needs of a ProPO manifest (train_propo writes these and its training record)."""
+    return {"kind": "propo", "name": "saved", "architecture": model.config(), "descriptor": model.descriptor.identity,
+            "training": {"iterations": 0, "interrupted": False}}
+
+
+@pytest.fixture(scope="module")
+def saved(hed, tmp_path_factory) -> tuple[Path, ProPO]:
+    """A ProPO model with weights no fresh model has (seeded, then perturbed), saved with save_checkpoint."""
+    torch.manual_seed(1)
+    model = ProPO(hed, color_match=False).eval()
+    with torch.no_grad():
+        for p in model.pseudo_optimizers.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    path = tmp_path_factory.mktemp("propo-saved") / "saved.safetensors"
+    save_checkpoint(path, model.trainable_state(), _manifest(model))
+    return path, model
+
+
+def test_checkpoint_round_trip(saved, pebbles, tmp_path):
+    """save_checkpoint then load_propo gives back the same weights, manifest and images, and saving what
+    was loaded writes the same weights again."""
+    path, model = saved
+    loaded = load_propo(path)
+    manifest = read_manifest(path)
+    assert loaded.manifest == manifest
+    assert {k: v for k, v in manifest.items() if k in _manifest(model)} == _manifest(model)
+    assert manifest["format"] == "texport-model" and loaded.model.config() == model.config()
+    assert loaded.model.config()["color_match"] is False  # the architecture comes from the manifest, not defaults
+    want, got = model.trainable_state(), loaded.model.trainable_state()
+    assert sorted(got) == sorted(want) and all(torch.equal(got[k], want[k]) for k in want)
+    z = noise_field(0, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded.model(z, pebbles), model(z, pebbles))
+    with safe_keys(path) as keys:
+        assert not any(k.startswith("descriptor.") for k in keys)  # the descriptor is referenced, not copied
+    again = tmp_path / "again.safetensors"
+    save_checkpoint(again, loaded.model.trainable_state(), {k: v for k, v in manifest.items() if not k.startswith("format")})
+    from texport.checkpoints import load_checkpoint
+
+    state, again_manifest = load_checkpoint(again)
+    assert all(torch.equal(state[k], want[k]) for k in want) and again_manifest == manifest
+
+
+@pytest.mark.slow
+def test_trained_model_manifest(trained):
     path, _, _ = trained
     manifest = read_manifest(path)
     assert manifest["kind"] == "propo" and manifest["architecture"]["stages"] == 5
     assert manifest["descriptor"].startswith("vgg16-hed:")
     assert manifest["dataset"]["images"] == 2 and manifest["training"]["iterations"] == 160
     assert len(manifest["training"]["final_stage_losses"]["gram"]) == 5
-    a, b = load_propo(path), load_propo(path)
-    z = noise_field(0, 3, 32, 32)
-    with torch.no_grad():
-        assert torch.equal(a.model(z, pebbles), b.model(z, pebbles))
-    with safe_keys(path) as keys:
-        assert not any(k.startswith("descriptor.") for k in keys)  # the descriptor is referenced, not copied
+    assert load_propo(path).model.config() == manifest["architecture"]
 
 
 def safe_keys(path):
@@ -291,8 +332,8 @@ def safe_keys(path):
     return _Keys()
 
 
-def test_bad_model_files_are_refused(trained, tmp_path):
-    path, _, _ = trained
+def test_bad_model_files_are_refused(saved, tmp_path):
+    path, _ = saved
     truncated = tmp_path / "cut.safetensors"
     truncated.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
     with pytest.raises(TexportError, match="damaged|not a texport model"):
@@ -343,7 +384,21 @@ def test_resume_continues_exactly_where_an_unbroken_run_would_be(dataset, tmp_pa
     with pytest.raises(TexportError, match="nothing to resume"):
         train_propo(dataset, tmp_path / "none.safetensors", iters=6, resume=True, **common)
 
+    # a stopped run can be shipped as it is: finished at its iterations, its record kept, not resumable
+    train_propo(dataset, part, iters=6, progress=stop_at_3, **common)
+    stopped, _ = load_checkpoint(part)
+    with pytest.raises(TexportError, match="resume it to finish it"):
+        train_propo(dataset, part, iters=6, finish=True, **common)
+    report = train_propo(dataset, part, iters=6, resume=True, finish=True, **common)
+    finished, manifest = load_checkpoint(part)
+    assert report.iterations == 3 and not report.interrupted and not state_path(part).exists()
+    assert manifest["training"]["interrupted"] is False and manifest["training"]["finished_early"] is True
+    assert manifest["training"]["iterations"] == 3 and manifest["training"]["iterations_planned"] == 6
+    for key in stopped:
+        assert torch.equal(stopped[key], finished[key]), key
 
+
+@pytest.mark.slow
 def test_cli_train_and_synth_propo(trained, dataset, tmp_path):
     path, _, _ = trained
     out = tmp_path / "p.png"
@@ -351,17 +406,24 @@ def test_cli_train_and_synth_propo(trained, dataset, tmp_path):
     assert r.returncode == 0, r.stderr
     assert Image.open(tmp_path / "p-0001.png").size == (50, 40)
     assert (tmp_path / "p-stages.png").is_file()
-    r = run_cli("synth", str(path), "-o", str(out))
-    assert r.returncode == 2 and "--texture" in r.stderr and len(r.stderr.strip().splitlines()) == 1
-    r = run_cli("train", "propo", str(tmp_path / "nowhere"), "-o", str(tmp_path / "m.safetensors"))
-    assert r.returncode == 2 and r.stderr.strip() == f"texport: error: dataset not found: {tmp_path / 'nowhere'}"
-    r = run_cli("train", "propo", str(dataset), "-o", str(tmp_path / "m.safetensors"), "--size", "40")
-    assert r.returncode == 2 and "multiple of 16" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     model = tmp_path / "m.safetensors"
     r = run_cli("train", "propo", str(dataset), "-o", str(model), "--iters", "2", "--size", "32", "--resize", "64",
                 "--held-out", "0", "--descriptor", "vgg16-hed")
     assert r.returncode == 0, r.stderr
     assert model.is_file() and model.with_suffix(".png").is_file() and "wrote" in r.stdout
+
+
+@pytest.mark.parametrize("case", ["synth without texture", "no dataset", "size off the grid"])
+def test_cli_propo_refusals_are_one_line(case, saved, dataset, tmp_path, cli_main):
+    model = tmp_path / "m.safetensors"
+    args, expected = {
+        "synth without texture": (["synth", saved[0], "-o", tmp_path / "p.png"], "--texture"),
+        "no dataset": (["train", "propo", tmp_path / "nowhere", "-o", model], f"dataset not found: {tmp_path / 'nowhere'}"),
+        "size off the grid": (["train", "propo", dataset, "-o", model, "--size", "40"], "multiple of 16"),
+    }[case]
+    line = one_error_line(cli_main(*args))
+    assert expected in line, line
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_shipped_model_synthesizes_unseen_textures_in_their_colours(pebbles, peppers):
@@ -370,14 +432,14 @@ def test_shipped_model_synthesizes_unseen_textures_in_their_colours(pebbles, pep
     model = load_propo(shipped_models()["propo"])
     assert model.manifest["dataset"]["source"] == "pak4-textures.pk3"
     for target in (pebbles, peppers):  # neither is in the training data
-        image = synthesize_propo(model, target, 64, seed=0)
+        image = sample_propo(model, target, 64, seed=0)
         assert image.shape == (1, 3, 64, 64)
         assert float(losses.color_distance(image, target)) < 0.08  # measured 0.04-0.05; 0.2 without colour matching
 
 
 def test_cli_refines_a_propo_sample_towards_the_given_texture(tmp_path):
     """synth propo --refine N: the ProPO sample, then N Gatys evaluations against --texture."""
-    from conftest import run_cli
+    from conftest import one_error_line, run_cli
 
     out = tmp_path / "r.png"
     res = run_cli("synth", "propo", "--texture", "pebbles", "-o", str(out), "--size", "48", "--refine", "2")

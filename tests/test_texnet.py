@@ -10,16 +10,16 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from conftest import run_cli
+from conftest import one_error_line, run_cli
 
 from texport import noise
 from texport.checkpoints import load_checkpoint, read_manifest, save_checkpoint
 from texport.errors import TexportError
 from texport.images import resolve_texture
-from texport.models import load_texnet, synthesize, tileable_size
+from texport.models import load_texnet, sample_texnet, tileable_size
 from texport.objective import build_objective
 from texport.texnet import TextureNetwork
-from texport.training import learning_rate, recalibrate_batchnorm, state_path, train_texnet
+from texport.texnet_training import learning_rate, recalibrate_batchnorm, state_path, train_texnet
 
 
 def _hash32_reference(v: np.ndarray) -> np.ndarray:
@@ -104,14 +104,14 @@ def test_any_size_is_cropped_exactly_and_seeds_are_deterministic():
     torch.manual_seed(0)
     net = TextureNetwork().eval()
     for w, h in ((100, 37), (16, 16), (1000, 70)):
-        assert synthesize(net, f"{w}x{h}").shape == (1, 3, h, w)
-    a, b = synthesize(net, 40, seed=5), synthesize(net, 40, seed=5)
+        assert sample_texnet(net, f"{w}x{h}").shape == (1, 3, h, w)
+    a, b = sample_texnet(net, 40, seed=5), sample_texnet(net, 40, seed=5)
     assert torch.equal(a, b)
-    assert not torch.equal(a, synthesize(net, 40, seed=6))
-    many = synthesize(net, 32, seed=5, count=3)
-    assert torch.equal(many[1:2], synthesize(net, 32, seed=6))  # image n uses seed + n
+    assert not torch.equal(a, sample_texnet(net, 40, seed=6))
+    many = sample_texnet(net, 32, seed=5, count=3)
+    assert torch.equal(many[1:2], sample_texnet(net, 32, seed=6))  # image n uses seed + n
     # a crop is the top-left corner of the valid-size output
-    assert torch.equal(synthesize(net, "40x20"), synthesize(net, "48x32")[..., :20, :40])
+    assert torch.equal(sample_texnet(net, "40x20"), sample_texnet(net, "48x32")[..., :20, :40])
 
 
 def test_tileable_sizes_and_exact_wraparound():
@@ -150,7 +150,8 @@ def test_batchnorm_recalibration_averages_fresh_batch_statistics():
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, hed_path):
-    """A short real training run on the shipped pebbles copy (vgg16-hed, default objective)."""
+    """A short real training run on the shipped pebbles copy (vgg16-hed, default objective); ~20 s, so
+    every test that uses it is marked slow (marks on fixtures do not apply)."""
     path = tmp_path_factory.mktemp("texnet") / "pebbles.safetensors"
     report = train_texnet(
         resolve_texture("pebbles"), path,
@@ -159,6 +160,15 @@ def trained(tmp_path_factory, hed_path):
     return path, report
 
 
+@pytest.fixture
+def model_file():
+    """A texture network file that needs no training: the shipped pebbles model."""
+    from texport.models import shipped_models
+
+    return shipped_models()["pebbles"]
+
+
+@pytest.mark.slow
 def test_short_training_lowers_the_texture_loss(trained, hed, pebbles):
     path, report = trained
     assert report.iterations == 40 and not report.interrupted
@@ -172,6 +182,7 @@ def test_short_training_lowers_the_texture_loss(trained, hed, pebbles):
     assert after < before / 3, (float(before), float(after))
 
 
+@pytest.mark.slow
 def test_checkpoint_round_trip_and_manifest(trained, tmp_path):
     path, report = trained
     manifest = read_manifest(path)
@@ -182,11 +193,11 @@ def test_checkpoint_round_trip_and_manifest(trained, tmp_path):
     copy = tmp_path / "copy.safetensors"
     save_checkpoint(copy, a.network.state_dict(), {k: v for k, v in manifest.items() if not k.startswith("format")})
     b = load_texnet(copy)
-    assert torch.equal(synthesize(a, 48, seed=2), synthesize(b, 48, seed=2))
+    assert torch.equal(sample_texnet(a, 48, seed=2), sample_texnet(b, 48, seed=2))
 
 
-def test_damaged_and_foreign_model_files_are_refused(trained, tmp_path):
-    path, _ = trained
+def test_damaged_and_foreign_model_files_are_refused(model_file, tmp_path):
+    path = model_file
     cut = tmp_path / "cut.safetensors"
     cut.write_bytes(path.read_bytes()[:-200])
     with pytest.raises(TexportError, match="damaged|not a texport model"):
@@ -207,6 +218,7 @@ def test_damaged_and_foreign_model_files_are_refused(trained, tmp_path):
         load_texnet(wrong)
 
 
+@pytest.mark.slow
 def test_cli_synth_count_seed_and_models(trained, tmp_path):
     path, _ = trained
     out = tmp_path / "tex.png"
@@ -223,47 +235,47 @@ def test_cli_synth_count_seed_and_models(trained, tmp_path):
     assert res.returncode == 0 and '"kind": "texnet"' in res.stdout
 
 
-def test_cli_refuses_bad_models_and_sizes_in_one_line(trained, tmp_path):
-    path, _ = trained
+SYNTH_REFUSALS = {  # synth arguments ("{model}": a texture network file, "{tmp}": the test's folder), message
+    "truncated": (["{tmp}/cut.safetensors"], "not a texport model|damaged"),
+    "not safetensors": (["{tmp}/text.safetensors"], "not a texport model"),
+    "missing": (["{tmp}/none.safetensors"], "not found"),
+    "unknown name": (["no-such-model"], "no such model"),
+    "tileable crop": (["{model}", "--size", "100x37", "--tileable"], "multiples of 16"),
+    "too small": (["{model}", "--size", "8"], "too small"),
+}
+
+
+@pytest.mark.parametrize("what", list(SYNTH_REFUSALS))
+def test_cli_refuses_bad_models_and_sizes_in_one_line(what, model_file, tmp_path, cli_main):
     out = tmp_path / "out.png"
     out.write_bytes(b"keep me")
-    cut = tmp_path / "cut.safetensors"
-    cut.write_bytes(path.read_bytes()[:100])
-    text = tmp_path / "text.safetensors"
-    text.write_text("hello")
-    cases = {
-        "truncated": ([str(cut)], "not a texport model|damaged"),
-        "not safetensors": ([str(text)], "not a texport model"),
-        "missing": ([str(tmp_path / "none.safetensors")], "not found"),
-        "unknown name": (["no-such-model"], "no such model"),
-        "tileable crop": ([str(path), "--size", "100x37", "--tileable"], "multiples of 16"),
-        "too small": ([str(path), "--size", "8"], "too small"),
-    }
-    for what, (args, pattern) in cases.items():
-        res = run_cli("synth", *args, "-o", str(out))
-        assert res.returncode == 2, (what, res.stderr)
-        lines = res.stderr.strip().splitlines()
-        assert len(lines) == 1 and re.search(pattern, lines[0]), (what, res.stderr)
-        assert out.read_bytes() == b"keep me", what
+    (tmp_path / "cut.safetensors").write_bytes(model_file.read_bytes()[:100])
+    (tmp_path / "text.safetensors").write_text("hello")
+    args, pattern = SYNTH_REFUSALS[what]
+    args = [a.replace("{model}", str(model_file)).replace("{tmp}", str(tmp_path)) for a in args]
+    line = one_error_line(cli_main("synth", *args, "-o", out))
+    assert re.search(pattern, line), line
+    assert out.read_bytes() == b"keep me"
 
 
-def test_cli_train_refuses_bad_arguments_in_one_line(tmp_path):
-    out = tmp_path / "model.safetensors"
+TRAIN_REFUSALS = {  # train texnet arguments ("{tmp}": the test's folder), message
+    "corrupt exemplar": (["{tmp}/corrupt.png", "-o", "{tmp}/model.safetensors"], "corrupt.png"),
+    "missing exemplar": (["{tmp}/none.png", "-o", "{tmp}/model.safetensors"], "no such file"),
+    "size off the grid": (["pebbles", "-o", "{tmp}/model.safetensors", "--size", "100"], "multiple of 16"),
+    "zero width": (["pebbles", "-o", "{tmp}/model.safetensors", "--width", "0"], "channels per noise scale must be positive"),
+    "not safetensors": (["pebbles", "-o", "{tmp}/model.pt"], "written as a .safetensors file"),
+    "no output folder": (["pebbles", "-o", "{tmp}/nope/m.safetensors"], "output folder does not exist"),
+}
+
+
+@pytest.mark.parametrize("what", list(TRAIN_REFUSALS))
+def test_cli_train_refuses_bad_arguments_in_one_line(what, tmp_path, cli_main):
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_text("not an image")
-    cases = {
-        "corrupt exemplar": ([str(corrupt), "-o", str(out)], "corrupt.png"),
-        "missing exemplar": ([str(tmp_path / "none.png"), "-o", str(out)], "no such file"),
-        "size off the grid": (["pebbles", "-o", str(out), "--size", "100"], "multiple of 16"),
-        "zero width": (["pebbles", "-o", str(out), "--width", "0"], "--width must be positive"),
-        "not safetensors": (["pebbles", "-o", str(tmp_path / "model.pt")], "must be a .safetensors file"),
-        "no output folder": (["pebbles", "-o", str(tmp_path / "nope" / "m.safetensors")], "output folder does not exist"),
-    }
-    for what, (args, pattern) in cases.items():
-        res = run_cli("train", "texnet", *args, "--descriptor", "random", "--no-preview")
-        assert res.returncode == 2, (what, res.stderr)
-        lines = res.stderr.strip().splitlines()
-        assert len(lines) == 1 and re.search(pattern, lines[-1]), (what, res.stderr)
+    args, pattern = TRAIN_REFUSALS[what]
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    line = one_error_line(cli_main("train", "texnet", *args, "--descriptor", "random", "--no-preview"))
+    assert re.search(pattern, line), line
     assert [p.name for p in tmp_path.iterdir()] == [corrupt.name]
 
 
@@ -291,6 +303,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
         train_texnet(resolve_texture("pebbles"), part, resume=True, **kw)
 
 
+@pytest.mark.slow
 def test_cli_training_stopped_by_sigterm_saves_and_resumes(tmp_path):
     import signal
     import subprocess
@@ -324,7 +337,7 @@ def test_a_stopped_run_can_be_finished_where_it_is(tmp_path):
             raise KeyboardInterrupt
 
     train_texnet(resolve_texture("pebbles"), out, progress=interrupt, **kw)
-    with pytest.raises(TexportError, match="use it with --resume"):
+    with pytest.raises(TexportError, match="resume it to finish it"):
         train_texnet(resolve_texture("pebbles"), out, finish=True, **kw)
     report = train_texnet(resolve_texture("pebbles"), out, resume=True, finish=True, **kw)
     training = read_manifest(out)["training"]
@@ -352,7 +365,7 @@ def test_fine_tuning_starts_from_a_trained_network_and_records_it(tmp_path):
     assert record["sha256"] == hashlib.sha256(base.read_bytes()).hexdigest() and record["iterations"] == 2
     train_texnet(resolve_texture("pebbles"), tuned, iters=3, seed=7, resume=True, **kw)
     assert read_manifest(tuned)["training"]["initialized_from"] == record
-    with pytest.raises(TexportError, match="--init starts a new run"):
+    with pytest.raises(TexportError, match="a start model begins a new run"):
         train_texnet(resolve_texture("pebbles"), tuned, iters=3, init=base, resume=True, **kw)
     with pytest.raises(TexportError, match="architecture .* differs"):
         train_texnet(resolve_texture("pebbles"), tmp_path / "wide.safetensors", iters=1, init=base, width=4, **kw)
@@ -368,6 +381,7 @@ def test_fine_tuning_starts_from_a_trained_network_and_records_it(tmp_path):
     assert not all(torch.allclose(a[k], load_checkpoint(fresh)[0][k], atol=1e-6) for k in weights)
 
 
+@pytest.mark.slow
 def test_model_files_keep_their_exemplar_and_refinement_improves_a_sample(trained, hed, tmp_path):
     """synth --refine: N Gatys evaluations from the network's sample against the exemplar its file keeps."""
     from texport.checkpoints import load_stored_exemplar
@@ -379,13 +393,13 @@ def test_model_files_keep_their_exemplar_and_refinement_improves_a_sample(traine
     assert torch.equal((stored * 255).round(), (load_image(resolve_texture("pebbles")) * 255).round())
     assert "exemplar" not in load_checkpoint(path)[0]  # weights only: the network loads as before
     model = load_texnet(path)
-    sample = synthesize(model, 64, seed=2)
+    sample = sample_texnet(model, 64, seed=2)
     refined = refine(model, sample, 8, device="cpu")
     objective = build_objective(stored, descriptor=hed)
     with torch.no_grad():
         assert objective(refined)["total"].item() < objective(sample)["total"].item()
 
-    tiled = refine(model, synthesize(model, 64, seed=2, tileable=True), 8, tileable=True, device="cpu")
+    tiled = refine(model, sample_texnet(model, 64, seed=2, tileable=True), 8, tileable=True, device="cpu")
     twice = torch.cat([tiled, tiled], dim=-1)  # a wrapping image continues across its own edge
     seam = (twice[..., 63] - twice[..., 64]).abs().mean()
     inner = (tiled[..., 1:] - tiled[..., :-1]).abs().mean(dim=(0, 1, 2)).quantile(0.9)
@@ -397,20 +411,20 @@ def test_model_files_keep_their_exemplar_and_refinement_improves_a_sample(traine
     assert "refined by 3 evaluations" in res.stdout
 
 
-def test_refine_refusals_are_one_line(trained, tmp_path):
-    path, _ = trained
+REFINE_REFUSALS = {  # synth arguments ("{model}": a texture network file, "{tmp}": the test's folder), message
+    "no exemplar": (["{tmp}/old.safetensors", "--refine", "2"], "keeps no exemplar"),
+    "negative": (["{model}", "--refine", "-1"], "at least 0"),
+    "texture without refine": (["{model}", "--texture", "pebbles"], "the target of --refine"),
+}
+
+
+@pytest.mark.parametrize("what", list(REFINE_REFUSALS))
+def test_refine_refusals_are_one_line(what, model_file, tmp_path, cli_main):
     old = tmp_path / "old.safetensors"  # a file written before models kept their exemplar
-    state, manifest = load_checkpoint(path)
+    state, manifest = load_checkpoint(model_file)
     save_checkpoint(old, state, {k: v for k, v in manifest.items() if k not in ("format", "format_version", "texport_version")})
-    cases = {
-        "no exemplar": ([str(old), "--refine", "2"], "keeps no exemplar"),
-        "exported graph": ([str(tmp_path / "m.onnx"), "--refine", "2"], "cannot be refined"),
-        "negative": ([str(path), "--refine", "-1"], "at least 0"),
-        "texture without refine": ([str(path), "--texture", "pebbles"], "with --refine"),
-    }
-    (tmp_path / "m.onnx").write_bytes(b"not used")
-    for what, (args, pattern) in cases.items():
-        res = run_cli("synth", *args, "-o", str(tmp_path / "x.png"), "--size", "32")
-        lines = res.stderr.strip().splitlines()
-        assert res.returncode == 2 and len(lines) == 1 and pattern in lines[0], (what, res.stderr)
+    args, pattern = REFINE_REFUSALS[what]
+    args = [a.replace("{model}", str(model_file)).replace("{tmp}", str(tmp_path)) for a in args]
+    line = one_error_line(cli_main("synth", *args, "-o", tmp_path / "x.png", "--size", "32"))
+    assert pattern in line, line
     assert not (tmp_path / "x.png").exists()

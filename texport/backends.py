@@ -2,8 +2,9 @@
 
 Every backend maps `noise` [B, C, H, W] (and, for ProPO, `texture` [B, 3, h, w]) as fp32 torch
 tensors to an `image` [B, 3, H, W] in [0, 1] as an fp32 CPU tensor, so results can be compared
-across backends (tests/test_backends.py) and timed alike (`texport bench`). The sizes must already
-be valid for the model (multiples of its size multiple); texport.models pads and crops for users.
+across backends (tests/test_backends.py) and timed alike (`texport bench`). Every backend opens a
+`texport.handle.Model` (resolved once) and takes the sizes on its grid; `sample_with` plans any
+requested size onto that grid (texport.sizes.plan_size) the way texport.models does.
 
 - `torch`: the PyTorch model, eager; options fp16, channels_last, compile (torch.compile) and, on
   CUDA, cuda_graphs (torch.compile's "reduce-overhead" mode, which captures CUDA graphs).
@@ -32,6 +33,7 @@ from pathlib import Path
 import torch
 
 from .errors import TexportError
+from .handle import PROPO, Model, open_model
 
 BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
 # "NAME:OPT+OPT" options each backend takes (parse_backend)
@@ -56,23 +58,39 @@ class Backend(abc.ABC):
     """A prepared model: __call__(noise, texture=None) -> image on the CPU, fp32 in [0, 1]."""
 
     name = "?"
-    kind = "?"  # texnet or propo
     precision = "fp32"
     device = "cpu"
-    noise_channels = 3  # the noise input's channels (texture networks: scales x channels per scale)
-    size_multiple = 16  # the sides the graph takes (texture networks: 2^(scales-1); ProPO: 16)
-    min_side = 16  # the smallest side it takes (ProPO: 32)
     input_names: tuple[str, ...] = ("noise",)
     caveat: str | None = None  # one line the CLI prints when this backend's results fall outside the parity tolerances
+
+    def __init__(self, model: Model):
+        self.model = model
+
+    # what the graph takes, from the handle: sides on the grid, the noise input's channels
+    @property
+    def kind(self) -> str:
+        return self.model.kind
+
+    @property
+    def size_multiple(self) -> int:
+        return self.model.size_multiple
+
+    @property
+    def min_side(self) -> int:
+        return self.model.min_side
+
+    @property
+    def noise_channels(self) -> int:
+        return self.model.noise_channels
 
     @abc.abstractmethod
     def __call__(self, noise: torch.Tensor, texture: torch.Tensor | None = None) -> torch.Tensor:
         """Each backend runs its own graph."""
 
     def inputs(self, noise: torch.Tensor, texture: torch.Tensor | None) -> list[torch.Tensor]:
-        if self.kind == "propo":
+        if self.kind == PROPO:
             if texture is None:
-                raise TexportError("a ProPO model needs a texture")
+                raise TexportError("a ProPO model needs a target texture")
             if texture.shape[0] != noise.shape[0]:
                 texture = texture.expand(noise.shape[0], -1, -1, -1)
             return [noise, texture]
@@ -88,25 +106,19 @@ class Backend(abc.ABC):
 class TorchBackend(Backend):
     name = "torch"
 
-    def __init__(self, model: str | os.PathLike, device: str = "auto", fp16: bool = False, channels_last: bool = False,
+    def __init__(self, model: Model, device: str = "auto", fp16: bool = False, channels_last: bool = False,
                  compile: bool = False, cuda_graphs: bool = False):
         from .devices import resolve_device
         from .graphs import ProPOGraph, TexnetGraph, in_precision
-        from .models import PROPO, load_propo, load_texnet, model_kind
+        from .models import load_propo, load_texnet
 
-        self.kind = "propo" if model_kind(model) == PROPO else "texnet"
+        super().__init__(model)
+        if model.format != "texport":
+            raise TexportError(f"the torch backend runs texport models (.safetensors or shipped names), not {model.format} files")
         dev = resolve_device(device)
         if cuda_graphs and dev.type != "cuda":
             raise TexportError("CUDA graphs need a CUDA device")
-        if self.kind == "propo":
-            from .propo import MIN_SIDE, SIZE_MULTIPLE
-
-            graph = ProPOGraph(load_propo(model, dev).model)
-            self.size_multiple, self.min_side = SIZE_MULTIPLE, MIN_SIDE
-        else:
-            graph = TexnetGraph(load_texnet(model, dev).network)
-            self.noise_channels = graph.network.input_channels
-            self.size_multiple = self.min_side = graph.network.size_multiple
+        graph = ProPOGraph(load_propo(model, dev).model) if self.kind == PROPO else TexnetGraph(load_texnet(model, dev).network)
         self.precision = "fp16" if fp16 else "fp32"
         module = in_precision(graph.eval(), self.precision)
         if channels_last:
@@ -142,15 +154,15 @@ def _code_hash() -> str:
     return digest.hexdigest()
 
 
-def cached_onnx(model: str | os.PathLike, fp16: bool) -> Path:
+def cached_onnx(model: str | os.PathLike | Model, fp16: bool) -> Path:
     """The model's main ONNX graph, exported once per model file, precision and texport source."""
+    from . import __version__
     from .export import specs_for
-    from .models import resolve_model
     from .onnx_export import export_onnx
     from .tensorrt_build import sha256_file
 
-    path = resolve_model(model)
-    from . import __version__
+    model = open_model(model)
+    path = model.path
 
     key = hashlib.sha256(f"{sha256_file(path)}:{fp16}:{__version__}:{_code_hash()}:{torch.__version__}".encode()).hexdigest()[:16]
     folder = Path(os.environ.get("TEXPORT_CACHE", Path.home() / ".cache" / "texport")) / "onnx"
@@ -161,33 +173,27 @@ def cached_onnx(model: str | os.PathLike, fp16: bool) -> Path:
     return out
 
 
-def grid_of(meta: dict) -> tuple[int, int]:
-    """(size multiple, smallest side) from a graph's texport metadata."""
-    multiple = int(meta.get("texport.size_multiple", 16))
-    return multiple, int(meta.get("texport.min_side", multiple))
-
-
-def _onnx_source(model: str | os.PathLike, fp16: bool) -> tuple[Path, dict]:
-    from .onnx_export import read_metadata
-
-    p = Path(model)
-    path = p if p.suffix == ".onnx" else cached_onnx(model, fp16)
-    meta = read_metadata(path)
-    if meta.get("texport.kind") not in ("texnet", "propo") or meta.get("texport.graph"):
-        raise TexportError(f"{path} is not a texport model graph (export it with texport export)")
-    return path, meta
+def _onnx_file(model: Model, fp16: bool) -> Path:
+    """The ONNX file to run: the model's own if it is one, else its cached export."""
+    if model.format == "onnx":
+        return model.path
+    if model.format != "texport":
+        raise TexportError(f"ONNX runtimes run .onnx files or texport models, not {model.format} files")
+    return cached_onnx(model, fp16)
 
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
-    def __init__(self, model: str | os.PathLike, device: str = "auto", fp16: bool = False, threads: int | None = None,
+    def __init__(self, model: Model, device: str = "auto", fp16: bool = False, threads: int | None = None,
                  low_memory: bool = False):
         import onnxruntime as ort
 
-        path, meta = _onnx_source(model, fp16)
-        self.kind, self.precision = meta["texport.kind"], meta.get("texport.precision", "fp32").split()[0]
-        self.size_multiple, self.min_side = grid_of(meta)
+        from .onnx_export import read_metadata
+
+        super().__init__(model)
+        path = _onnx_file(model, fp16)
+        self.precision = read_metadata(path).get("texport.precision", "fp32").split()[0]
         available = ort.get_available_providers()
         want_cuda = device in ("auto", "cuda") and torch.cuda.is_available() and "CUDAExecutionProvider" in available
         if device == "cuda" and not want_cuda:
@@ -205,7 +211,6 @@ class OnnxRuntimeBackend(Backend):
         # Idle worker threads sleep instead of spinning: they share the CPU with torch in the same process.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=providers)
-        self.noise_channels = int(self.session.get_inputs()[0].shape[1])
         self.device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
         self.input_names = tuple(i.name for i in self.session.get_inputs())
 
@@ -227,8 +232,9 @@ class OpenVINOBackend(Backend):
 
     name = "openvino"
 
-    def __init__(self, model: str | os.PathLike, device: str = "auto", fp16: bool = False, threads: int | None = None,
+    def __init__(self, model: Model, device: str = "auto", fp16: bool = False, threads: int | None = None,
                  bf16: bool = False):
+        super().__init__(model)
         if importlib.util.find_spec("openvino") is None:
             raise TexportError("the openvino backend needs OpenVINO: pip install 'texport[openvino]'")
         import openvino as ov
@@ -236,13 +242,14 @@ class OpenVINOBackend(Backend):
         if device == "cuda":
             raise TexportError("the openvino backend runs on the CPU here")
         if fp16 and bf16:
-            raise TexportError("choose --fp16 or openvino:bf16, not both")
+            raise TexportError("choose the fp16 graph or openvino:bf16, not both")
         core = ov.Core()
         if bf16 and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
             raise TexportError(f"this CPU has no bf16 ({core.get_property('CPU', 'FULL_DEVICE_NAME')})")
-        path, meta = _onnx_source(model, fp16)
-        self.kind, graph = meta["texport.kind"], meta.get("texport.precision", "fp32").split()[0]
-        self.size_multiple, self.min_side = grid_of(meta)
+        from .onnx_export import read_metadata
+
+        path = _onnx_file(model, fp16)
+        graph = read_metadata(path).get("texport.precision", "fp32").split()[0]
         if bf16 and graph != "fp32":
             raise TexportError(f"openvino:bf16 runs an fp32 graph; {path.name} is {graph}")
         config = {"INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32",
@@ -254,7 +261,6 @@ class OpenVINOBackend(Backend):
             self.caveat = ("openvino:bf16 runs the whole graph in bf16, outside the fp16 parity tolerance "
                            "(0.06-0.5 off fp32, benchmarks/RESULTS.md)")
         self.input_names = tuple(i.get_any_name() for i in self.compiled.inputs)
-        self.noise_channels = self.compiled.inputs[0].get_partial_shape()[1].get_length()
         self.request = self.compiled.create_infer_request()
 
     def __call__(self, noise, texture=None):
@@ -270,10 +276,13 @@ class OpenVINOBackend(Backend):
 class TensorRTBackend(Backend):
     name = "tensorrt"
 
-    def __init__(self, engine: str | os.PathLike, device: str = "auto", flavour: str | None = None):
-        from .tensorrt_build import RuntimeCache, import_flavour, read_sidecar
+    def __init__(self, model: Model, device: str = "auto", flavour: str | None = None):
+        from .tensorrt_build import RuntimeCache, import_flavour
 
-        side = read_sidecar(engine)
+        super().__init__(model)
+        if model.format != "engine":
+            raise TexportError(f"the tensorrt backend needs an engine file, got {model.path.name}")
+        engine, side = model.path, model.manifest
         wanted = flavour or side["flavour"]
         if wanted != side["flavour"]:
             raise TexportError(f"{engine} is a {side['flavour']} engine, not {wanted}")
@@ -281,8 +290,6 @@ class TensorRTBackend(Backend):
         if not torch.cuda.is_available() or device == "cpu":
             raise TexportError(f"running a TensorRT engine needs an NVIDIA GPU ({name} engine {Path(engine).name}); "
                                "none is available here")
-        self.kind = side["model"]["texport.kind"]
-        self.size_multiple, self.min_side = grid_of(side["model"])
         self.precision, self.device = side["precision"], "cuda"
         self.profile = side["profile"]
         logger = trt.Logger(trt.Logger.ERROR)
@@ -296,7 +303,6 @@ class TensorRTBackend(Backend):
         self.context = self.runtime_cache.context(self.engine)
         self.shapes_seen: set[tuple] = set()
         self.input_names = tuple(t["name"] for t in side["inputs"])
-        self.noise_channels = side["inputs"][0]["shape"][1]
         self.output_name = side["outputs"][0]["name"]
 
     def __call__(self, noise, texture=None):
@@ -324,28 +330,23 @@ class TensorRTBackend(Backend):
 
 
 @torch.no_grad()
-def synthesize_with(backend: Backend, size, seed: int = 0, count: int = 1, texture: torch.Tensor | None = None,
-                    tileable: bool = False, snap: bool = False, max_size: int | None = None, batch: int = 1) -> torch.Tensor:
-    """count images [count, 3, H, W] through a backend: the same noise, padding and cropping as the
-    torch path of texport.models (image n uses noise seed + n), so backends agree image for image."""
-    from .models import tileable_size, valid_size
+def sample_with(backend: Backend, size, seed: int = 0, count: int = 1, texture: torch.Tensor | None = None,
+                    tileable: bool = False, snap: bool = False, size_limit: int | None = None, batch: int = 1) -> torch.Tensor:
+    """count images [count, 3, H, W] through a backend: the same noise and size plan as the torch
+    path of texport.models (image n uses noise seed + n), so backends agree image for image."""
+    from .models import check_count
     from .noise import noise_field
-    from .sizes import check_size, parse_size
+    from .sizes import plan_size
 
-    width, height = check_size(parse_size(size), max_size)
-    multiple, smallest, channels = backend.size_multiple, backend.min_side, backend.noise_channels
-    if backend.kind == "propo" and texture is None:
-        raise TexportError("a ProPO model needs --texture")
-    if tileable:
-        width, height = tileable_size(width, height, multiple, snap)
-    if count < 1:
-        raise TexportError(f"count must be at least 1, got {count}")
-    gw, gh = (max(smallest, s) for s in valid_size(width, height, multiple))
+    plan = plan_size(size, backend.size_multiple, backend.min_side, tileable, snap, size_limit)
+    if backend.kind == PROPO and texture is None:
+        raise TexportError("a ProPO model needs a target texture")
+    check_count(count)
     images = []
     for start in range(0, count, batch):
         n = min(batch, count - start)
-        z = noise_field(seed + start, channels, gh, gw, batch=n)  # item i: seed + start + i (texport.noise)
-        images.append(backend(z, texture)[:, :, :height, :width].clamp(0, 1))
+        z = noise_field(seed + start, backend.noise_channels, plan.grid_height, plan.grid_width, batch=n)  # item i: seed + start + i
+        images.append(backend(z, texture)[:, :, :plan.height, :plan.width].clamp(0, 1))
     return torch.cat(images)
 
 
@@ -363,28 +364,34 @@ def available(device: str = "auto", engine: bool = False) -> list[str]:
     return ok
 
 
-def open_backend(model: str | os.PathLike, backend: str = "auto", device: str = "auto", fp16: bool = False,
+def open_backend(model: str | os.PathLike | Model, backend: str | None = None, device: str = "auto", fp16: bool = False,
                  **options) -> Backend:
-    """A backend for `model` (shipped name, .safetensors, .onnx, or a TensorRT .engine / .plan).
+    """A backend for `model` (a handle, or a shipped name, .safetensors, .onnx or TensorRT .engine / .plan).
 
+    None: the model's default backend (`default_backend`); "auto": the fastest available here (`available`).
     `backend` may carry options, "torch:channels_last+compile" (BACKEND_OPTIONS), or pass them as keywords.
     low_memory=True asks for bounded memory over speed (onnxruntime drops its arena; others ignore it).
     """
-    backend, chosen = parse_backend(backend)
+    model = open_model(model)
+    backend, chosen = parse_backend(backend or default_backend(model))
     low_memory = options.pop("low_memory", False)
     options = {**chosen, **options}
-    is_engine = Path(str(model)).suffix.lower() in (".engine", ".plan")
+    is_engine = model.format == "engine"
     if backend == "auto":
         backend = "tensorrt" if is_engine else available(device)[0]
     if is_engine != (backend == "tensorrt"):
         raise TexportError("the tensorrt backend runs .engine / .plan files (build one with texport export), "
-                           "and only it does" if is_engine else f"the tensorrt backend needs an engine file, got {model}")
+                           "and only it does" if is_engine else f"the tensorrt backend needs an engine file, got {model.path.name}")
     if backend == "torch":
-        if Path(str(model)).suffix == ".onnx":
-            raise TexportError("the torch backend runs texport models (.safetensors or shipped names), not .onnx files")
         return TorchBackend(model, device, fp16, **options)
     if backend == "onnxruntime":
         return OnnxRuntimeBackend(model, device, fp16, low_memory=low_memory, **options)
     if backend == "openvino":
         return OpenVINOBackend(model, device, fp16, **options)
     return TensorRTBackend(model, device, **options)
+
+
+def default_backend(model: Model) -> str:
+    """What runs a model when the user names no backend: an engine its runtime, an ONNX file
+    onnxruntime, a texport model PyTorch (the reference the exported graphs are checked against)."""
+    return {"engine": "tensorrt", "onnx": "onnxruntime"}.get(model.format, "torch")

@@ -1,6 +1,6 @@
 """`texport bench`: latency, throughput and memory of a model on each backend, size and batch.
 
-For every (backend, size, batch): `warmup` untimed runs, then `iters` timed ones (wall clock around
+For every (backend, size, batch): `warmup` untimed runs, then `runs` timed ones (wall clock around
 the backend call, which returns the image on the CPU, so a GPU run includes the copy back); median
 and p95 latency, images/s, megapixels/s, achieved GFLOP/s from the graph's counted FLOPs, peak
 memory and the device. FLOPs: torch.utils.flop_counter on the fp32 PyTorch graph (convolutions and
@@ -24,6 +24,7 @@ import torch
 
 from .backends import Backend, available, open_backend, parse_backend
 from .errors import TexportError
+from .handle import PROPO, Model, open_model
 from .noise import noise_field
 
 DEFAULT_SIZES = (256, 512, 1024, 2048)
@@ -88,15 +89,13 @@ class FlopModel:
 
     SIDES = (64, 128, 192)
 
-    def __init__(self, model: str | os.PathLike, texture: torch.Tensor | None):
+    def __init__(self, model: str | os.PathLike | Model, texture: torch.Tensor | None):
         from torch.utils.flop_counter import FlopCounterMode
 
-        from .models import resolve_model
-
+        model = open_model(model)
         self.coefficients = None
-        if Path(str(model)).suffix.lower() in (".onnx", ".engine", ".plan"):
+        if model.format != "texport":
             return  # counted only for texport models (the graph they came from is not at hand)
-        resolve_model(model)
         runner = open_backend(model, "torch", "cpu")
         counts = []
         for side in self.SIDES:
@@ -114,17 +113,21 @@ class FlopModel:
         return a + b * side + c * side * side
 
 
-def bench(model: str | os.PathLike, backends: list[str] | None = None, sizes=DEFAULT_SIZES, batches=DEFAULT_BATCHES,
-          warmup: int = 2, iters: int = 10, fp16: bool = False, device: str = "auto", texture: torch.Tensor | None = None,
+def bench(model: str | os.PathLike | Model, backends: list[str] | None = None, sizes=DEFAULT_SIZES, batches=DEFAULT_BATCHES,
+          warmup: int = 2, runs: int = 10, fp16: bool = False, device: str = "auto", texture: torch.Tensor | None = None,
           progress=None) -> list[BenchRow]:
-    """Time `model` on each backend (default: every one available here) at each size and batch.
+    """Time `model` on each backend (default: every one available here that runs its format) at
+    each size and batch; `runs` timed runs after `warmup` untimed ones per configuration.
 
     A backend may carry options: "torch:channels_last+compile", "openvino:bf16" (backends.BACKEND_OPTIONS).
+    When no configuration could run, one TexportError says why (the first reason).
     """
-    if iters < 1 or warmup < 0:
-        raise TexportError(f"--iters must be at least 1 and --warmup at least 0, got {iters}, {warmup}")
-    is_engine = Path(str(model)).suffix.lower() in (".engine", ".plan")
-    names = backends if backends and backends != ["all"] else available(device, engine=is_engine)
+    if runs < 1 or warmup < 0:
+        raise TexportError(f"timed runs must be at least 1 and warm-up runs at least 0, got {runs}, {warmup}")
+    if not sizes or not batches or min(sizes) < 1 or min(batches) < 1:
+        raise TexportError(f"sizes and batches must be positive, got {list(sizes)} and {list(batches)}")
+    model = open_model(model)  # resolved once: every backend and the FLOP count take the handle
+    names = backends if backends and backends != ["all"] else runnable(model, device)
     specs = [parse_backend(spec) for spec in names]  # "torch:channels_last+compile": with those options
     if texture is None:
         from .images import load_image, resolve_texture
@@ -140,21 +143,32 @@ def bench(model: str | os.PathLike, backends: list[str] | None = None, sizes=DEF
             rows += [BenchRow(label, "fp16" if fp16 else "fp32", device, "", s, b, skipped=str(exc)) for s in sizes for b in batches]
             continue
         dev_name = device_name(runner.device)
-        tex = texture if runner.kind == "propo" else None
+        tex = texture if runner.kind == PROPO else None
         for side in sizes:
             for batch in batches:
                 row = BenchRow(runner_label, runner.precision, runner.device, dev_name, side, batch)
                 rows.append(row)
                 try:
-                    _time(runner, row, side, batch, tex, warmup, iters, flops(side))
+                    _time(runner, row, side, batch, tex, warmup, runs, flops(side))
                 except (RuntimeError, MemoryError, TexportError) as exc:  # out of memory, profile limits
                     row.skipped = " ".join(str(exc).split())[:160]
                 if progress is not None:
                     progress(row)
+    if rows and all(r.skipped for r in rows):
+        raise TexportError(f"nothing could run: {rows[0].skipped}")
     return rows
 
 
-def _time(runner: Backend, row: BenchRow, side: int, batch: int, texture, warmup: int, iters: int, gflop) -> None:
+def runnable(model: Model, device: str = "auto") -> list[str]:
+    """The backends available here that run this model's format (an .onnx file is not PyTorch's;
+    an engine only TensorRT's)."""
+    if model.format == "engine":
+        return ["tensorrt"]
+    names = available(device)
+    return [n for n in names if n != "torch"] if model.format == "onnx" else names
+
+
+def _time(runner: Backend, row: BenchRow, side: int, batch: int, texture, warmup: int, runs: int, gflop) -> None:
     if side % runner.size_multiple or side < runner.min_side:
         raise TexportError(f"this model takes sides that are multiples of {runner.size_multiple} (at least "
                            f"{runner.min_side}), not {side}")
@@ -166,7 +180,7 @@ def _time(runner: Backend, row: BenchRow, side: int, batch: int, texture, warmup
     for _ in range(warmup):
         runner(z, texture)
     times = []
-    for _ in range(iters):
+    for _ in range(runs):
         start = time.perf_counter()
         runner(z, texture)
         times.append(time.perf_counter() - start)

@@ -55,12 +55,14 @@ def read_manifest(path: str | os.PathLike) -> dict:
     return _parse_manifest(path, meta)
 
 
-def load_checkpoint(path: str | os.PathLike, kind: str | None = None) -> tuple[dict[str, torch.Tensor], dict]:
-    """(state dict, manifest); checks the format, the kind if given, and that every tensor is readable."""
+def load_checkpoint(path: str | os.PathLike, kind: str | None = None,
+                    manifest: dict | None = None) -> tuple[dict[str, torch.Tensor], dict]:
+    """(state dict, manifest); checks the format, the kind if given, and that every tensor is readable.
+    A manifest already read (texport.handle.Model) is not read again."""
     from safetensors.torch import load_file
 
     path = _existing(path)
-    manifest = read_manifest(path)
+    manifest = read_manifest(path) if manifest is None else manifest
     if kind is not None and manifest.get("kind") != kind:
         raise TexportError(f"{path} is a {manifest.get('kind')!r} model, expected {kind!r}")
     try:

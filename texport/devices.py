@@ -16,7 +16,7 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise TexportError(f"device {name!r} requested but no CUDA GPU is available (use --device cpu)")
+            raise TexportError(f"device {name!r} requested but no CUDA GPU is available (use the cpu device)")
         return torch.device(name)
     if name == "cpu":
         return torch.device("cpu")

@@ -17,16 +17,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import defaults
 from .errors import TexportError
 from .graphs import GraphSpec, propo_specs, texnet_specs
-from .models import PROPO, load_propo, load_texnet, model_kind, resolve_model
+from .handle import PROPO, Model, open_model
+from .models import load_propo, load_texnet
 from .onnx_export import DEFAULT_OPSET, export_onnx
 
 FORMATS = {".onnx": "onnx", ".engine": "tensorrt", ".plan": "tensorrt"}
 PARITY = {"fp32": 1e-4, "fp16": 1e-2}  # issue 10: max abs difference on the 0-1 image
 PARITY_FP32 = PARITY["fp32"]
-DEFAULT_SIZES = (None, 512, 2048)  # min (None: the model's smallest), opt, max image side in an engine profile
-DEFAULT_TEXTURE_SIZES = (32, 256, 1024)  # ProPO's texture input
+DEFAULT_SIZES = defaults.ENGINE_SIZES
+DEFAULT_TEXTURE_SIZES = defaults.ENGINE_TEXTURE_SIZES
 
 
 @dataclass
@@ -44,14 +46,14 @@ def output_format(path: Path) -> str:
     return fmt
 
 
-def specs_for(model: str | os.PathLike, precision: str = "fp32", size: int = 64, split: bool = True) -> list[GraphSpec]:
+def specs_for(model: Model, precision: str = "fp32", size: int = 64, split: bool = True) -> list[GraphSpec]:
     """The graphs a model exports to (the first is the main one, named like OUT; split: ProPO's pair too)."""
-    if model_kind(model) == PROPO:
+    if model.kind == PROPO:
         return propo_specs(load_propo(model, "cpu"), size=size, texture_size=size, precision=precision, split=split)
     return texnet_specs(load_texnet(model, "cpu"), size=size, precision=precision)
 
 
-def export(output: str | os.PathLike, model: str | os.PathLike | None = None, fp16: bool = False,
+def export(output: str | os.PathLike, model: str | os.PathLike | Model | None = None, fp16: bool = False,
            opset: int = DEFAULT_OPSET, check: bool = True, batch: int = 1,
            sizes: tuple[int | None, int, int] = DEFAULT_SIZES,
            texture_sizes: tuple[int, int, int] = DEFAULT_TEXTURE_SIZES, flavour: str | None = None,
@@ -60,8 +62,15 @@ def export(output: str | os.PathLike, model: str | os.PathLike | None = None, fp
     """Export `model` (default: the shipped model named by OUT's stem) to OUT (and its companions)."""
     out = Path(output)
     fmt = output_format(out)
-    model = model if model is not None else out.stem
-    resolve_model(model)  # a one-line error for an unknown name or a missing file, before any work
+    model = open_model(model if model is not None else out.stem)  # one-line errors before any work
+    if model.format != "texport":
+        raise TexportError(f"export starts from a texport model (a shipped name or .safetensors), not a {model.format} file")
+    if batch < 1:
+        raise TexportError(f"the engine's largest batch must be at least 1, got {batch}")
+    lo, opt, hi = sizes  # contradictions are the user's mistake whatever the format (an ONNX graph has no profile)
+    _check_sides("image", (model.min_side if lo is None else lo, opt, hi), model.size_multiple, model.min_side)
+    if model.kind == PROPO:
+        _check_sides("texture", texture_sizes, 1, model.min_side)
     if fmt == "tensorrt":
         from .tensorrt_build import import_flavour
 
@@ -94,19 +103,14 @@ def engine_profiles(spec: GraphSpec, batch: int, sizes, texture_sizes) -> list:
     """The optimization profile: batch 1..batch (opt: batch), image and texture sides min/opt/max."""
     from .tensorrt_build import InputProfile
 
-    multiple = int(spec.metadata["texport.size_multiple"])
-    smallest = int(spec.metadata.get("texport.min_side", multiple))
+    smallest = int(spec.metadata.get("texport.min_side", spec.metadata["texport.size_multiple"]))
     lo, opt, hi = sizes
-    lo = smallest if lo is None else lo
-    if batch < 1:
-        raise TexportError(f"--batch must be at least 1, got {batch}")
-    _check_sides("image", (lo, opt, hi), multiple, smallest)
+    lo = smallest if lo is None else lo  # the sides were checked by export()
     profiles = []
     for name, tensor in zip(spec.input_names, spec.inputs):
         channels = tensor.shape[1]
         if name == "texture":
             t_lo, t_opt, t_hi = texture_sizes
-            _check_sides("texture", texture_sizes, 1, smallest)
             profiles.append(InputProfile(name, (1, channels, t_lo, t_lo), (batch, channels, t_opt, t_opt),
                                          (batch, channels, t_hi, t_hi)))
         else:

@@ -22,13 +22,14 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from . import defaults
 from .devices import available_memory, resolve_device
 from .errors import TexportError
 from .objective import DEFAULT_COLOR_WEIGHT, DEFAULT_LOSS, TextureObjective, build_objective
 from .sizes import check_size, parse_size
 
 OPTIMIZERS = ("lbfgs", "adam")
-DEFAULT_ITERS = 400  # Shi & Qiao 2020 sec. 4.2: Gatys converges after about 400 L-BFGS iterations
+DEFAULT_ITERS = defaults.GATYS_ITERS
 # Memory of one optimization per output pixel: an evaluation's forward and backward through the PO
 # layers measured 3.7 KB/px on the CPU (pebbles, 256 and 512 px); L-BFGS-B's 20 float64 correction
 # pairs and copies add about 1 KB.
@@ -55,7 +56,7 @@ def synthesize(
     texture: torch.Tensor,
     size: int | str | tuple[int, int] = 256,
     iters: int = DEFAULT_ITERS,
-    optimizer: str = "lbfgs",
+    optimizer: str = defaults.GATYS_OPTIMIZER,
     loss: str = DEFAULT_LOSS,
     layers: Sequence[str] | None = None,
     layer_weights: str | Mapping[str, float] = "normalized",
@@ -66,8 +67,8 @@ def synthesize(
     device: str | torch.device = "auto",
     descriptor: str = "auto",
     descriptor_weights: str | None = None,
-    lr: float = 0.02,
-    max_size: int | None = None,
+    lr: float = defaults.GATYS_LR,
+    size_limit: int | None = None,
     objective: TextureObjective | None = None,
     progress: Progress | None = None,
     init: torch.Tensor | None = None,
@@ -82,15 +83,7 @@ def synthesize(
     the budget over K scales (`level_budgets`) so the whole run costs about `iters` full-size evaluations.
     snapshots: evaluation counts at which to keep the best image so far (quality-vs-time curves).
     """
-    if iters <= 0:
-        raise TexportError(f"iters must be positive, got {iters}")
-    if optimizer not in OPTIMIZERS:
-        raise TexportError(f"unknown optimizer {optimizer!r}: choose lbfgs or adam")
-    if coarse_to_fine < 1:
-        raise TexportError(f"--coarse-to-fine must be at least 1, got {coarse_to_fine}")
-    if init is not None and coarse_to_fine > 1:
-        raise TexportError("--init starts at full size and --coarse-to-fine from noise at the coarsest: choose one")
-    width, height = check_size(parse_size(size), max_size)
+    width, height = check_request(size, iters, optimizer, coarse_to_fine, init is not None, size_limit)
     dev = resolve_device(device)
     check_fits(width, height, dev)
     if objective is None:
@@ -134,6 +127,20 @@ def synthesize(
                        objective.descriptor.identity, history, times, kept)
 
 
+def check_request(size: int | str | tuple[int, int], iters: int, optimizer: str = defaults.GATYS_OPTIMIZER,
+                  coarse_to_fine: int = 1, has_start: bool = False, size_limit: int | None = None) -> tuple[int, int]:
+    """(width, height) of a valid run, else one TexportError: called before any work is set up."""
+    if iters <= 0:
+        raise TexportError(f"the evaluation budget must be positive, got {iters}")
+    if optimizer not in OPTIMIZERS:
+        raise TexportError(f"unknown optimizer {optimizer!r}: choose {' or '.join(OPTIMIZERS)}")
+    if coarse_to_fine < 1:
+        raise TexportError(f"coarse-to-fine needs at least 1 scale, got {coarse_to_fine}")
+    if has_start and coarse_to_fine > 1:
+        raise TexportError("a start image begins at full size and coarse-to-fine from noise at the coarsest: choose one")
+    return check_size(parse_size(size), size_limit)
+
+
 def check_fits(width: int, height: int, device: torch.device) -> None:
     """Refuse, before any work, an optimization whose memory would exceed what the device has free."""
     free = available_memory(device)
@@ -163,7 +170,7 @@ def level_sizes(width: int, height: int, levels: int, objective: TextureObjectiv
     smallest = min(sizes[0])
     exemplar = min(objective.exemplar_size) // 2 ** (levels - 1)
     if levels > 1 and (smallest < MIN_LEVEL_SIDE or exemplar < MIN_LEVEL_SIDE):
-        raise TexportError(f"--coarse-to-fine {levels} makes the coarsest scale {sizes[0][0]}x{sizes[0][1]} px "
+        raise TexportError(f"coarse-to-fine over {levels} scales makes the coarsest {sizes[0][0]}x{sizes[0][1]} px "
                            f"(exemplar {exemplar} px); both need at least {MIN_LEVEL_SIDE} px: use fewer levels")
     return sizes
 

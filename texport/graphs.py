@@ -71,8 +71,8 @@ class ProPOEncodeGraph(nn.Module):
         self.names = statistic_names(propo)
 
     def forward(self, texture: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        grams = self.propo.target_grams(texture)
-        return tuple(grams[n] for n in self.names)
+        statistics = self.propo.target_statistics(texture)
+        return tuple(statistics[n] for n in self.names)
 
 
 class ProPOSynthGraph(nn.Module):

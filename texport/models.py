@@ -1,16 +1,13 @@
-"""Trained models (texture networks, ProPO): find (shipped name or path), load, synthesize at any size.
+"""Trained models (texture networks, ProPO): load a handle's weights, synthesize at any size.
 
-The network itself needs sides that are multiples of 2**(K-1); any size >= 16 is served by
-generating the next valid size and cropping its top-left corner, so a window of the noise field
-keeps its meaning whatever the requested size. A cropped output no longer wraps around, so a
-tileable request at another size is refused in one line, or snapped to the nearest multiple.
+Sizes are planned by texport.sizes.plan_size on the model's grid (generate the next size on the
+grid, crop its top-left corner), the same plan every backend uses, so backends agree image for image.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,36 +16,23 @@ import torch
 from .checkpoints import check_state, load_checkpoint
 from .devices import resolve_device
 from .errors import TexportError
-from .sizes import check_size, parse_size
+from .handle import PROPO, TEXNET, Model, open_model, resolve_model, shipped_models, trained_folder  # noqa: F401
+from .sizes import SizePlan, plan_size, tileable_size  # noqa: F401
 from .texnet import TextureNetwork
 from . import noise as noise_lib
 
 if TYPE_CHECKING:  # propo imports the descriptor stack; only annotations need it here
     from .propo import ProPO
 
-TEXNET = "texnet"
-PROPO = "propo"
 
-
-def trained_folder() -> Path:
-    """Where the shipped models live (the top-level trained/ folder, installed as texport.trained)."""
-    return Path(str(resources.files("texport.trained")))
-
-
-def shipped_models() -> dict[str, Path]:
-    return {p.stem: p for p in sorted(trained_folder().glob("*.safetensors"))}
-
-
-def resolve_model(name_or_path: str | os.PathLike) -> Path:
-    path = Path(name_or_path)
-    if path.exists() or path.suffix == ".safetensors" or os.sep in str(name_or_path):
-        if not path.is_file():
-            raise TexportError(f"model file not found: {path}")
-        return path
-    shipped = shipped_models()
-    if str(name_or_path) in shipped:
-        return shipped[str(name_or_path)]
-    raise TexportError(f"no such model: {name_or_path!r} (shipped: {', '.join(shipped) or 'none'}; or give a .safetensors path)")
+def _handle(source: "str | os.PathLike | Model", kind: str) -> Model:
+    model = open_model(source)
+    if model.format != "texport":
+        raise TexportError(f"{model.path.name} is an exported {model.format} file: this step needs the texport model "
+                           "(a shipped name or .safetensors)")
+    if model.kind != kind:
+        raise TexportError(f"{model.path} is a {model.kind!r} model, expected {kind!r}")
+    return model
 
 
 @dataclass
@@ -62,10 +46,11 @@ class LoadedTexnet:
         return self.manifest.get("name") or self.path.stem
 
 
-def load_texnet(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedTexnet:
+def load_texnet(source: str | os.PathLike | Model, device: str | torch.device = "cpu") -> LoadedTexnet:
     """A texture network in eval mode (frozen BatchNorm statistics) on the device."""
-    path = resolve_model(name_or_path)
-    state, manifest = load_checkpoint(path, kind=TEXNET)
+    model = _handle(source, TEXNET)
+    path, manifest = model.path, model.manifest
+    state = load_checkpoint(path, kind=TEXNET, manifest=manifest)[0]
     try:
         network = TextureNetwork(**manifest["architecture"])
     except (KeyError, TypeError, ValueError) as exc:
@@ -74,47 +59,25 @@ def load_texnet(name_or_path: str | os.PathLike, device: str | torch.device = "c
     return LoadedTexnet(network.to(resolve_device(device)).eval(), manifest, path)
 
 
-def valid_size(width: int, height: int, multiple: int) -> tuple[int, int]:
-    """The smallest (W, H) >= the request with both sides multiples of `multiple`."""
-    return -(-width // multiple) * multiple, -(-height // multiple) * multiple
-
-
-def tileable_size(width: int, height: int, multiple: int, snap: bool) -> tuple[int, int]:
-    """The request if it wraps exactly, the nearest multiples if snap, else a one-line error."""
-    if width % multiple == 0 and height % multiple == 0:
-        return width, height
-    near = tuple(max(multiple, round(s / multiple) * multiple) for s in (width, height))
-    if snap:
-        return near
-    raise TexportError(
-        f"a tileable output needs sides that are multiples of {multiple}; {width}x{height} would be a crop "
-        f"that does not wrap (use --size {near[0]}x{near[1]}, or --snap to pick it)"
-    )
-
-
 @torch.no_grad()
-def synthesize(
+def sample_texnet(
     model: LoadedTexnet | TextureNetwork,
-    size: int | str | tuple[int, int] = 256,
+    size: int | str | tuple[int, int] | SizePlan = 256,
     seed: int = 0,
     count: int = 1,
     tileable: bool = False,
     snap: bool = False,
     device: str | torch.device | None = None,
-    max_size: int | None = None,
+    size_limit: int | None = None,
     batch: int = 1,
 ) -> torch.Tensor:
     """count textures [count, 3, H, W] in [0, 1] on the CPU; image n uses noise seed seed + n."""
     network = model.network if isinstance(model, LoadedTexnet) else model
-    width, height = check_size(parse_size(size), max_size)
-    multiple = network.size_multiple
-    if tileable:
-        width, height = tileable_size(width, height, multiple, snap)
-    if count < 1:
-        raise TexportError(f"count must be at least 1, got {count}")
+    plan = plan_size(size, network.size_multiple, network.size_multiple, tileable, snap, size_limit)
+    width, height, gw, gh = plan.width, plan.height, plan.grid_width, plan.grid_height
+    check_count(count)
     dev = resolve_device(device) if device is not None else next(network.parameters()).device
     network = network.to(dev).eval()
-    gw, gh = valid_size(width, height, multiple)
     images = []
     for start in range(0, count, batch):
         n = min(batch, count - start)
@@ -138,14 +101,15 @@ class LoadedPropo:
         return self.manifest.get("name") or self.path.stem
 
 
-def load_propo(name_or_path: str | os.PathLike, device: str | torch.device = "cpu",
+def load_propo(source: str | os.PathLike | Model, device: str | torch.device = "cpu",
                descriptor_weights: str | None = None) -> LoadedPropo:
     """A ProPO model with the descriptor it was trained with (the manifest's identity is enforced)."""
     from .descriptor import build_descriptor
-    from .propo import LEVELS, ProPO
+    from .propo import LEVELS, ProPO, pseudo_optimizer_state
 
-    path = resolve_model(name_or_path)
-    state, manifest = load_checkpoint(path, kind=PROPO)
+    handle = _handle(source, PROPO)
+    path, manifest = handle.path, handle.manifest
+    state = load_checkpoint(path, kind=PROPO, manifest=manifest)[0]
     identity = manifest.get("descriptor")
     if not isinstance(identity, str) or ":" not in identity:
         raise TexportError(f"{path} has no descriptor identity in its manifest")
@@ -158,21 +122,21 @@ def load_propo(name_or_path: str | os.PathLike, device: str | torch.device = "cp
                       bool(arch.get("histogram_match", False)))
     except (KeyError, TypeError, ValueError) as exc:
         raise TexportError(f"{path} has an invalid architecture in its manifest ({exc})") from None
-    check_state(path, model.optimizers, {k.removeprefix("optimizers."): v for k, v in state.items()})
+    check_state(path, model.pseudo_optimizers, pseudo_optimizer_state(state))
     return LoadedPropo(model.to(dev).eval(), manifest, path)
 
 
 @torch.no_grad()
-def synthesize_propo(
+def sample_propo(
     model: LoadedPropo,
     texture: torch.Tensor,
-    size: int | str | tuple[int, int] = 256,
+    size: int | str | tuple[int, int] | SizePlan = 256,
     seed: int = 0,
     count: int = 1,
     tileable: bool = False,
     snap: bool = False,
     stages: bool = False,
-    max_size: int | None = None,
+    size_limit: int | None = None,
 ) -> torch.Tensor | list[torch.Tensor]:
     """count textures like `texture` [1, 3, h, w] as [count, 3, H, W] in [0, 1] on the CPU.
 
@@ -182,30 +146,28 @@ def synthesize_propo(
     from .propo import MIN_SIDE, SIZE_MULTIPLE
 
     propo = model.model
-    width, height = check_size(parse_size(size), max_size)
-    if tileable:
-        width, height = tileable_size(width, height, SIZE_MULTIPLE, snap)
-        if min(width, height) < MIN_SIDE:
-            raise TexportError(f"a tileable ProPO output needs sides of at least {MIN_SIDE}, got {width}x{height}")
-    if count < 1:
-        raise TexportError(f"count must be at least 1, got {count}")
+    plan = plan_size(size, SIZE_MULTIPLE, MIN_SIDE, tileable, snap, size_limit)
+    width, height, gw, gh = plan.width, plan.height, plan.grid_width, plan.grid_height
+    check_count(count)
     dev = next(propo.parameters()).device
-    grams = propo.encode(texture.to(dev))
-    gw, gh = (max(MIN_SIDE, s) for s in valid_size(width, height, SIZE_MULTIPLE))
+    statistics = propo.encode(texture.to(dev))
     rows = []
     for n in range(count):
         z = noise_lib.noise_field(seed + n, 3, gh, gw, device=dev)
-        images = [propo.start_image(z), *propo.synthesize(z, grams, stages=True)] if stages else [propo.synthesize(z, grams)]
+        images = [propo.start_image(z), *propo.synthesize(z, statistics, stages=True)] if stages else [propo.synthesize(z, statistics)]
         rows.append([im[:, :, :height, :width].clamp(0, 1).float().cpu() for im in images])
     columns = [torch.cat(col) for col in zip(*rows)]
     return columns if stages else columns[0]
 
 
-def model_kind(name_or_path: str | os.PathLike) -> str:
-    """The kind recorded in a model's manifest (texnet, propo)."""
-    from .checkpoints import read_manifest
+def model_kind(source: str | os.PathLike | Model) -> str:
+    """The kind of a model (TEXNET, PROPO)."""
+    return open_model(source).kind
 
-    return str(read_manifest(resolve_model(name_or_path)).get("kind"))
+
+def check_count(count: int) -> None:
+    if count < 1:
+        raise TexportError(f"the image count must be at least 1, got {count}")
 
 
 def start_image(source: str | os.PathLike, texture: torch.Tensor, width: int, height: int, seed: int = 0,
@@ -218,9 +180,9 @@ def start_image(source: str | os.PathLike, texture: torch.Tensor, width: int, he
     if path.is_file() and path.suffix.lower() != ".safetensors":
         image = load_image(path)
     elif model_kind(source) == PROPO:
-        image = synthesize_propo(load_propo(source, device), texture, (width, height), seed=seed)
+        image = sample_propo(load_propo(source, device), texture, (width, height), seed=seed)
     else:
-        image = synthesize(load_texnet(source, device), (width, height), seed=seed)
+        image = sample_texnet(load_texnet(source, device), (width, height), seed=seed)
     from .gatys import resize_start
 
     return resize_start(image, width, height)
@@ -238,11 +200,11 @@ def refinement_target(loaded: LoadedTexnet | LoadedPropo, texture: torch.Tensor 
     if texture is not None:
         return texture
     if isinstance(loaded, LoadedPropo):
-        raise TexportError(f"{loaded.path.name} is a ProPO model: give the texture to refine towards with --texture IMG")
+        raise TexportError(f"{loaded.path.name} is a ProPO model: refining its samples needs the target texture")
     stored = load_stored_exemplar(loaded.path)
     if stored is None:
         raise TexportError(f"{loaded.path.name} keeps no exemplar (made before texport stored it): give the image it was "
-                           f"trained on with --texture IMG, or retrain it")
+                           f"trained on as the target texture, or retrain it")
     return stored
 
 
@@ -256,7 +218,7 @@ def refine(loaded: LoadedTexnet | LoadedPropo, images: torch.Tensor, iters: int,
     from .objective import build_objective
 
     if iters < 1:
-        raise TexportError(f"--refine needs at least 1 evaluation, got {iters}")
+        raise TexportError(f"refinement needs at least 1 evaluation, got {iters}")
     target = refinement_target(loaded, texture)
     dev = resolve_device(device)
     identity = loaded.manifest["descriptor"]

@@ -19,12 +19,13 @@ from typing import Mapping, Sequence
 
 import torch
 
+from . import defaults
 from . import losses, spectrum
 from .descriptor import Descriptor, build_descriptor
 from .errors import TexportError
 
 LOSSES = ("gram+color", "gram", "sw+color", "sw")
-DEFAULT_LOSS = "gram+color"
+DEFAULT_LOSS = defaults.LOSS
 # Layer weights: 'normalized' (default) sets w_l = 1 / ||G_l(target)||_F^2, so each layer counts as its
 # relative Gram error. Raw Gram energies differ by ~1e6 between relu1_1 and pool4 on vgg16-hed, and
 # with equal weights the optimizer ignores the deep layers that carry the large structures.
@@ -32,11 +33,11 @@ DEFAULT_LOSS = "gram+color"
 LAYER_WEIGHTINGS = ("normalized", "uniform")
 # The colour term is scaled by the target's weighted energy sum_l w_l ||G_l||^2 (= number of layers
 # and octaves when normalized), so its weight means the same for any descriptor, layer set or scale.
-DEFAULT_COLOR_WEIGHT = 10.0
+DEFAULT_COLOR_WEIGHT = defaults.COLOR_WEIGHT
 # The spectrum term mean((x - P(x))^2) is scaled the same way. Chosen by a sweep on Gatys
 # (`benchmarks/gatys.py --section spectrum-sweep`, RESULTS.md "Spectrum weight sweep"): the smallest
 # weight that met the spectral target on all four textures.
-DEFAULT_SPECTRUM_WEIGHT = 6.0
+DEFAULT_SPECTRUM_WEIGHT = defaults.SPECTRUM_WEIGHT
 
 
 def parse_loss(name: str) -> tuple[str, bool]:

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import torch
 
+from . import defaults
 from .atomic import atomic_path
 from .errors import TexportError
 from .graphs import GraphSpec
 
-DEFAULT_OPSET = 17  # InstanceNormalization, GatherElements, ScatterND: all the graphs need; TensorRT reads it
+DEFAULT_OPSET = defaults.OPSET
 
 
 def export_onnx(spec: GraphSpec, path: str | os.PathLike, opset: int = DEFAULT_OPSET) -> Path:
@@ -46,6 +47,11 @@ def export_onnx(spec: GraphSpec, path: str | os.PathLike, opset: int = DEFAULT_O
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     """metadata_props of an ONNX file (a one-line error for anything that is not one)."""
+    return read_graph(path)[0]
+
+
+def read_graph(path: str | os.PathLike) -> tuple[dict[str, str], list[tuple[int, ...]]]:
+    """(metadata_props, input shapes with -1 for dynamic axes) of an ONNX file; one-line errors."""
     import onnx
 
     p = Path(path)
@@ -55,4 +61,6 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
         model = onnx.load(str(p), load_external_data=False)
     except Exception as exc:  # protobuf's DecodeError and friends
         raise TexportError(f"{p} is not a readable ONNX file ({type(exc).__name__})") from None
-    return {prop.key: prop.value for prop in model.metadata_props}
+    shapes = [tuple(d.dim_value if d.HasField("dim_value") else -1 for d in i.type.tensor_type.shape.dim)
+              for i in model.graph.input]
+    return {prop.key: prop.value for prop in model.metadata_props}, shapes

@@ -166,6 +166,12 @@ class GradientBranch(nn.Sequential):
         super().__init__(conv(cin, width), conv(width, width), *[ResidualBlock(width) for _ in range(residual_blocks)])
 
 
+def pseudo_optimizer_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The pseudo-optimizers' weights in a model file's state, keyed as in `ProPO.pseudo_optimizers`
+    (files written before the attribute's rename call it "optimizers.")."""
+    return {k.removeprefix("pseudo_optimizers.").removeprefix("optimizers."): v for k, v in state.items()}
+
+
 class PseudoOptimizer(nn.Module):
     """PO^[m]: gradients of levels 1..m (finest first) -> the step Δx [B, 3, H, W] (Shi & Qiao 2020 fig. 3)."""
 
@@ -213,10 +219,10 @@ class ProPO(nn.Module):
         self.noise_amplitude = float(noise_amplitude)
         self.color_match = bool(color_match)
         self.histogram_match = bool(histogram_match)
-        self.optimizers = nn.ModuleList(PseudoOptimizer(m, self.widths, color_input) for m in range(1, stages + 1))
+        self.pseudo_optimizers = nn.ModuleList(PseudoOptimizer(m, self.widths, color_input) for m in range(1, stages + 1))
 
     def config(self) -> dict:
-        return {"stages": len(self.optimizers), "widths": list(self.widths), "color_input": self.color_input,
+        return {"stages": len(self.pseudo_optimizers), "widths": list(self.widths), "color_input": self.color_input,
                 "noise_amplitude": self.noise_amplitude, "color_match": self.color_match,
                 "histogram_match": self.histogram_match}
 
@@ -231,20 +237,20 @@ class ProPO(nn.Module):
 
         Read with reflect padding: an exemplar does not wrap, and a zero border would ask for edges.
         """
-        return self.target_grams(texture)
+        return self.target_statistics(texture)
 
-    def target_grams(self, texture: torch.Tensor) -> dict[str, torch.Tensor]:
+    def target_statistics(self, texture: torch.Tensor) -> dict[str, torch.Tensor]:
         feats = self.descriptor(texture, padding="reflect", until=self.levels[-1])
-        grams = losses.grams(feats, self.levels)
+        statistics = losses.grams(feats, self.levels)
         rgb = texture.float()  # colour statistics in fp32 whatever the graph's precision
         colors = color_statistics(rgb)
         if self.color_input:
-            grams[COLOR_KEY] = colors
+            statistics[COLOR_KEY] = colors
         if self.color_match:
-            grams[MEAN_KEY], grams[STD_KEY] = color_moments(colors)
+            statistics[MEAN_KEY], statistics[STD_KEY] = color_moments(colors)
         if self.histogram_match:
-            grams[BASIS_KEY], grams[QUANTILES_KEY] = color_transfer.statistics(rgb)
-        return grams
+            statistics[BASIS_KEY], statistics[QUANTILES_KEY] = color_transfer.statistics(rgb)
+        return statistics
 
     def features(self, image: torch.Tensor, deepest: str) -> dict[str, torch.Tensor]:
         """Descriptor levels of a generated image, read circularly (outputs wrap)."""
@@ -266,13 +272,13 @@ class ProPO(nn.Module):
         first, *rest = self.descriptor.convs.keys()
         for name in rest:
             self.descriptor.convs[name] = OwnPrecision(self.descriptor.convs[name].half())
-        for optimizer in self.optimizers[fp32_stages:]:
+        for optimizer in self.pseudo_optimizers[fp32_stages:]:
             optimizer.half()
             optimizer.to_rgb.float()
         return self
 
     def stage_gradients(self, image: torch.Tensor, feats: Mapping[str, torch.Tensor],
-                        grams: Mapping[str, torch.Tensor], m: int) -> list[torch.Tensor]:
+                        statistics: Mapping[str, torch.Tensor], m: int) -> list[torch.Tensor]:
         """Normalized eq. 6 gradients of levels 1..m (plus the colour gradient joined at level 1).
 
         Training treats them as observations (detached, a no-op at inference): backpropagating
@@ -281,13 +287,13 @@ class ProPO(nn.Module):
         2016, "Learning to learn by gradient descent by gradient descent", sec. 2.1). Each stage
         image still reaches the loss through x^m = x^(m-1) + Δx.
         """
-        grads = [normalize_gradient(losses.gram_gradient(feats[lv].detach(), grams[lv])) for lv in self.levels[:m]]
+        grads = [normalize_gradient(losses.gram_gradient(feats[lv].detach(), statistics[lv])) for lv in self.levels[:m]]
         if self.color_input:
-            color = color_gradient(image.detach().float(), grams[COLOR_KEY])
+            color = color_gradient(image.detach().float(), statistics[COLOR_KEY])
             grads[0] = torch.cat([grads[0], normalize_gradient(color)], dim=1)
         return grads  # fp32; each pseudo optimizer casts them to its own precision
 
-    def run(self, noise: torch.Tensor, grams: Mapping[str, torch.Tensor], final_features: bool = False
+    def run(self, noise: torch.Tensor, statistics: Mapping[str, torch.Tensor], final_features: bool = False
             ) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor] | None]]:
         """All stage images x^1..x^L and the descriptor features computed on each.
 
@@ -297,16 +303,16 @@ class ProPO(nn.Module):
         h, w = noise.shape[-2:]
         if h % SIZE_MULTIPLE or w % SIZE_MULTIPLE or min(h, w) < MIN_SIDE:
             raise ValueError(f"ProPO noise sides must be multiples of {SIZE_MULTIPLE} and at least {MIN_SIDE}, got {w}x{h}")
-        stages = len(self.optimizers)
+        stages = len(self.pseudo_optimizers)
         x = self.start_image(noise)
         feats = self.features(x, self.levels[0])
         images, features = [], []
         for m in range(1, stages + 1):
-            x = x + self.optimizers[m - 1](self.stage_gradients(x, feats, grams, m))
+            x = x + self.pseudo_optimizers[m - 1](self.stage_gradients(x, feats, statistics, m))
             if self.color_match:
-                x = match_moments(x, grams[MEAN_KEY], grams[STD_KEY])
+                x = match_moments(x, statistics[MEAN_KEY], statistics[STD_KEY])
             if self.histogram_match and m == stages:  # on the displayable range: outliers would stretch the CDF's bins
-                x = color_transfer.match(x.clamp(0, 1), grams[BASIS_KEY], grams[QUANTILES_KEY])
+                x = color_transfer.match(x.clamp(0, 1), statistics[BASIS_KEY], statistics[QUANTILES_KEY])
             if m < stages:
                 feats = self.features(x, self.levels[m])
             else:
@@ -321,10 +327,10 @@ class ProPO(nn.Module):
             return noise
         return 0.5 + self.noise_amplitude * (noise - 0.5)
 
-    def synthesize(self, noise: torch.Tensor, grams: Mapping[str, torch.Tensor], stages: bool = False):
+    def synthesize(self, noise: torch.Tensor, statistics: Mapping[str, torch.Tensor], stages: bool = False):
         """noise [B, 3, H, W] (sides multiples of 16, at least 32) -> x^L; with stages=True, the list x^1..x^L."""
-        images, _ = self.run(noise, grams)
+        images, _ = self.run(noise, statistics)
         return images if stages else images[-1]
 
     def forward(self, noise: torch.Tensor, texture: torch.Tensor) -> torch.Tensor:
-        return self.synthesize(noise, self.target_grams(texture))
+        return self.synthesize(noise, self.target_statistics(texture))

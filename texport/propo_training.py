@@ -35,6 +35,7 @@ from typing import Callable
 
 import torch
 
+from . import defaults
 from . import losses, spectrum
 from . import noise as noise_lib
 from .checkpoints import check_state, load_checkpoint, save_checkpoint
@@ -43,19 +44,19 @@ from .descriptor import build_descriptor
 from .devices import resolve_device
 from .errors import TexportError
 from .models import PROPO
-from .propo import DEFAULT_WIDTHS, LEVELS, SIZE_MULTIPLE, ProPO
-from .training import check_run, load_optimizer_state, save_optimizer_state, state_path
+from .propo import DEFAULT_WIDTHS, LEVELS, SIZE_MULTIPLE, ProPO, pseudo_optimizer_state
+from .texnet_training import check_run, load_optimizer_state, save_optimizer_state, state_path
 
-DEFAULT_ITERS = 4000
-DEFAULT_SIZE = 128  # the paper's 256 crops cost ~4x more per step; 128 fits a CPU run
-DEFAULT_LR = 5e-4  # the paper: 2e-4 over 800K steps; short CPU runs need larger steps (lr 1e-3 diverged)
+DEFAULT_ITERS = defaults.PROPO_ITERS
+DEFAULT_SIZE = defaults.PROPO_SIZE
+DEFAULT_LR = defaults.PROPO_LR
 BETAS = (0.5, 0.999)
-DEFAULT_COLOR_WEIGHT = 10.0
+DEFAULT_COLOR_WEIGHT = defaults.PROPO_COLOR_WEIGHT
 # The spectrum term per stage (x m, like the colour term). Ten times texport.objective's weight: matched
 # 400-step runs on 64 px crops scored a held-out median objective of 0.57 at 60 against 0.75 at 6, the
 # Gram loss and the judge better too (RESULTS.md, `propo_ablation.py --section propo-ablation-spectrum`).
-DEFAULT_SPECTRUM_WEIGHT = 60.0
-DEFAULT_NOISE_AMPLITUDE = 0.1
+DEFAULT_SPECTRUM_WEIGHT = defaults.PROPO_SPECTRUM_WEIGHT
+DEFAULT_NOISE_AMPLITUDE = defaults.PROPO_NOISE_AMPLITUDE
 INCREMENTAL_START = 8
 NOISE_SEED_OFFSET = 1 << 30
 OPTIMIZER_STATE = "propo-optimizer-state"
@@ -118,14 +119,14 @@ def stage_objective(model: ProPO, noise: torch.Tensor, target: torch.Tensor, col
     """Eq. 10 plus the colour and spectrum terms: mean over stages m of (relative Gram loss on levels
     1..m + m x colour + m x spectrum), the last against each target's own periodic component."""
     with torch.no_grad():
-        grams = model.target_grams(target)
+        statistics = model.target_statistics(target)
         directions = losses.random_directions(losses.COLOR_DIRECTIONS, 3, losses.COLOR_SEED, target.device)
         colors = losses.sorted_projections(target, directions)
         spectra = spectrum.reference_spectrum(target, *noise.shape[-2:]) if spectrum_weight > 0 else None
-    images, feats = model.run(noise, grams, final_features=True)
+    images, feats = model.run(noise, statistics, final_features=True)
     total, gram_terms, color_terms, spectrum_terms = 0, [], [], []
     for m, (image, f) in enumerate(zip(images, feats), start=1):
-        g = relative_gram_loss(f, grams, model.levels[:m]).mean()
+        g = relative_gram_loss(f, statistics, model.levels[:m]).mean()
         c = losses.color_loss(image, colors, directions).mean()
         total = total + g + color_weight * m * c
         if spectra is not None:
@@ -168,6 +169,19 @@ class TrainReport:
     history: list[float] = field(default_factory=list)
 
 
+def check_propo_run(iters: int, batch: int, lr: float, output: str | os.PathLike, size: int, resize: int,
+                    held_out_fraction: float) -> Path:
+    """Every check a ProPO run makes before any work (the CLI calls it before decoding the dataset)."""
+    out = check_run(iters, batch, lr, output)
+    if size < SIZE_MULTIPLE or size % SIZE_MULTIPLE:
+        raise TexportError(f"the training crop side must be a multiple of {SIZE_MULTIPLE}, got {size}")
+    if resize < size:
+        raise TexportError(f"images are resized to {resize}, smaller than the training crop side {size}")
+    if not 0 <= held_out_fraction < 1:
+        raise TexportError(f"the held-out fraction must be in [0, 1), got {held_out_fraction}")
+    return out
+
+
 def train_propo(
     dataset: str | os.PathLike,
     output: str | os.PathLike,
@@ -189,20 +203,22 @@ def train_propo(
     device: str | torch.device = "auto",
     seed: int = 0,
     resume: bool = False,
-    checkpoint_every: int = 100,
+    checkpoint_every: int = defaults.CHECKPOINT_EVERY,
     limit: int | None = None,
     progress: Progress | None = None,
     loaded: TextureDataset | None = None,
     spectrum_weight: float = DEFAULT_SPECTRUM_WEIGHT,
+    finish: bool = False,
 ) -> TrainReport:
-    """Train ProPO on the training split of `dataset` (a folder or zip archive) and save it to `output`."""
-    out = check_run(iters, batch, lr, output)
-    if size < SIZE_MULTIPLE or size % SIZE_MULTIPLE:
-        raise TexportError(f"training --size must be a multiple of {SIZE_MULTIPLE}, got {size}")
-    if resize < size:
-        raise TexportError(f"--resize ({resize}) must be at least the crop --size ({size})")
-    if out.suffix != ".safetensors":
-        raise TexportError(f"output must be a .safetensors file, got {out.name}")
+    """Train ProPO on the training split of `dataset` (a folder or zip archive) and save it to `output`.
+
+    resume continues `output` from its last checkpoint (every setting the same); finish (with resume)
+    makes the stopped run a finished model at the iterations it has done, e.g. to ship a copy of a
+    long run that goes on elsewhere.
+    """
+    if finish and not resume:
+        raise TexportError("finishing ends a stopped run: resume it to finish it")
+    out = check_propo_run(iters, batch, lr, output, size, resize, held_out_fraction)
     if resume and not (out.is_file() and state_path(out).is_file()):
         raise TexportError(f"nothing to resume: {out} and {state_path(out).name} must both exist")
     dev = resolve_device(device)
@@ -212,7 +228,7 @@ def train_propo(
     torch.manual_seed(seed)
     model = ProPO(desc, widths=widths, color_input=color_input, noise_amplitude=noise_amplitude,
                  color_match=color_match, histogram_match=histogram_match).to(dev).train()
-    opt = torch.optim.Adam(model.optimizers.parameters(), lr=lr, betas=BETAS)
+    opt = torch.optim.Adam(model.pseudo_optimizers.parameters(), lr=lr, betas=BETAS)
     settings = {"iterations_planned": iters, "size": size, "resize": resize, "lr": lr, "betas": list(BETAS),
                 "batch": batch, "schedule": "constant, then linear to 0 over the second half (Shi & Qiao 2020)",
                 "color_weight": color_weight, "spectrum_weight": spectrum_weight, "incremental": incremental,
@@ -231,7 +247,7 @@ def train_propo(
             raise TexportError(f"cannot resume {out}: architecture {manifest.get('architecture')} differs from {model.config()}")
         if manifest.get("descriptor") != desc.identity:
             raise TexportError(f"cannot resume {out}: it was trained with descriptor {manifest.get('descriptor', '')[:40]}...")
-        check_state(out, model.optimizers, {k.removeprefix("optimizers."): v for k, v in state.items()})
+        check_state(out, model.pseudo_optimizers, pseudo_optimizer_state(state))
         extra = load_optimizer_state(state_path(out), opt, OPTIMIZER_STATE)
         start_step = int(extra["step"])
         history = list(previous.get("loss_history", []))
@@ -251,6 +267,12 @@ def train_propo(
     window: list[StageLosses] = []
     begin = time.perf_counter()
     step = start_step
+    if finish:  # the stopped run as it is: its record kept, marked finished (early), no optimizer state to resume
+        training = dict(previous, interrupted=False, **({"finished_early": True} if step < iters else {}))
+        save_checkpoint(out, model.trainable_state(), dict(manifest_base, training=training))
+        state_path(out).unlink(missing_ok=True)
+        return TrainReport(out, step, iters, seconds_before, float(previous.get("final_loss", float("nan"))),
+                           previous.get("final_stage_losses", {}), False, history)
 
     def save(interrupted: bool) -> dict:
         recent = window[-50:]
@@ -280,7 +302,7 @@ def train_propo(
             opt.zero_grad(set_to_none=True)
             if math.isfinite(terms.total):
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.optimizers.parameters(), 10.0)
+                torch.nn.utils.clip_grad_norm_(model.pseudo_optimizers.parameters(), 10.0)
                 opt.step()
             window.append(terms)
             del window[:-200]
@@ -308,7 +330,7 @@ def write_preview(model_path: Path, dataset: Path, held_out: float, count: int =
     `count` held-out images, all unseen in training (held-out images: the first by SHA-1 of their names, as the benchmark picks)."""
     from .datasets import open_dataset
     from .images import load_image, save_image, shipped_textures, side_by_side, stack_rows
-    from .models import load_propo, synthesize_propo
+    from .models import load_propo, sample_propo
 
     targets = [load_image(p) for _, p in sorted(shipped_textures().items())]
     try:
@@ -317,7 +339,7 @@ def write_preview(model_path: Path, dataset: Path, held_out: float, count: int =
     except TexportError:
         pass  # no held-out split (--held-out 0): the shipped textures alone
     loaded = load_propo(model_path)
-    rows = [side_by_side([*synthesize_propo(loaded, t, 256, seed=0, stages=True), t], height=128) for t in targets]
+    rows = [side_by_side([*sample_propo(loaded, t, 256, seed=0, stages=True), t], height=128) for t in targets]
     preview = model_path.with_suffix(".png")
     save_image(stack_rows(rows), preview)
     return preview

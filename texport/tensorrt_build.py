@@ -170,7 +170,7 @@ def _set_compute_capabilities(trt, config, flavour: str, wanted: list[str] | Non
     """RTX engines name their target GPUs; standard TensorRT builds for the GPU it runs on."""
     if flavour != "tensorrt-rtx":
         if wanted:
-            raise TexportError("--compute-capability is for tensorrt-rtx engines; standard TensorRT builds for the local GPU")
+            raise TexportError("target compute capabilities are for tensorrt-rtx engines; standard TensorRT builds for the local GPU")
         return "the build machine's GPU"
     if not wanted:
         return RTX_DEFAULT_TARGETS

@@ -31,6 +31,7 @@ import torch
 
 from .backends import Backend
 from .errors import TexportError
+from .handle import PROPO
 from .images import PngRowWriter
 from .noise import noise_at
 
@@ -76,17 +77,19 @@ def texnet_halo(size_multiple: int) -> int:
 def iter_bands(runner: Backend, width: int, height: int, tile: int = 1024, seed: int = 0, tileable: bool = False,
                texture: torch.Tensor | None = None, progress: Progress | None = None):
     """Yields a summary dict, then the image's rows top to bottom as float bands [3, rows, width]."""
+    from .sizes import tileable_size
+
     multiple = runner.size_multiple
     if tile < multiple or tile % multiple:
-        raise TexportError(f"--tile must be a positive multiple of {multiple}, got {tile}")
-    if tileable and (width % multiple or height % multiple):
-        raise TexportError(f"a tileable output needs sides that are multiples of {multiple}, got {width}x{height}")
-    propo = runner.kind == "propo"
+        raise TexportError(f"the tile side must be a positive multiple of {multiple}, got {tile}")
+    if tileable:
+        tileable_size(width, height, multiple, snap=False)  # a one-line error off the grid
+    propo = runner.kind == PROPO
     if propo and texture is None:
-        raise TexportError("a ProPO model needs --texture")
+        raise TexportError("a ProPO model needs a target texture")
     overlap = PROPO_OVERLAP if propo else texnet_halo(multiple)
     if propo and tile < 2 * overlap:  # a band's cross-fade must end before the next band's begins
-        raise TexportError(f"ProPO tiles must be at least {2 * overlap} pixels, got --tile {tile}")
+        raise TexportError(f"ProPO tiles must be at least {2 * overlap} pixels, got {tile}")
     channels = runner.noise_channels
     profile = weight_profile(tile, overlap)
     window = tile + 2 * overlap

@@ -23,6 +23,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from . import defaults
 from . import losses
 from .checkpoints import check_state, load_checkpoint, save_checkpoint
 from .devices import resolve_device
@@ -30,14 +31,14 @@ from .errors import TexportError
 from .images import load_exemplar
 from .models import TEXNET
 from .objective import DEFAULT_COLOR_WEIGHT, DEFAULT_LOSS, DEFAULT_SPECTRUM_WEIGHT, build_objective
-from .texnet import TextureNetwork
+from .texnet import NORMS, TextureNetwork
 
 # Defaults measured on a 2-core CPU to give good textures within 30 minutes (see benchmarks/RESULTS.md).
-DEFAULT_ITERS = 1500
-DEFAULT_BATCH = 4
-DEFAULT_SIZE = 128
-DEFAULT_LR = 0.05
-DEFAULT_WIDTH = 8
+DEFAULT_ITERS = defaults.TEXNET_ITERS
+DEFAULT_BATCH = defaults.TEXNET_BATCH
+DEFAULT_SIZE = defaults.TEXNET_SIZE
+DEFAULT_LR = defaults.TEXNET_LR
+DEFAULT_WIDTH = defaults.TEXNET_WIDTH
 TRAIN_SEED_OFFSET = 1 << 30  # training noise seeds stay clear of the small seeds users sample with
 OPTIMIZER_STATE = "texnet-optimizer-state"
 HISTORY_EVERY = 10  # iterations per entry of the manifest's loss history
@@ -93,10 +94,12 @@ class TrainReport:
 def check_run(iters: int, batch: int, lr: float, output: str | os.PathLike) -> Path:
     """The checks every training run makes before any work (texture networks, ProPO): the output path."""
     if iters < 1 or batch < 1:
-        raise TexportError(f"--iters and --batch must be positive (got {iters}, {batch})")
+        raise TexportError(f"training iterations and batch must be positive (got {iters}, {batch})")
     if lr <= 0:
-        raise TexportError(f"--lr must be positive, got {lr}")
+        raise TexportError(f"the learning rate must be positive, got {lr}")
     out = Path(output)
+    if out.suffix != ".safetensors":
+        raise TexportError(f"a model is written as a .safetensors file, got {out.name}")
     if not (out.parent if str(out.parent) else Path(".")).is_dir():
         raise TexportError(f"output folder does not exist: {out.parent}")
     return out
@@ -109,7 +112,7 @@ def _load_init(init: str | os.PathLike, net: TextureNetwork) -> dict:
     path = resolve_model(init)
     state, manifest = load_checkpoint(path, kind=TEXNET)
     if manifest.get("architecture") != net.config():
-        raise TexportError(f"--init {path.name}: its architecture {manifest.get('architecture')} differs from this run's {net.config()}")
+        raise TexportError(f"start model {path.name}: its architecture {manifest.get('architecture')} differs from this run's {net.config()}")
     check_state(path, net, state)  # loads the weights
     done = manifest.get("training", {})
     return {"model": manifest.get("name") or path.stem, "file": path.name,
@@ -156,14 +159,14 @@ def train_texnet(
     descriptor: str = "auto",
     descriptor_weights: str | None = None,
     device: str | torch.device = "auto",
-    scales: int = 5,
+    scales: int = defaults.TEXNET_SCALES,
     noise_channels: int = 3,
     width: int = DEFAULT_WIDTH,
     norm: str = "batch",
     seed: int = 0,
     crop: Sequence[int] | None = None,
     name: str | None = None,
-    checkpoint_every: int = 100,
+    checkpoint_every: int = defaults.CHECKPOINT_EVERY,
     progress: Progress | None = None,
     spectrum_weight: float = DEFAULT_SPECTRUM_WEIGHT,
     resume: bool = False,
@@ -180,17 +183,19 @@ def train_texnet(
     starting model is recorded.
     """
     if finish and not resume:
-        raise TexportError("--finish ends a stopped run: use it with --resume")
+        raise TexportError("finishing ends a stopped run: resume it to finish it")
     if init is not None and resume:
-        raise TexportError("--init starts a new run: a resumed run already has its weights")
+        raise TexportError("a start model begins a new run: a resumed run already has its weights")
+    if norm not in NORMS:
+        raise TexportError(f"unknown norm {norm!r}: choose {' or '.join(NORMS)}")
     out = check_run(iters, batch, lr, output)
     if resume and not (out.is_file() and state_path(out).is_file()):
         raise TexportError(f"nothing to resume: {out} and {state_path(out).name} must both exist")
     net_multiple = 2 ** (scales - 1)
     if size < 16 or size % net_multiple:
-        raise TexportError(f"training --size must be a multiple of {net_multiple} and at least 16, got {size}")
+        raise TexportError(f"the training image side must be a multiple of {net_multiple} and at least 16, got {size}")
     if width < 1:
-        raise TexportError(f"--width must be positive, got {width}")
+        raise TexportError(f"channels per noise scale must be positive, got {width}")
     texture_path = Path(texture)
     exemplar = load_exemplar(texture_path, crop)
     dev = resolve_device(device)
@@ -302,9 +307,9 @@ def train_texnet(
 def write_preview(model_path: Path, texture_path: Path, box=None) -> Path:
     """MODEL.png beside a trained network: its exemplar (after the crop) | a 256x256 sample, seed 0."""
     from .images import load_exemplar, save_image, side_by_side
-    from .models import load_texnet, synthesize
+    from .models import load_texnet, sample_texnet
 
-    sample = synthesize(load_texnet(model_path), 256, seed=0)
+    sample = sample_texnet(load_texnet(model_path), 256, seed=0)
     preview = model_path.with_suffix(".png")
     save_image(side_by_side([load_exemplar(texture_path, box), sample]), preview)
     return preview

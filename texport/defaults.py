@@ -1,0 +1,51 @@
+"""Every default a user can override, in one module that imports nothing.
+
+The API's functions and the CLI's options both read these, so `texport --help` shows the values the
+library uses, and importing them for the help text costs no torch import.
+"""
+
+# Objective (Gatys and training): Gram + colour + spectrum (Liu, Gousseau & Xia 2016)
+LOSS = "gram+color"
+COLOR_WEIGHT = 10.0
+SPECTRUM_WEIGHT = 6.0  # chosen by a Gatys sweep (benchmarks/RESULTS.md, spectrum weight sweep)
+
+# Gatys et al. 2015
+GATYS_ITERS = 400  # Shi & Qiao 2020 sec. 4.2: Gatys converges after about 400 L-BFGS iterations
+GATYS_OPTIMIZER = "lbfgs"
+GATYS_LR = 0.02  # projected Adam, pixels in [0, 1]
+
+# Texture networks (Ulyanov et al. 2016)
+TEXNET_ITERS = 1500
+TEXNET_BATCH = 4
+TEXNET_SIZE = 128
+TEXNET_LR = 0.05
+TEXNET_SCALES = 5
+TEXNET_WIDTH = 8  # channels per noise scale, as in the paper
+
+# ProPO (Shi & Qiao 2020)
+PROPO_ITERS = 4000
+PROPO_SIZE = 128  # the paper's 256 crops cost ~4x more per step; 128 fits a CPU run
+PROPO_RESIZE = 256  # images are scaled so their shortest side is this, then cropped
+PROPO_LR = 5e-4  # the paper: 2e-4 over 800K steps; short CPU runs need larger steps (lr 1e-3 diverged)
+PROPO_COLOR_WEIGHT = 10.0
+PROPO_SPECTRUM_WEIGHT = 60.0  # held-out ablation, benchmarks/RESULTS.md (60 beat 6)
+PROPO_NOISE_AMPLITUDE = 0.1
+HELD_OUT_FRACTION = 0.1  # folders of a dataset kept out of training
+
+CHECKPOINT_EVERY = 100  # training iterations between checkpoints
+
+# Sizes
+SIZE_LIMIT = 8192  # largest side synth and gatys accept (TEXPORT_MAX_SIZE overrides)
+TILE_SIZE_LIMIT = 65536  # largest side of a tiled output
+TILE = 1024
+
+# Export
+OPSET = 17  # InstanceNormalization, GatherElements, ScatterND: all the graphs need; TensorRT reads it
+ENGINE_SIZES = (None, 512, 2048)  # min (None: the model's smallest), opt, max image side in an engine profile
+ENGINE_TEXTURE_SIZES = (32, 256, 1024)  # ProPO's texture input
+
+# Bench
+BENCH_SIZES = (256, 512, 1024, 2048)
+BENCH_BATCHES = (1, 8)
+BENCH_WARMUP = 2
+BENCH_RUNS = 10
