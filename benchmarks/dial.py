@@ -45,7 +45,7 @@ import texport  # noqa: E402
 from texport import gatys, losses  # noqa: E402
 from texport.checkpoints import read_manifest  # noqa: E402
 from texport.descriptor import build_descriptor  # noqa: E402
-from texport.images import load_exemplar, load_image, quantize  # noqa: E402
+from texport.images import load_exemplar, quantize  # noqa: E402
 from texport.models import load_propo, load_texnet, resolve_model, sample_texnet, sample_propo  # noqa: E402
 from texport.objective import build_objective  # noqa: E402
 
@@ -240,9 +240,9 @@ def write_results(groups: list[tuple[str, list[dict]]], args) -> None:
         f"{torch.get_num_threads()} threads, torch {torch.__version__}, device {args.device}, texport "
         f"{texport.__version__}; measured {time.strftime('%Y-%m-%d')}.",
         "",
-        "| texture | path | load s | start s | objective at start | after 50 | Gatys 400 | after 50 / Gatys 400 | reach s | "
-        "Gatys s | reach / Gatys | spectral at 50 | judge at 50 |",
-        "|" + " --- |" * 13,
+        "| texture | path | load s | start s | objective at start | after 50 | s at 50 | Gatys 400 | after 50 / Gatys 400 | "
+        "reach s | Gatys s | reach / Gatys | spectral at 50 | judge at 50 |",
+        "|" + " --- |" * 14,
     ]
     summary: dict[str, list[tuple[float | None, float, float | None]]] = {}  # (after 50, Gatys 400, reach share)
     for name, records in groups:
@@ -254,6 +254,7 @@ def write_results(groups: list[tuple[str, list[dict]]], args) -> None:
             after50 = value_at(r, 50) if refining else None
             reach = time_to_reach(r, ref_value)
             point50 = next((q for q in r["points"] if q["evaluations"] == 50), {})
+            seconds50 = point50.get("seconds") if refining else None  # sample + 50 evaluations, loading excluded
             ratio = after50 / ref_value if after50 is not None else None
             share = reach / ref_seconds if reach is not None else None
             if r["kind"] != "gatys":
@@ -261,6 +262,7 @@ def write_results(groups: list[tuple[str, list[dict]]], args) -> None:
             lines.append(
                 f"| {name[:40]} | {r['kind']} | {r['load_seconds']:.2f} | {r['start_seconds']:.2f} | "
                 f"{'-' if at_start is None else f'{at_start:.4g}'} | {'-' if after50 is None else f'{after50:.4g}'} | "
+                f"{'-' if seconds50 is None else f'{seconds50:.1f}'} | "
                 f"{ref_value:.4g} | {'-' if ratio is None else f'{ratio:.2f}'} | {'-' if reach is None else f'{reach:.1f}'} | "
                 f"{ref_seconds:.1f} | {'-' if share is None else f'{share:.2f}'} | {point50.get('spectral', float('nan')):.3f} | "
                 f"{point50.get('judge', float('nan')):.3f} |")

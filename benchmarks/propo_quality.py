@@ -135,6 +135,8 @@ def main() -> None:
     parser.add_argument("--splits", default="held-out,train", help="held-out (the target), train, or both")
     parser.add_argument("--gatys", choices=("run", "cached", "none"), default="run")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--section", default=None, help="RESULTS.md section and image suffix (default: propo; e.g. to keep "
+                        "another model's results beside the shipped one's)")
     parser.add_argument("--histogram-match", action=argparse.BooleanOptionalAction, default=None,
                         help="override the model's final colour histogram matching (results go to their own section)")
     args = parser.parse_args()
@@ -154,6 +156,7 @@ def main() -> None:
             print(json.dumps({k: v for k, v in rows[-1].items() if not k.endswith("sheet")}), flush=True)
     gatys_benchmark.IMAGES.mkdir(exist_ok=True)
     suffix = "" if args.histogram_match is None else f"_histogram_{'on' if args.histogram_match else 'off'}"
+    suffix += f"_{args.section}" if args.section else ""
     for split in splits:
         save_image(stack_rows([r["sheet"] for r in rows if r["split"] == split]),
                    gatys_benchmark.IMAGES / f"propo_{split}_{SIZE}{suffix}.png")
@@ -172,7 +175,8 @@ def write_results(rows: list[dict], manifest: dict, args) -> None:
     hist = arch.get("histogram_match", False) if args.histogram_match is None else args.histogram_match
     lines = [
         "## ProPO vs Gatys (`benchmarks/propo_quality.py`"
-        + ("" if args.histogram_match is None else f" `--{'' if args.histogram_match else 'no-'}histogram-match`") + ")",
+        + ("" if args.histogram_match is None else f" `--{'' if args.histogram_match else 'no-'}histogram-match`")
+        + (f" `--model {args.model} --section {args.section}`" if args.section else "") + ")",
         "",
         f"Model `{resolve_model(args.model).name}`: {t['iterations']} iterations of {t['iterations_planned']} planned, "
         f"{t['size']} px crops, colour input {arch.get('color_input')}, final histogram matching {hist}, lr {t['lr']}, "
@@ -224,6 +228,7 @@ def write_results(rows: list[dict], manifest: dict, args) -> None:
     lines += ["", "Images: `benchmarks/images/propo_held-out_256.png`, `benchmarks/images/propo_train_256.png` "
               "(exemplar | Gatys | 3 ProPO samples), `benchmarks/images/propo_stages_*_256.png` (noise, x^1..x^5, target).", ""]
     section = "propo" if args.histogram_match is None else f"propo-histogram-{'on' if args.histogram_match else 'off'}"
+    section = args.section or section
     gatys_benchmark.replace_section(gatys_benchmark.RESULTS, section, "\n".join(lines))
     print("\n".join(lines))
 
