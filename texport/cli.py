@@ -299,7 +299,7 @@ def synth(
     import time
 
     from .handle import open_model
-    from .images import load_image, resolve_texture, save_image
+    from .images import save_image
     from .models import check_count, load_propo, load_texnet, sample_propo, sample_texnet
     from .sizes import plan_size
 
@@ -309,14 +309,10 @@ def synth(
         raise TexportError(f"--refine must be at least 0, got {refine}")
     handle = open_model(model)  # resolved once; everything below takes the handle
     plan = plan_size(size, handle.size_multiple, handle.min_side, tileable, snap, size_limit)  # the one size plan
-    if handle.is_propo and texture is None:
-        raise TexportError(f"{handle.path.name} is a ProPO model: it needs --texture IMG, the target texture")
-    if not handle.is_propo and texture is not None and not refine:
-        raise TexportError(f"{handle.path.name} is a texture network trained on one texture: --texture is for ProPO "
-                           "models, or the target of --refine")
+    target = _target_texture(handle, texture, texnet_may_take_one=bool(refine),
+                             texnet_use="ProPO models, or the target of --refine")
     if stages and not handle.is_propo:
         raise TexportError("--stages shows ProPO's stages: this is a texture network")
-    target = load_image(resolve_texture(texture)) if texture is not None else None
     if handle.format != "texport" or backend not in (None, "torch") or fp16:
         if stages or refine:
             raise TexportError("--stages and --refine need the PyTorch model (a shipped name or .safetensors) on the torch "
@@ -401,6 +397,19 @@ def export_model(
     typer.echo(f"done in {time.perf_counter() - start:.1f} s")
 
 
+def _target_texture(handle, texture: Optional[str], texnet_may_take_one: bool = False,
+                    texnet_use: str = "ProPO models"):
+    """The --texture image, checked against the model's kind (ProPO needs one; a texture network
+    takes one only where texnet_may_take_one), or None."""
+    from .images import load_image, resolve_texture
+
+    if handle.is_propo and texture is None:
+        raise TexportError(f"{handle.path.name} is a ProPO model: it needs --texture IMG, the target texture")
+    if not handle.is_propo and texture is not None and not texnet_may_take_one:
+        raise TexportError(f"{handle.path.name} is a texture network trained on one texture: --texture is for {texnet_use}")
+    return load_image(resolve_texture(texture)) if texture is not None else None
+
+
 def _open_runner(handle, backend: Optional[str], device: str, fp16: bool, low_memory: bool = False):
     """The backend for synth and tile (None: the model's default, backends.default_backend); its caveat on stderr."""
     from .backends import open_backend
@@ -443,18 +452,13 @@ def tile(
     import time
 
     from .handle import open_model
-    from .images import load_image, resolve_texture
     from .sizes import check_size, parse_size
     from .tiling import tile_image
 
     _check_output(output)
     width, height = check_size(parse_size(size), size_limit)
     handle = open_model(model)
-    if handle.is_propo and texture is None:
-        raise TexportError(f"{handle.path.name} is a ProPO model: it needs --texture IMG, the target texture")
-    if not handle.is_propo and texture is not None:
-        raise TexportError(f"{handle.path.name} is a texture network trained on one texture: --texture is for ProPO models")
-    target = load_image(resolve_texture(texture)) if texture is not None else None
+    target = _target_texture(handle, texture)
     runner = _open_runner(handle, backend, device, fp16, low_memory=True)  # bounded memory over speed
     bar, update = _progress(1, f"tile {width}x{height}", show_loss=False)
     done = [0]
