@@ -67,8 +67,9 @@ def export(output: str | os.PathLike, model: str | os.PathLike | Model | None = 
         raise TexportError(f"export starts from a texport model (a shipped name or .safetensors), not a {model.format} file")
     if batch < 1:
         raise TexportError(f"the engine's largest batch must be at least 1, got {batch}")
-    lo, opt, hi = sizes  # contradictions are the user's mistake whatever the format (an ONNX graph has no profile)
-    _check_sides("image", (model.min_side if lo is None else lo, opt, hi), model.size_multiple, model.min_side)
+    lo, opt, hi = sizes
+    sizes = (model.min_side if lo is None else lo, opt, hi)  # None: the model's smallest side
+    _check_sides("image", sizes, model.size_multiple, model.min_side)  # the user's mistake in any format
     if model.kind == PROPO:
         _check_sides("texture", texture_sizes, 1, model.min_side)
     if fmt == "tensorrt":
@@ -100,12 +101,11 @@ def export(output: str | os.PathLike, model: str | os.PathLike | Model | None = 
 
 
 def engine_profiles(spec: GraphSpec, batch: int, sizes, texture_sizes) -> list:
-    """The optimization profile: batch 1..batch (opt: batch), image and texture sides min/opt/max."""
+    """The optimization profile: batch 1..batch (opt: batch), image and texture sides min/opt/max
+    (checked and resolved by export())."""
     from .tensorrt_build import InputProfile
 
-    smallest = int(spec.metadata.get("texport.min_side", spec.metadata["texport.size_multiple"]))
     lo, opt, hi = sizes
-    lo = smallest if lo is None else lo  # the sides were checked by export()
     profiles = []
     for name, tensor in zip(spec.input_names, spec.inputs):
         channels = tensor.shape[1]
