@@ -1,7 +1,21 @@
 #!/usr/bin/env bash
-# The test command: set everything up (cli/install.sh), then run the suite. Extra arguments go to pytest.
+# The test command: set everything up, then run the suite. Extra arguments go to pytest.
+#   cli/install.sh                 texport, torch, the descriptor (.venv)
+#   cli/examples/cpp/build.sh      the C++ host (onnxruntime headers from Debian, g++)
+#   cli/examples/web/setup.sh      the browser page (onnxruntime-web from npm, its model)
+#   Debian's chromium              the page's screenshot test (installed when running as root)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/cli/install.sh"
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "texport: installing Debian's chromium for the browser test" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  else
+    echo "texport: no chromium and not root: the browser screenshot test will be skipped (apt-get install chromium)" >&2
+  fi
+fi
+TEXPORT_VENV="${TEXPORT_VENV:-$root/.venv}" bash "$root/cli/examples/cpp/build.sh"
+TEXPORT_VENV="${TEXPORT_VENV:-$root/.venv}" bash "$root/cli/examples/web/setup.sh"
 cd "$root"
 exec "${TEXPORT_VENV:-$root/.venv}/bin/python" -m pytest -q "$@"

@@ -42,6 +42,12 @@ ColorWeight = Annotated[float, typer.Option("--color-weight", help="Weight of th
 Resume = Annotated[bool, typer.Option("--resume", help="Continue OUTPUT from its last checkpoint (same settings).")]
 Finish = Annotated[bool, typer.Option("--finish", help="With --resume: end the stopped run where it is (a finished model).")]
 CheckpointEvery = Annotated[int, typer.Option("--checkpoint-every", help="Iterations between checkpoints.")]
+DdsFormat = Annotated[Optional[str], typer.Option("--format", help="DDS outputs: bc7 (the default), bc1, bc3 or rgba8 (uncompressed).")]
+DdsSrgb = Annotated[Optional[bool], typer.Option(
+    "--srgb/--linear", help="DDS outputs: an sRGB DXGI format, mips averaged in linear light (the default), or a "
+                            "linear (UNORM) one, mips averaged on the stored values.")]
+DdsMips = Annotated[bool, typer.Option("--mips", help="DDS outputs: the full mip chain down to 1x1 (tent filter; it wraps "
+                                                      "around with --tileable).")]
 
 
 def _descriptor_weights(path: Optional[Path]) -> Optional[str]:
@@ -85,10 +91,10 @@ def _progress(total: int, label: str, show_loss: bool = True):
     return shown(), update
 
 
-def _check_output(path: Path) -> None:
+def _check_output(path: Path, suffixes: tuple[str, ...] = (".png",)) -> None:
     """Fail before the work starts, not after it, when the output cannot be written."""
-    if path.suffix.lower() != ".png":
-        raise TexportError(f"output must be a .png file, got {path.name}")
+    if path.suffix.lower() not in suffixes:
+        raise TexportError(f"output must be a {' or '.join(suffixes)} file, got {path.name}")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise TexportError(f"output folder does not exist: {parent}")
@@ -280,7 +286,7 @@ def train_propo(
 @app.command()
 def synth(
     model: str = typer.Argument(..., help="Shipped model name (see 'texport models'), .safetensors, exported .onnx or TensorRT engine."),
-    output: Path = typer.Option(..., "-o", "--output", help="Output PNG; with --count N, numbered NAME-0000.png …"),
+    output: Path = typer.Option(..., "-o", "--output", help="Output PNG or DDS (GPU texture); with --count N, numbered NAME-0000.png …"),
     size: str = typer.Option("256", "--size", help="Output size: N or WxH, any size >= 16."),
     count: int = typer.Option(1, "--count", help="Number of textures (image n uses seed + n)."),
     seed: Seed = 0,
@@ -294,16 +300,21 @@ def synth(
     backend: Backend = None,
     fp16: Fp16 = False,
     refine: int = typer.Option(0, "--refine", help="Then N Gatys evaluations of the default objective per image (texture networks: against their exemplar)."),
+    dds_format: DdsFormat = None,
+    srgb: DdsSrgb = None,
+    mips: DdsMips = False,
 ) -> None:
     """Synthesize textures from a trained model in one forward pass (ProPO: like --texture)."""
     import time
 
+    from .dds import output_options
     from .handle import open_model
     from .images import save_image
     from .models import check_count, load_propo, load_texnet, sample_propo, sample_texnet
     from .sizes import plan_size
 
-    _check_output(output)
+    _check_output(output, (".png", ".dds"))
+    dds = output_options(output, dds_format, srgb, mips, bits=16 if bits16 else 8)  # None for a PNG
     check_count(count)
     if refine < 0:
         raise TexportError(f"--refine must be at least 0, got {refine}")
@@ -322,7 +333,8 @@ def synth(
         runner = _open_runner(handle, backend, device, fp16)
         start = time.perf_counter()
         images = sample_with(runner, plan, seed, count, target)
-        _save_numbered(images, output, bits16, f"from {handle.path.name} on {runner.describe()} in {time.perf_counter() - start:.2f} s")
+        _save_numbered(images, output, bits16, f"from {handle.path.name} on {runner.describe()} in {time.perf_counter() - start:.2f} s",
+                       dds, tileable)
         return
     if handle.is_propo:
         from .images import side_by_side, stack_rows
@@ -353,7 +365,7 @@ def synth(
         with bar:
             images = refine_images(loaded, images, refine, texture=target, tileable=tileable, device=device, progress=update)
         how += f", refined by {refine} evaluations in {time.perf_counter() - start:.1f} s"
-    _save_numbered(images, output, bits16, how)
+    _save_numbered(images, output, bits16, how, dds, tileable)
 
 
 @app.command("export")
@@ -420,17 +432,24 @@ def _open_runner(handle, backend: Optional[str], device: str, fp16: bool, low_me
     return runner
 
 
-def _save_numbered(images, output: Path, bits16: bool, how: str) -> None:
-    """OUT.png for one image, OUT-0000.png … for several; one line saying what was written."""
+def _save_numbered(images, output: Path, bits16: bool, how: str, dds=None, tileable: bool = False) -> None:
+    """OUT.png (or OUT.dds, given dds options) for one image, OUT-0000.png … for several; one line saying
+    what was written. A tileable texture's DDS mips wrap around."""
+    from .dds import save_dds
     from .images import save_image
 
     count = images.shape[0]
-    paths = [output] if count == 1 else [output.with_name(f"{output.stem}-{n:04d}.png") for n in range(count)]
+    suffix = ".dds" if dds is not None else ".png"
+    paths = [output] if count == 1 else [output.with_name(f"{output.stem}-{n:04d}{suffix}") for n in range(count)]
     for image, path in zip(images, paths):
-        save_image(image[None], path, bits=16 if bits16 else 8)
+        if dds is not None:
+            save_dds(image[None], path, dds.format, dds.srgb, dds.mips, tileable)
+        else:
+            save_image(image[None], path, bits=16 if bits16 else 8)
     h, w = images.shape[-2:]
     where = paths[0] if count == 1 else f"{paths[0]} … {paths[-1].name}"
-    typer.echo(f"wrote {where} ({count} x {w}x{h}) {how}")
+    what = f", {dds.describe()}" if dds is not None else ""
+    typer.echo(f"wrote {where} ({count} x {w}x{h}{what}) {how}")
 
 
 @app.command()
@@ -474,6 +493,27 @@ def tile(
     seconds = time.perf_counter() - start
     typer.echo(f"wrote {output} ({width}x{height}, {summary['tiles']} tiles of {tile_size} + {summary['overlap']} px "
                f"on each side) on {runner.describe()} in {seconds:.1f} s")
+
+
+@app.command("dds")
+def dds_command(
+    image: str = typer.Argument(..., help="Image to convert (PNG, JPEG, TGA, WebP, BMP), e.g. a 'texport tile' output, or a shipped texture name."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output .dds (written atomically)."),
+    dds_format: DdsFormat = None,
+    srgb: DdsSrgb = None,
+    mips: DdsMips = False,
+    tileable: bool = typer.Option(False, "--tileable", help="The image wraps around: so do its mips."),
+) -> None:
+    """Convert an image into a DDS GPU texture (BC7, BC1, BC3 or RGBA8; with --mips, the mip chain)."""
+    from .dds import output_options, save_dds
+    from .images import load_image, resolve_texture
+
+    _check_output(output, (".dds",))
+    options = output_options(output, dds_format, srgb, mips)
+    picture = load_image(resolve_texture(image))
+    save_dds(picture, output, options.format, options.srgb, options.mips, tileable)
+    h, w = picture.shape[-2:]
+    typer.echo(f"wrote {output} ({w}x{h}, {options.describe()})")
 
 
 @app.command("bench")
