@@ -1,6 +1,7 @@
 import os
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -80,11 +81,12 @@ def test_write_is_atomic_and_keeps_the_old_file_on_failure(tmp_path, monkeypatch
     save_image(torch.zeros(1, 3, 4, 4), target)
     before = target.read_bytes()
 
-    def broken_save(self, fp, *args, **kwargs):
-        open(fp, "wb").write(b"partial")
+    def broken_write(self, data):  # the PNG is encoded in memory; the write to disk is what can fail half-way
+        with open(self, "wb") as f:
+            f.write(data[: len(data) // 2])
         raise OSError("disk full")
 
-    monkeypatch.setattr(Image.Image, "save", broken_save)
+    monkeypatch.setattr(Path, "write_bytes", broken_write)
     with pytest.raises(OSError):
         save_image(torch.ones(1, 3, 4, 4), target)
     assert target.read_bytes() == before

@@ -42,6 +42,9 @@ ColorWeight = Annotated[float, typer.Option("--color-weight", help="Weight of th
 Resume = Annotated[bool, typer.Option("--resume", help="Continue OUTPUT from its last checkpoint (same settings).")]
 Finish = Annotated[bool, typer.Option("--finish", help="With --resume: end the stopped run where it is (a finished model).")]
 CheckpointEvery = Annotated[int, typer.Option("--checkpoint-every", help="Iterations between checkpoints.")]
+Nproc = Annotated[Optional[int], typer.Option(
+    "--nproc", help="Train on N processes (DistributedDataParallel; gloo on CPU, NCCL on GPUs, one GPU each); the batch "
+                    "is split between them, the result is one process's. Default 1, or torchrun's number.")]
 DdsFormat = Annotated[Optional[str], typer.Option("--format", help="DDS outputs: bc7 (the default), bc1, bc3 or rgba8 (uncompressed).")]
 DdsSrgb = Annotated[Optional[bool], typer.Option(
     "--srgb/--linear", help="DDS outputs: an sRGB DXGI format, mips averaged in linear light (the default), or a "
@@ -206,6 +209,7 @@ def train_texnet(
     finish: Finish = False,
     checkpoint_every: CheckpointEvery = D.CHECKPOINT_EVERY,
     init: Optional[str] = typer.Option(None, "--init", help="Start from this trained texture network (name or file) instead of random weights."),
+    nproc: Nproc = None,
     preview: bool = typer.Option(True, "--preview/--no-preview", help="Also write OUTPUT with .png: exemplar | sample."),
 ) -> None:
     """Train a texture network (Ulyanov et al. 2016) on one exemplar; Ctrl-C saves, --resume continues."""
@@ -219,7 +223,9 @@ def train_texnet(
         report = train(path, output, iters, batch, size, lr, loss, _layers(layers), color_weight, descriptor,
                        _descriptor_weights(descriptor_weights), device, scales, width=width, norm=norm, seed=seed,
                        crop=box, checkpoint_every=checkpoint_every, progress=update, spectrum_weight=spectrum_weight,
-                       resume=resume, finish=finish, init=init)
+                       resume=resume, finish=finish, init=init, nproc=nproc)
+    if report.rank:  # another process of a torchrun run: rank 0 writes the preview and reports
+        raise typer.Exit(130 if report.interrupted else 0)
     if preview:
         from .texnet_training import write_preview
 
@@ -256,13 +262,14 @@ def train_propo(
     resume: Resume = False,
     finish: Finish = False,
     checkpoint_every: CheckpointEvery = D.CHECKPOINT_EVERY,
+    nproc: Nproc = None,
     preview: bool = typer.Option(True, "--preview/--no-preview", help="Also write OUTPUT with .png: stages on unseen textures."),
 ) -> None:
     """Train ProPO (Shi & Qiao 2020) on a set of textures; Ctrl-C saves, --resume continues."""
     from .datasets import open_dataset
     from .propo_training import check_propo_run, describe_stage_losses, train_propo as train
 
-    check_propo_run(iters, batch, lr, output, size, resize, held_out)  # before the dataset is decoded
+    check_propo_run(iters, batch, lr, output, size, resize, held_out, nproc)  # before the dataset is decoded
     data = open_dataset(dataset, "train", resize, min_side=min(64, size), held_out_fraction=held_out, limit=limit)
     bar, update = _progress(iters, "train propo")
     with bar:
@@ -270,7 +277,9 @@ def train_propo(
                        noise_amplitude=noise_amplitude, color_match=color_match, histogram_match=histogram_match, incremental=incremental, held_out_fraction=held_out, descriptor=descriptor,
                        descriptor_weights=_descriptor_weights(descriptor_weights), device=device,
                        seed=seed, resume=resume, checkpoint_every=checkpoint_every, progress=update, loaded=data,
-                       spectrum_weight=spectrum_weight, finish=finish)
+                       spectrum_weight=spectrum_weight, finish=finish, nproc=nproc)
+    if report.rank:  # another process of a torchrun run: rank 0 writes the preview and reports
+        raise typer.Exit(130 if report.interrupted else 0)
     if preview:
         from .propo_training import write_preview as write_propo_preview
 
@@ -452,6 +461,23 @@ def _save_numbered(images, output: Path, bits16: bool, how: str, dds=None, tilea
     typer.echo(f"wrote {where} ({count} x {w}x{h}{what}) {how}")
 
 
+RayAddress = Annotated[Optional[str], typer.Option(
+    "--ray", help="Run on a Ray cluster (pip install 'texport\\[ray]'): auto, ray://HOST:PORT, or local:N for a private "
+                  "N-worker cluster on this machine for the run.")]
+RayThreads = Annotated[int, typer.Option("--ray-threads", help="With --ray: threads (and CPUs) per Ray worker.")]
+
+
+def _counter(update):
+    """A progress callback (n more done of total) feeding a _progress bar."""
+    done = [0]
+
+    def advance(n: int, total: int) -> None:
+        done[0] += n
+        update(done[0], total=total)
+
+    return advance
+
+
 @app.command()
 def tile(
     model: str = typer.Argument(..., help="Shipped model name, .safetensors, exported .onnx, or TensorRT engine."),
@@ -466,8 +492,10 @@ def tile(
     device: Device = "auto",
     size_limit: Optional[int] = typer.Option(D.TILE_SIZE_LIMIT, "--size-limit", help="Largest accepted side."),
     bits16: Bits16 = False,
+    ray: RayAddress = None,
+    ray_threads: RayThreads = 1,
 ) -> None:
-    """Large textures in tiles with bounded memory (texture networks: tiles join exactly)."""
+    """Large textures in tiles with bounded memory (texture networks: tiles join exactly); --ray: bands on a cluster."""
     import time
 
     from .handle import open_model
@@ -476,23 +504,65 @@ def tile(
 
     _check_output(output)
     width, height = check_size(parse_size(size), size_limit)
+    if ray is not None:
+        from .cluster import import_ray
+
+        import_ray()  # no Ray: its one line before any work
     handle = open_model(model)
     target = _target_texture(handle, texture)
-    runner = _open_runner(handle, backend, device, fp16, low_memory=True)  # bounded memory over speed
+    runner = None if ray is not None else _open_runner(handle, backend, device, fp16, low_memory=True)  # bounded memory over speed
     bar, update = _progress(1, f"tile {width}x{height}", show_loss=False)
-    done = [0]
-
-    def advance(n: int, total: int) -> None:
-        done[0] += n
-        update(done[0], total=total)
-
+    bits = 16 if bits16 else 8
     start = time.perf_counter()
     with bar:
-        summary = tile_image(runner, output, width, height, tile_size, seed, tileable, target, 16 if bits16 else 8,
-                             progress=advance)
+        if runner is not None:
+            summary = tile_image(runner, output, width, height, tile_size, seed, tileable, target, bits,
+                                 progress=_counter(update))
+        else:
+            from .cluster import tile_on_ray
+
+            summary = tile_on_ray(handle, output, width, height, tile_size, seed, tileable, target, bits, address=ray,
+                                  backend=backend, device=device, fp16=fp16, threads=ray_threads, progress=_counter(update))
     seconds = time.perf_counter() - start
+    where = runner.describe() if runner is not None else _on_ray(summary)
     typer.echo(f"wrote {output} ({width}x{height}, {summary['tiles']} tiles of {tile_size} + {summary['overlap']} px "
-               f"on each side) on {runner.describe()} in {seconds:.1f} s")
+               f"on each side) on {where} in {seconds:.1f} s")
+
+
+def _on_ray(summary: dict) -> str:
+    hosts = f", {summary['hosts']} hosts" if summary["hosts"] > 1 else ""
+    threads = f"{summary['threads']} thread{'s' if summary['threads'] != 1 else ''}"
+    return f"{summary['workers']} Ray workers x {threads} ({summary['backend']}{hosts})"
+
+
+@app.command()
+def batch(
+    jobs: Path = typer.Argument(..., help="Job file, .csv with a header or .json (a list of objects): model, texture "
+                                          "(ProPO only), size, seed, output, and optionally tileable; paths relative to it."),
+    backend: Backend = None,
+    fp16: Fp16 = False,
+    device: Device = "auto",
+    bits16: Bits16 = False,
+    ray: RayAddress = None,
+    ray_threads: RayThreads = 1,
+) -> None:
+    """One PNG per job; a rerun skips outputs already made by the same job (recorded in each PNG)."""
+    import time
+
+    from .batch import load_jobs, run_batch
+
+    if ray is not None:
+        from .cluster import import_ray
+
+        import_ray()
+    loaded = load_jobs(jobs, backend, device, fp16, 16 if bits16 else 8)  # the whole file checked first
+    bar, update = _progress(1, f"batch of {len(loaded)}", show_loss=False)
+    start = time.perf_counter()
+    with bar:
+        summary = run_batch(loaded, ray, device=device, threads=ray_threads, progress=_counter(update))
+    where = f" on {_on_ray(summary)}" if "workers" in summary else ""
+    skipped = f", skipped {summary['skipped']} already made" if summary["skipped"] else ""
+    typer.echo(f"wrote {summary['written']} of {summary['jobs']} outputs{skipped}{where} in {time.perf_counter() - start:.1f} s")
 
 
 @app.command("dds")

@@ -131,6 +131,17 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
+def png_rows(band: torch.Tensor, bits: int = 8) -> np.ndarray:
+    """A band [3, rows, width] in [0, 1] as PNG scanlines: uint8 [rows, 1 + width x 3 x bits / 8], each
+    row its filter byte (0, none) and its samples, quantized as save_image quantizes."""
+    hwc = band.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+    if bits == 8:
+        raw = (hwc * 255.0).round().astype(np.uint8).reshape(hwc.shape[0], -1)
+    else:
+        raw = (hwc * 65535.0).round().astype(">u2").reshape(hwc.shape[0], -1).view(np.uint8)
+    return np.concatenate([np.zeros((raw.shape[0], 1), dtype=np.uint8), raw], axis=1)
+
+
 class PngRowWriter:
     """Writes an RGB PNG band by band (8 or 16 bits), holding one band at a time, atomically.
 
@@ -157,14 +168,14 @@ class PngRowWriter:
         band = band[0] if band.dim() == 4 else band
         if band.shape[0] != 3 or band.shape[2] != self.width or self.rows + band.shape[1] > self.height:
             raise ValueError(f"band {tuple(band.shape)} does not fit a {self.width}x{self.height} PNG at row {self.rows}")
-        hwc = band.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
-        if self.bits == 8:
-            raw = (hwc * 255.0).round().astype(np.uint8).reshape(hwc.shape[0], -1)
-        else:
-            raw = (hwc * 65535.0).round().astype(">u2").reshape(hwc.shape[0], -1).view(np.uint8)
-        rows = np.concatenate([np.zeros((raw.shape[0], 1), dtype=np.uint8), raw], axis=1)
-        self._idat(self._deflate.compress(rows.tobytes()))
-        self.rows += band.shape[1]
+        self.write_rows(png_rows(band, self.bits))
+
+    def write_rows(self, rows: np.ndarray) -> None:
+        """Scanlines already made by `png_rows` (elsewhere, e.g. on a cluster worker): only deflated here."""
+        if rows.ndim != 2 or rows.shape[1] != 1 + self.width * 3 * self.bits // 8 or self.rows + rows.shape[0] > self.height:
+            raise ValueError(f"rows {tuple(rows.shape)} do not fit a {self.width}x{self.height} {self.bits}-bit PNG at row {self.rows}")
+        self._idat(self._deflate.compress(np.ascontiguousarray(rows, dtype=np.uint8)))
+        self.rows += rows.shape[0]
 
     def _idat(self, data: bytes) -> None:
         if data:
@@ -196,6 +207,16 @@ def save_image(image: torch.Tensor, path: str | os.PathLike, bits: int = 8) -> P
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise TexportError(f"output must be a .png file, got {path.name}")
+    data = encode_png(image, bits)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return path
+
+
+def encode_png(image: torch.Tensor, bits: int = 8) -> bytes:
+    """The bytes save_image writes, in memory (a cluster worker encodes, the driver writes)."""
+    import io
+
     if bits not in (8, 16):
         raise TexportError(f"bits must be 8 or 16, got {bits}")
     if image.dim() == 4:
@@ -203,12 +224,40 @@ def save_image(image: torch.Tensor, path: str | os.PathLike, bits: int = 8) -> P
             raise TexportError("save_image writes one image; index the batch first")
         image = image[0]
     hwc = image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
-    with atomic_path(path) as tmp:
-        if bits == 8:
-            Image.fromarray((hwc * 255.0).round().astype(np.uint8), "RGB").save(tmp, format="PNG")
-        else:
-            tmp.write_bytes(_png_16bit((hwc * 65535.0).round().astype(np.uint16)))
-    return path
+    if bits == 16:
+        return _png_16bit((hwc * 65535.0).round().astype(np.uint16))
+    buffer = io.BytesIO()
+    Image.fromarray((hwc * 255.0).round().astype(np.uint8), "RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def add_png_text(png: bytes, key: str, value: str) -> bytes:
+    """The PNG with a tEXt chunk key=value (Latin-1) right after its header, e.g. what made it."""
+    header_end = 8 + 8 + 13 + 4  # signature, then IHDR: length, type, 13 bytes of data, CRC
+    return png[:header_end] + _chunk(b"tEXt", key.encode("latin-1") + b"\0" + value.encode("latin-1")) + png[header_end:]
+
+
+def read_png_text(path: str | os.PathLike, key: str) -> str | None:
+    """The value of a PNG's tEXt chunk `key` (read from the chunks before the image data), or None
+    when the file is missing, not a PNG or has no such chunk."""
+    want = key.encode("latin-1") + b"\0"
+    try:
+        with open(path, "rb") as f:
+            if f.read(8) != b"\x89PNG\r\n\x1a\n":
+                return None
+            while True:
+                head = f.read(8)
+                if len(head) < 8:
+                    return None
+                length, kind = struct.unpack(">I4s", head)
+                if kind in (b"IDAT", b"IEND"):
+                    return None
+                data = f.read(length)
+                f.read(4)  # CRC
+                if kind == b"tEXt" and data.startswith(want):
+                    return data[len(want):].decode("latin-1")
+    except OSError:
+        return None
 
 
 def side_by_side(images: list[torch.Tensor], height: int = 256, gap: int = 4) -> torch.Tensor:

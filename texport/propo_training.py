@@ -20,7 +20,11 @@ scored a worse Gram loss than uniform draws (0.84 vs 0.69) for a slightly higher
 
 Resumable: every `checkpoint_every` iterations the model (safetensors + manifest) and the Adam
 state (OUTPUT.state.safetensors) are written atomically; --resume continues from them. All
-randomness is derived from (seed, iteration), so a resumed run draws what an unbroken one would.
+randomness is derived from (seed, iteration, item), so a resumed run draws what an unbroken one
+would, and so does every process of a run on several (--nproc, or torchrun;
+texport.distributed_training), each drawing its share of the batch. ProPO has no layer that couples
+the items of a batch (InstanceNorm, per-image colour matching), so DistributedDataParallel's averaged
+gradient is the whole batch's; rank 0 writes the checkpoints.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from torch import nn
 
 from . import defaults
 from . import losses, spectrum
@@ -42,6 +47,7 @@ from .checkpoints import check_state, load_checkpoint, save_checkpoint
 from .datasets import DEFAULT_HELD_OUT, DEFAULT_RESIZE, TextureDataset, open_dataset
 from .descriptor import build_descriptor
 from .devices import resolve_device
+from .distributed_training import processes
 from .errors import TexportError
 from .models import PROPO
 from .propo import DEFAULT_WIDTHS, LEVELS, SIZE_MULTIPLE, ProPO, pseudo_optimizer_state
@@ -59,6 +65,11 @@ DEFAULT_SPECTRUM_WEIGHT = defaults.PROPO_SPECTRUM_WEIGHT
 DEFAULT_NOISE_AMPLITUDE = defaults.PROPO_NOISE_AMPLITUDE
 INCREMENTAL_START = 8
 NOISE_SEED_OFFSET = 1 << 30
+# Item i of iteration t draws its target (texture, crop, flips) from its own generator, seeded
+# seed * 1000003 + t + i * 2**40: any process can draw any item alone (runs on several processes), and
+# item 0's is the generator every item of an iteration once shared, so batch-1 runs draw as before.
+ITEM_SEED_STRIDE = 1 << 40
+TARGET_DRAWS = "per item: torch.Generator(seed * 1000003 + step + item * 2**40)"
 OPTIMIZER_STATE = "propo-optimizer-state"
 
 Progress = Callable[[int, float], None]
@@ -91,6 +102,42 @@ class IncrementalSampler:
         return self.order[int(torch.randint(0, n, (1,), generator=generator))]
 
 
+def item_generator(seed: int, step: int, item: int) -> torch.Generator:
+    """The generator of item `item`'s target at iteration `step` (see ITEM_SEED_STRIDE)."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + step + item * ITEM_SEED_STRIDE) % (1 << 64))
+
+
+def draw_targets(data: TextureDataset, sampler: IncrementalSampler, seed: int, step: int, size: int, first: int,
+                 count: int, per_item: bool = True) -> torch.Tensor:
+    """Targets first .. first + count - 1 of iteration `step`'s batch, [count, 3, size, size].
+
+    per_item False: the rule of runs started before per-item draws (one generator for the whole
+    batch, items drawn in turn), kept so that such a run resumes as it would have gone on.
+    """
+    if not per_item:
+        if first != 0:
+            raise ValueError("one generator per iteration is drawn in turn: the whole batch only")
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        return torch.cat([data.crop(sampler(step, gen), size, gen) for _ in range(count)])
+    targets = []
+    for item in range(first, first + count):
+        gen = item_generator(seed, step, item)
+        targets.append(data.crop(sampler(step, gen), size, gen))
+    return torch.cat(targets)
+
+
+class _Stages(nn.Module):
+    """ProPO.run as a module's forward: DistributedDataParallel averages the gradients of what runs
+    through its own forward (which arms its hooks), so the stages run through it."""
+
+    def __init__(self, model: ProPO):
+        super().__init__()
+        self.model = model
+
+    def forward(self, noise: torch.Tensor, statistics: dict, final_features: bool = False):
+        return self.model.run(noise, statistics, final_features=final_features)
+
+
 def relative_gram_loss(features: dict, target_grams: dict, levels) -> torch.Tensor:
     """sum over levels of ||G(F) - G_target||^2 / ||G_target||^2, per batch item."""
     total = 0
@@ -115,15 +162,17 @@ class StageLosses:
 
 
 def stage_objective(model: ProPO, noise: torch.Tensor, target: torch.Tensor, color_weight: float,
-                    spectrum_weight: float = DEFAULT_SPECTRUM_WEIGHT) -> tuple[torch.Tensor, StageLosses]:
+                    spectrum_weight: float = DEFAULT_SPECTRUM_WEIGHT, run: Callable | None = None
+                    ) -> tuple[torch.Tensor, StageLosses]:
     """Eq. 10 plus the colour and spectrum terms: mean over stages m of (relative Gram loss on levels
-    1..m + m x colour + m x spectrum), the last against each target's own periodic component."""
+    1..m + m x colour + m x spectrum), the last against each target's own periodic component.
+    run: what runs the stages (model.run, or its DistributedDataParallel wrapper)."""
     with torch.no_grad():
         statistics = model.target_statistics(target)
         directions = losses.random_directions(losses.COLOR_DIRECTIONS, 3, losses.COLOR_SEED, target.device)
         colors = losses.sorted_projections(target, directions)
         spectra = spectrum.reference_spectrum(target, *noise.shape[-2:]) if spectrum_weight > 0 else None
-    images, feats = model.run(noise, statistics, final_features=True)
+    images, feats = (run or model.run)(noise, statistics, final_features=True)
     total, gram_terms, color_terms, spectrum_terms = 0, [], [], []
     for m, (image, f) in enumerate(zip(images, feats), start=1):
         g = relative_gram_loss(f, statistics, model.levels[:m]).mean()
@@ -167,12 +216,13 @@ class TrainReport:
     stages: dict
     interrupted: bool = False
     history: list[float] = field(default_factory=list)
+    rank: int = 0  # a run on several processes: rank 0 writes and reports, the others return this too
 
 
 def check_propo_run(iters: int, batch: int, lr: float, output: str | os.PathLike, size: int, resize: int,
-                    held_out_fraction: float) -> Path:
+                    held_out_fraction: float, nproc: int | None = None) -> Path:
     """Every check a ProPO run makes before any work (the CLI calls it before decoding the dataset)."""
-    out = check_run(iters, batch, lr, output)
+    out = check_run(iters, batch, lr, output, nproc)
     if size < SIZE_MULTIPLE or size % SIZE_MULTIPLE:
         raise TexportError(f"the training crop side must be a multiple of {SIZE_MULTIPLE}, got {size}")
     if resize < size:
@@ -209,116 +259,157 @@ def train_propo(
     loaded: TextureDataset | None = None,
     spectrum_weight: float = DEFAULT_SPECTRUM_WEIGHT,
     finish: bool = False,
+    nproc: int | None = None,
 ) -> TrainReport:
     """Train ProPO on the training split of `dataset` (a folder or zip archive) and save it to `output`.
 
     resume continues `output` from its last checkpoint (every setting the same); finish (with resume)
     makes the stopped run a finished model at the iterations it has done, e.g. to ship a copy of a
-    long run that goes on elsewhere.
+    long run that goes on elsewhere. nproc trains on that many processes (texport.distributed_training);
+    the batch is split between them and the result is that of one process, up to rounding.
     """
+    call = {k: v for k, v in locals().items() if k != "progress"}  # what the other processes are given
     if finish and not resume:
         raise TexportError("finishing ends a stopped run: resume it to finish it")
-    out = check_propo_run(iters, batch, lr, output, size, resize, held_out_fraction)
+    out = check_propo_run(iters, batch, lr, output, size, resize, held_out_fraction, nproc)
     if resume and not (out.is_file() and state_path(out).is_file()):
         raise TexportError(f"nothing to resume: {out} and {state_path(out).name} must both exist")
     dev = resolve_device(device)
     data = loaded or open_dataset(dataset, "train", resize, min_side=min(64, size),
                                   held_out_fraction=held_out_fraction, limit=limit)
-    desc = build_descriptor(descriptor, LEVELS, weights_file=descriptor_weights, device=dev)
-    torch.manual_seed(seed)
-    model = ProPO(desc, widths=widths, color_input=color_input, noise_amplitude=noise_amplitude,
-                 color_match=color_match, histogram_match=histogram_match).to(dev).train()
-    opt = torch.optim.Adam(model.pseudo_optimizers.parameters(), lr=lr, betas=BETAS)
-    settings = {"iterations_planned": iters, "size": size, "resize": resize, "lr": lr, "betas": list(BETAS),
-                "batch": batch, "schedule": "constant, then linear to 0 over the second half (Shi & Qiao 2020)",
-                "color_weight": color_weight, "spectrum_weight": spectrum_weight, "incremental": incremental,
-                "seed": seed, "held_out_fraction": held_out_fraction,
-                "objective": "mean over stages m of sum_{l<=m} ||G_l - G_l(target)||^2 / ||G_l(target)||^2 "
-                             "+ color_weight * m * sliced-Wasserstein(RGB) + spectrum_weight * m * "
-                             "mean((x - P(x))^2) (Liu et al. 2016)"}
-    start_step, history, seconds_before = 0, [], 0.0
-    if resume:
-        state, manifest = load_checkpoint(out, kind=PROPO)
-        previous = manifest.get("training", {})
-        for key in ("size", "resize", "batch", "color_weight", "spectrum_weight", "incremental", "seed", "iterations_planned"):
-            if previous.get(key) != settings[key]:
-                raise TexportError(f"cannot resume {out}: it was trained with {key}={previous.get(key)!r}, not {settings[key]!r}")
-        if manifest.get("architecture") != model.config():
-            raise TexportError(f"cannot resume {out}: architecture {manifest.get('architecture')} differs from {model.config()}")
-        if manifest.get("descriptor") != desc.identity:
-            raise TexportError(f"cannot resume {out}: it was trained with descriptor {manifest.get('descriptor', '')[:40]}...")
-        check_state(out, model.pseudo_optimizers, pseudo_optimizer_state(state))
-        extra = load_optimizer_state(state_path(out), opt, OPTIMIZER_STATE)
-        start_step = int(extra["step"])
-        history = list(previous.get("loss_history", []))
-        seconds_before = float(previous.get("seconds", 0.0))
-    sampler = IncrementalSampler(len(data), iters, seed, incremental)
-    manifest_base = {
-        "kind": PROPO,
-        "name": out.stem,
-        "architecture": model.config(),
-        "size_multiple": SIZE_MULTIPLE,
-        "levels": list(LEVELS),
-        "noise": {"contract": "texport.noise/1 lowbias32 uniform[0,1) 24-bit", "channels": 3,
-                  "batch_seed": "seed + item"},
-        "descriptor": desc.identity,
-        "dataset": dict(data.describe(), held_out_fraction=held_out_fraction, held_out_rule="sha1(folder) < fraction"),
-    }
-    window: list[StageLosses] = []
-    begin = time.perf_counter()
-    step = start_step
-    if finish:  # the stopped run as it is: its record kept, marked finished (early), no optimizer state to resume
-        training = dict(previous, interrupted=False, **({"finished_early": True} if step < iters else {}))
-        save_checkpoint(out, model.trainable_state(), dict(manifest_base, training=training))
-        state_path(out).unlink(missing_ok=True)
-        return TrainReport(out, step, iters, seconds_before, float(previous.get("final_loss", float("nan"))),
-                           previous.get("final_stage_losses", {}), False, history)
-
-    def save(interrupted: bool) -> dict:
-        recent = window[-50:]
-        stages = {
-            term: [sum(getattr(s, term)[i] for s in recent) / len(recent) for i in range(len(LEVELS))]
-            for term in ("gram", "color", "spectrum") if recent and getattr(recent[-1], term)
+    call["loaded"] = data  # the other processes of a run on several get the decoded images
+    with processes(nproc, dev, train_propo, call) as ranks:  # ranks: None for one process
+        leader = ranks is None or ranks.leader  # writes the files and shows progress
+        first, count = ranks.share(batch) if ranks is not None else (0, batch)  # this rank's items of each batch
+        if ranks is not None:
+            dev = ranks.device
+        if not leader:
+            progress = None
+        desc = build_descriptor(descriptor, LEVELS, weights_file=descriptor_weights, device=dev)
+        torch.manual_seed(seed)
+        model = ProPO(desc, widths=widths, color_input=color_input, noise_amplitude=noise_amplitude,
+                     color_match=color_match, histogram_match=histogram_match).to(dev).train()
+        opt = torch.optim.Adam(model.pseudo_optimizers.parameters(), lr=lr, betas=BETAS)
+        settings = {"iterations_planned": iters, "size": size, "resize": resize, "lr": lr, "betas": list(BETAS),
+                    "batch": batch, "schedule": "constant, then linear to 0 over the second half (Shi & Qiao 2020)",
+                    "color_weight": color_weight, "spectrum_weight": spectrum_weight, "incremental": incremental,
+                    "seed": seed, "held_out_fraction": held_out_fraction,
+                    "objective": "mean over stages m of sum_{l<=m} ||G_l - G_l(target)||^2 / ||G_l(target)||^2 "
+                                 "+ color_weight * m * sliced-Wasserstein(RGB) + spectrum_weight * m * "
+                                 "mean((x - P(x))^2) (Liu et al. 2016)",
+                    "target_draws": TARGET_DRAWS}
+        per_item = True
+        start_step, history, seconds_before = 0, [], 0.0
+        if resume:
+            state, manifest = load_checkpoint(out, kind=PROPO)
+            previous = manifest.get("training", {})
+            for key in ("size", "resize", "batch", "color_weight", "spectrum_weight", "incremental", "seed", "iterations_planned"):
+                if previous.get(key) != settings[key]:
+                    raise TexportError(f"cannot resume {out}: it was trained with {key}={previous.get(key)!r}, not {settings[key]!r}")
+            if manifest.get("architecture") != model.config():
+                raise TexportError(f"cannot resume {out}: architecture {manifest.get('architecture')} differs from {model.config()}")
+            if manifest.get("descriptor") != desc.identity:
+                raise TexportError(f"cannot resume {out}: it was trained with descriptor {manifest.get('descriptor', '')[:40]}...")
+            check_state(out, model.pseudo_optimizers, pseudo_optimizer_state(state))
+            extra = load_optimizer_state(state_path(out), opt, OPTIMIZER_STATE)
+            start_step = int(extra["step"])
+            history = list(previous.get("loss_history", []))
+            seconds_before = float(previous.get("seconds", 0.0))
+            if "target_draws" not in previous and batch > 1:  # started with one generator per iteration: kept
+                per_item = False
+                del settings["target_draws"]
+                if ranks is not None:
+                    raise TexportError(f"cannot resume {out} on several processes: it was started before targets were "
+                                       "drawn per item; resume it with one process")
+        stages_run = ranks.wrap(_Stages(model)) if ranks is not None else None  # DDP: gradients averaged over the ranks
+        sampler = IncrementalSampler(len(data), iters, seed, incremental)
+        manifest_base = {
+            "kind": PROPO,
+            "name": out.stem,
+            "architecture": model.config(),
+            "size_multiple": SIZE_MULTIPLE,
+            "levels": list(LEVELS),
+            "noise": {"contract": "texport.noise/1 lowbias32 uniform[0,1) 24-bit", "channels": 3,
+                      "batch_seed": "seed + item"},
+            "descriptor": desc.identity,
+            "dataset": dict(data.describe(), held_out_fraction=held_out_fraction, held_out_rule="sha1(folder) < fraction"),
         }
-        training = dict(settings, iterations=step, seconds=round(seconds_before + time.perf_counter() - begin, 1),
-                        device=dev.type, interrupted=interrupted, final_loss=sum(s.total for s in recent) / max(1, len(recent)),
-                        final_stage_losses=stages, loss_history=history)
-        save_checkpoint(out, model.trainable_state(), dict(manifest_base, training=training))
-        save_optimizer_state(state_path(out), opt, step, OPTIMIZER_STATE, {"model": out.name})
-        return stages
+        window: list[StageLosses] = []
+        begin = time.perf_counter()
+        step = start_step
+        if finish:  # the stopped run as it is: its record kept, marked finished (early), no optimizer state to resume
+            training = dict(previous, interrupted=False, **({"finished_early": True} if step < iters else {}))
+            if leader:
+                save_checkpoint(out, model.trainable_state(), dict(manifest_base, training=training))
+                state_path(out).unlink(missing_ok=True)
+            return TrainReport(out, step, iters, seconds_before, float(previous.get("final_loss", float("nan"))),
+                               previous.get("final_stage_losses", {}), False, history,
+                               rank=ranks.rank if ranks is not None else 0)
 
-    interrupted = False
-    try:
-        while step < iters:
-            gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
-            targets = []
-            for b in range(batch):
-                targets.append(data.crop(sampler(step, gen), size, gen))
-            target = torch.cat(targets).to(dev)
-            z = noise_lib.noise_field(NOISE_SEED_OFFSET + (seed * iters + step) * batch, 3, size, size, batch=batch, device=dev)
-            for group in opt.param_groups:
-                group["lr"] = learning_rate(step, iters, lr)
-            loss, terms = stage_objective(model, z, target, color_weight, spectrum_weight)
-            opt.zero_grad(set_to_none=True)
-            if math.isfinite(terms.total):
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.pseudo_optimizers.parameters(), 10.0)
-                opt.step()
-            window.append(terms)
-            del window[:-200]
-            step += 1
-            if step % 10 == 0:
-                history.append(round(sum(s.total for s in window[-10:]) / len(window[-10:]), 5))
-            if progress is not None:
-                progress(step, sum(s.total for s in window[-20:]) / len(window[-20:]))
-            if checkpoint_every and step % checkpoint_every == 0 and step < iters:
-                save(interrupted=False)
-    except KeyboardInterrupt:
-        interrupted = True
-    stages = save(interrupted)
-    recent = window[-50:]
-    return TrainReport(out, step, iters, seconds_before + time.perf_counter() - begin,
-                       sum(s.total for s in recent) / max(1, len(recent)), stages, interrupted, history)
+        def save(interrupted: bool) -> dict:
+            recent = window[-50:]
+            stages = {
+                term: [sum(getattr(s, term)[i] for s in recent) / len(recent) for i in range(len(LEVELS))]
+                for term in ("gram", "color", "spectrum") if recent and getattr(recent[-1], term)
+            }
+            training = dict(settings, iterations=step, seconds=round(seconds_before + time.perf_counter() - begin, 1),
+                            device=dev.type, interrupted=interrupted, final_loss=sum(s.total for s in recent) / max(1, len(recent)),
+                            final_stage_losses=stages, loss_history=history,
+                            **({"processes": ranks.world} if ranks is not None else {}))
+            if leader:
+                save_checkpoint(out, model.trainable_state(), dict(manifest_base, training=training))
+                save_optimizer_state(state_path(out), opt, step, OPTIMIZER_STATE, {"model": out.name})
+            return stages
+
+        interrupted, failure = False, None
+        try:
+            while step < iters:
+                # item i of the batch: its own target generator and noise seed (..) + i, whichever rank draws it
+                target = draw_targets(data, sampler, seed, step, size, first, count, per_item).to(dev)
+                z = noise_lib.noise_field(NOISE_SEED_OFFSET + (seed * iters + step) * batch + first, 3, size, size,
+                                          batch=count, device=dev)
+                for group in opt.param_groups:
+                    group["lr"] = learning_rate(step, iters, lr)
+                loss, terms = stage_objective(model, z, target, color_weight, spectrum_weight, run=stages_run)
+                if ranks is not None:  # the batch's means (every rank then agrees on whether they are finite)
+                    terms = _averaged(terms, ranks)
+                opt.zero_grad(set_to_none=True)
+                if math.isfinite(terms.total):
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(model.pseudo_optimizers.parameters(), 10.0)
+                    opt.step()
+                window.append(terms)
+                del window[:-200]
+                step += 1
+                if step % 10 == 0:
+                    history.append(round(sum(s.total for s in window[-10:]) / len(window[-10:]), 5))
+                if progress is not None:
+                    progress(step, sum(s.total for s in window[-20:]) / len(window[-20:]))
+                if checkpoint_every and step % checkpoint_every == 0 and step < iters:
+                    save(interrupted=False)
+        except KeyboardInterrupt:
+            interrupted = True
+        except RuntimeError as exc:  # a collective failed: if another rank is gone, this one holds the state at `step`
+            failure = ranks.lost(exc) if ranks is not None else None
+            if failure is None:
+                raise
+            interrupted = True
+        stages = save(interrupted)
+        if ranks is not None and interrupted:
+            ranks.stop_others()
+        if failure is not None:
+            raise failure
+        recent = window[-50:]
+        return TrainReport(out, step, iters, seconds_before + time.perf_counter() - begin,
+                           sum(s.total for s in recent) / max(1, len(recent)), stages, interrupted, history,
+                           rank=ranks.rank if ranks is not None else 0)
+
+
+def _averaged(terms: StageLosses, ranks) -> StageLosses:
+    """StageLosses of the whole batch from each rank's (the means of equal shares average to the batch's)."""
+    n, k = len(terms.gram), len(terms.spectrum)
+    values = ranks.average([terms.total, *terms.gram, *terms.color, *terms.spectrum])
+    return StageLosses(values[1:1 + n], values[1 + n:1 + 2 * n], values[0], values[1 + 2 * n:1 + 2 * n + k])
 
 
 def describe_stage_losses(stages: dict) -> str:

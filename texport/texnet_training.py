@@ -7,9 +7,14 @@ in proportion to the chosen length: decay at half the run, then every tenth.
 
 Resumable: every `checkpoint_every` iterations and on Ctrl-C the model (safetensors + manifest) and
 the Adam state (OUTPUT.state.safetensors) are written atomically; --resume continues from them with
-the same settings. The training noise is a function of (seed, iteration), so a resumed run draws
+the same settings. The training noise is a function of (seed, iteration, item), so a resumed run draws
 what an unbroken one would. `finish` (--resume --finish) ends a stopped run where it is instead:
 BatchNorm recalibrated, optimizer state removed, the manifest recording the iterations done.
+
+Several processes (--nproc, or torchrun; texport.distributed_training): each draws its share of the
+batch's noise by the same rule, DistributedDataParallel averages the gradients, and BatchNorm sums
+its statistics across them (in training and in the final recalibration), so they train as one
+process with the whole batch does; rank 0 writes the checkpoints.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from . import defaults
 from . import losses
 from .checkpoints import check_state, load_checkpoint, save_checkpoint
 from .devices import resolve_device
+from .distributed_training import all_reduce_batchnorm, check_nproc, processes
 from .errors import TexportError
 from .images import load_exemplar
 from .models import TEXNET
@@ -55,14 +61,17 @@ def learning_rate(step: int, iters: int, lr: float) -> float:
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(net: TextureNetwork, size: int, batch: int, seed: int, batches: int = 32) -> None:
+def recalibrate_batchnorm(net: TextureNetwork, size: int, batch: int, seed: int, batches: int = 32,
+                          share: tuple[int, int] | None = None) -> None:
     """Replace BatchNorm's running statistics by exact averages over fresh noise batches.
 
     The running averages trail the weights while the learning rate is high; measured on a pebbles
     run after 400 iterations, eval-mode samples had a 2x higher colour loss than the same noise in
     training mode. Averaging the final network's statistics over many batches ("precise BN")
-    closes that gap. Generator forwards only: cheap.
+    closes that gap. Generator forwards only: cheap. share (first item, count): this rank's items of
+    each batch in a run on several processes, whose BatchNorm layers sum their statistics across ranks.
     """
+    first, count = share or (0, batch)
     norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     if not norms:
         return
@@ -73,7 +82,7 @@ def recalibrate_batchnorm(net: TextureNetwork, size: int, batch: int, seed: int,
     net.train()
     dev = next(net.parameters()).device
     for i in range(batches):
-        net(net.noise(size, size, seed=seed + i * batch, batch=batch, device=dev))
+        net(net.noise(size, size, seed=seed + i * batch + first, batch=count, device=dev))
     for m, momentum in zip(norms, saved):
         m.momentum = momentum
     net.eval()
@@ -89,12 +98,15 @@ class TrainReport:
     terms: dict[str, float]
     interrupted: bool = False
     history: list[float] = field(default_factory=list)
+    rank: int = 0  # a run on several processes: rank 0 writes and reports, the others return this too
 
 
-def check_run(iters: int, batch: int, lr: float, output: str | os.PathLike) -> Path:
-    """The checks every training run makes before any work (texture networks, ProPO): the output path."""
+def check_run(iters: int, batch: int, lr: float, output: str | os.PathLike, nproc: int | None = None) -> Path:
+    """The checks every training run makes before any work (texture networks, ProPO): the output path.
+    nproc: the number of training processes (None: one, or torchrun's), which must divide the batch."""
     if iters < 1 or batch < 1:
         raise TexportError(f"training iterations and batch must be positive (got {iters}, {batch})")
+    check_nproc(nproc, batch)
     if lr <= 0:
         raise TexportError(f"the learning rate must be positive, got {lr}")
     out = Path(output)
@@ -172,6 +184,7 @@ def train_texnet(
     resume: bool = False,
     finish: bool = False,
     init: str | os.PathLike | None = None,
+    nproc: int | None = None,
 ) -> TrainReport:
     """Train a TextureNetwork on the exemplar at `texture` and save it (safetensors + manifest) to `output`.
 
@@ -180,15 +193,17 @@ def train_texnet(
     resume) makes the stopped run a finished model at the iterations it has done. init starts from the
     weights of a trained texture network of the same architecture (a shipped name or a model file)
     instead of random ones: fine-tuning on a changed objective costs a fraction of training anew; the
-    starting model is recorded.
+    starting model is recorded. nproc trains on that many processes (texport.distributed_training);
+    the batch is split between them and the result is that of one process, up to rounding.
     """
+    call = {k: v for k, v in locals().items() if k != "progress"}  # what the other processes are given
     if finish and not resume:
         raise TexportError("finishing ends a stopped run: resume it to finish it")
     if init is not None and resume:
         raise TexportError("a start model begins a new run: a resumed run already has its weights")
     if norm not in NORMS:
         raise TexportError(f"unknown norm {norm!r}: choose {' or '.join(NORMS)}")
-    out = check_run(iters, batch, lr, output)
+    out = check_run(iters, batch, lr, output, nproc)
     if resume and not (out.is_file() and state_path(out).is_file()):
         raise TexportError(f"nothing to resume: {out} and {state_path(out).name} must both exist")
     net_multiple = 2 ** (scales - 1)
@@ -199,109 +214,136 @@ def train_texnet(
     texture_path = Path(texture)
     exemplar = load_exemplar(texture_path, crop)
     dev = resolve_device(device)
-    objective = build_objective(exemplar.to(dev), loss, layers or losses.PO_LAYERS, color_weight=color_weight,
-                                descriptor=descriptor, descriptor_weights=descriptor_weights, tileable=True, device=dev,
-                                spectrum_weight=spectrum_weight)
-    torch.manual_seed(seed)
-    net = TextureNetwork(scales, noise_channels, width, norm=norm)
-    started_from = _load_init(init, net) if init is not None else None
-    net = net.to(dev).train()
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    manifest_base = {
-        "kind": TEXNET,
-        "name": name or out.stem,
-        "architecture": net.config(),
-        "size_multiple": net.size_multiple,
-        "noise": {"contract": "texport.noise/1 lowbias32 uniform[0,1) 24-bit", "channels": net.input_channels,
-                  "batch_seed": "seed + item"},
-        "texture": {"name": texture_path.stem, "file": texture_path.name,
-                    "sha256": hashlib.sha256(texture_path.read_bytes()).hexdigest(),
-                    "size": [exemplar.shape[-1], exemplar.shape[-2]],
-                    "crop": list(crop) if crop is not None else None},
-        "descriptor": objective.descriptor.identity,
-        "objective": objective.spec.as_dict(),
-    }
-    settings = {"planned_iterations": iters, "batch": batch, "size": size, "lr": lr, "seed": seed}
-    if started_from is not None:
-        settings["initialized_from"] = started_from
-    history: list[float] = []  # mean loss of every HISTORY_EVERY iterations
-    window: list[float] = []
-    terms_acc: dict[str, list[float]] = {}
-    done, seconds_before, previous = 0, 0.0, {}
-    if resume:
-        state, manifest = load_checkpoint(out, kind=TEXNET)
-        previous = manifest.get("training", {})
-        if "initialized_from" in previous:  # a resumed fine-tuning run keeps its record of where it started
-            settings["initialized_from"] = previous["initialized_from"]
-        for key, value in settings.items():
-            if previous.get(key) != value:
-                raise TexportError(f"cannot resume {out}: it was trained with {key}={previous.get(key)!r}, not {value!r}")
-        for key in ("architecture", "texture", "descriptor", "objective"):
-            if manifest.get(key) != manifest_base[key]:
-                raise TexportError(f"cannot resume {out}: its {key} differs from this run's ({str(manifest.get(key))[:60]})")
-        if previous.get("batchnorm", "").startswith("recalibrated"):
-            raise TexportError(f"cannot resume {out}: it is a finished model (its BatchNorm statistics were recalibrated)")
-        check_state(out, net, state)
-        done = int(load_optimizer_state(state_path(out), opt, OPTIMIZER_STATE)["step"])
-        history = list(previous.get("loss_history", []))
-        terms_acc = {k: [v] for k, v in previous.get("final_terms", {}).items()}  # until new iterations replace them
-        window = [previous["final_loss"]] if "final_loss" in previous else []
-        seconds_before = float(previous.get("seconds", 0.0))
-    start = time.perf_counter()
+    with processes(nproc, dev, train_texnet, call) as ranks:  # ranks: None for one process
+        leader = ranks is None or ranks.leader  # writes the files and shows progress
+        first, count = ranks.share(batch) if ranks is not None else (0, batch)  # this rank's items of each batch
+        if ranks is not None:
+            dev = ranks.device
+        if not leader:
+            progress = None
+        objective = build_objective(exemplar.to(dev), loss, layers or losses.PO_LAYERS, color_weight=color_weight,
+                                    descriptor=descriptor, descriptor_weights=descriptor_weights, tileable=True, device=dev,
+                                    spectrum_weight=spectrum_weight)
+        torch.manual_seed(seed)
+        net = TextureNetwork(scales, noise_channels, width, norm=norm)
+        started_from = _load_init(init, net) if init is not None else None
+        net = net.to(dev).train()
+        if ranks is not None:  # BatchNorm over the whole batch, not each rank's share
+            all_reduce_batchnorm(net, ranks.batchnorm_group())
+        opt = torch.optim.Adam(net.parameters(), lr=lr)
+        manifest_base = {
+            "kind": TEXNET,
+            "name": name or out.stem,
+            "architecture": net.config(),
+            "size_multiple": net.size_multiple,
+            "noise": {"contract": "texport.noise/1 lowbias32 uniform[0,1) 24-bit", "channels": net.input_channels,
+                      "batch_seed": "seed + item"},
+            "texture": {"name": texture_path.stem, "file": texture_path.name,
+                        "sha256": hashlib.sha256(texture_path.read_bytes()).hexdigest(),
+                        "size": [exemplar.shape[-1], exemplar.shape[-2]],
+                        "crop": list(crop) if crop is not None else None},
+            "descriptor": objective.descriptor.identity,
+            "objective": objective.spec.as_dict(),
+        }
+        settings = {"planned_iterations": iters, "batch": batch, "size": size, "lr": lr, "seed": seed}
+        if started_from is not None:
+            settings["initialized_from"] = started_from
+        history: list[float] = []  # mean loss of every HISTORY_EVERY iterations
+        window: list[float] = []
+        terms_acc: dict[str, list[float]] = {}
+        done, seconds_before, previous = 0, 0.0, {}
+        if resume:
+            state, manifest = load_checkpoint(out, kind=TEXNET)
+            previous = manifest.get("training", {})
+            if "initialized_from" in previous:  # a resumed fine-tuning run keeps its record of where it started
+                settings["initialized_from"] = previous["initialized_from"]
+            for key, value in settings.items():
+                if previous.get(key) != value:
+                    raise TexportError(f"cannot resume {out}: it was trained with {key}={previous.get(key)!r}, not {value!r}")
+            for key in ("architecture", "texture", "descriptor", "objective"):
+                if manifest.get(key) != manifest_base[key]:
+                    raise TexportError(f"cannot resume {out}: its {key} differs from this run's ({str(manifest.get(key))[:60]})")
+            if previous.get("batchnorm", "").startswith("recalibrated"):
+                raise TexportError(f"cannot resume {out}: it is a finished model (its BatchNorm statistics were recalibrated)")
+            check_state(out, net, state)
+            done = int(load_optimizer_state(state_path(out), opt, OPTIMIZER_STATE)["step"])
+            history = list(previous.get("loss_history", []))
+            terms_acc = {k: [v] for k, v in previous.get("final_terms", {}).items()}  # until new iterations replace them
+            window = [previous["final_loss"]] if "final_loss" in previous else []
+            seconds_before = float(previous.get("seconds", 0.0))
+        model = ranks.wrap(net) if ranks is not None else net  # DDP: gradients averaged over the ranks
+        start = time.perf_counter()
 
-    def save(interrupted: bool, final: bool = False) -> dict:
-        recent = window[-20:] or [float("nan")]
-        terms = {k: sum(v[-20:]) / len(v[-20:]) for k, v in terms_acc.items()}
-        manifest = dict(manifest_base, training=dict(
-            settings, iterations=done, schedule="x0.7 at iters/2 then every iters/10 (Ulyanov et al. 2016, scaled)",
-            optimizer="adam", device=dev.type, seconds=round(seconds_before + time.perf_counter() - start, 1),
-            batchnorm="recalibrated over 32 fresh batches" if final else "running averages (intermediate checkpoint)",
-            final_loss=sum(recent) / len(recent), final_terms=terms, interrupted=interrupted,
-            loss_history=history, loss_history_every=HISTORY_EVERY,
-            **({"finished_early": True} if final and done < iters else {}),
-        ))
-        save_checkpoint(out, net.state_dict(), manifest, exemplar=exemplar)
-        if final:
-            state_path(out).unlink(missing_ok=True)  # a finished model is not resumed
+        def save(interrupted: bool, final: bool = False) -> dict:
+            recent = window[-20:] or [float("nan")]
+            terms = {k: sum(v[-20:]) / len(v[-20:]) for k, v in terms_acc.items()}
+            manifest = dict(manifest_base, training=dict(
+                settings, iterations=done, schedule="x0.7 at iters/2 then every iters/10 (Ulyanov et al. 2016, scaled)",
+                optimizer="adam", device=dev.type, seconds=round(seconds_before + time.perf_counter() - start, 1),
+                batchnorm="recalibrated over 32 fresh batches" if final else "running averages (intermediate checkpoint)",
+                final_loss=sum(recent) / len(recent), final_terms=terms, interrupted=interrupted,
+                loss_history=history, loss_history_every=HISTORY_EVERY,
+                **({"finished_early": True} if final and done < iters else {}),
+                **({"processes": ranks.world} if ranks is not None else {}),
+            ))
+            if not leader:
+                return terms
+            save_checkpoint(out, net.state_dict(), manifest, exemplar=exemplar)
+            if final:
+                state_path(out).unlink(missing_ok=True)  # a finished model is not resumed
+            else:
+                save_optimizer_state(state_path(out), opt, done, OPTIMIZER_STATE, {"model": out.name})
+            return terms
+
+        interrupted, failure = False, None
+        try:
+            while done < iters and not finish:
+                step = done
+                for group in opt.param_groups:
+                    group["lr"] = learning_rate(step, iters, lr)
+                # item i of the batch: noise seed (..) + i, whichever rank draws it
+                z = net.noise(size, size, seed=TRAIN_SEED_OFFSET + seed * iters * batch + step * batch + first, batch=count,
+                              device=dev)
+                terms = objective(model(z))
+                value = terms["total"].mean()
+                opt.zero_grad(set_to_none=True)
+                value.backward()
+                opt.step()
+                logged = {k: float(v.detach().mean()) for k, v in terms.items()}  # "total": float(value)
+                if ranks is not None:  # the batch's means from the ranks' means of equal shares
+                    logged = dict(zip(logged, ranks.average(list(logged.values()))))
+                window.append(logged["total"])
+                del window[:-200]
+                for k, v in logged.items():
+                    terms_acc.setdefault(k, []).append(v)
+                    del terms_acc[k][:-200]
+                done = step + 1
+                if done % HISTORY_EVERY == 0:
+                    history.append(round(sum(window[-HISTORY_EVERY:]) / len(window[-HISTORY_EVERY:]), 6))
+                if progress is not None:
+                    progress(done, sum(window[-20:]) / len(window[-20:]))
+                if checkpoint_every and done % checkpoint_every == 0 and done < iters:
+                    save(interrupted=False)
+        except KeyboardInterrupt:
+            interrupted = True  # the `done` iterations completed are kept
+        except RuntimeError as exc:  # a collective failed: if another rank is gone, this one holds the state at `done`
+            failure = ranks.lost(exc) if ranks is not None else None
+            if failure is None:
+                raise
+            interrupted = True
+        if failure is not None or (interrupted and done < iters and not finish):
+            save(interrupted=True)  # resumable: running BatchNorm averages, optimizer state kept
+            final_terms = {k: sum(v[-20:]) / len(v[-20:]) for k, v in terms_acc.items()}
+            if ranks is not None:
+                ranks.stop_others()
+            if failure is not None:
+                raise failure
         else:
-            save_optimizer_state(state_path(out), opt, done, OPTIMIZER_STATE, {"model": out.name})
-        return terms
-
-    interrupted = False
-    try:
-        while done < iters and not finish:
-            step = done
-            for group in opt.param_groups:
-                group["lr"] = learning_rate(step, iters, lr)
-            z = net.noise(size, size, seed=TRAIN_SEED_OFFSET + seed * iters * batch + step * batch, batch=batch, device=dev)
-            terms = objective(net(z))
-            value = terms["total"].mean()
-            opt.zero_grad(set_to_none=True)
-            value.backward()
-            opt.step()
-            window.append(float(value.detach()))
-            del window[:-200]
-            for k, v in terms.items():
-                terms_acc.setdefault(k, []).append(float(v.detach().mean()))
-                del terms_acc[k][:-200]
-            done = step + 1
-            if done % HISTORY_EVERY == 0:
-                history.append(round(sum(window[-HISTORY_EVERY:]) / len(window[-HISTORY_EVERY:]), 6))
-            if progress is not None:
-                progress(done, sum(window[-20:]) / len(window[-20:]))
-            if checkpoint_every and done % checkpoint_every == 0 and done < iters:
-                save(interrupted=False)
-    except KeyboardInterrupt:
-        interrupted = True  # the `done` iterations completed are kept
-    if interrupted and done < iters and not finish:
-        save(interrupted=True)  # resumable: running BatchNorm averages, optimizer state kept
-        final_terms = {k: sum(v[-20:]) / len(v[-20:]) for k, v in terms_acc.items()}
-    else:
-        recalibrate_batchnorm(net, size, batch, seed=TRAIN_SEED_OFFSET // 2 + seed * 4096)
-        final_terms = save(interrupted, final=True)
-    recent = window[-20:] or [float("nan")]
-    return TrainReport(out, done, iters, seconds_before + time.perf_counter() - start, sum(recent) / len(recent),
-                       final_terms, interrupted, history)
+            recalibrate_batchnorm(net, size, batch, seed=TRAIN_SEED_OFFSET // 2 + seed * 4096, share=(first, count))
+            final_terms = save(interrupted, final=True)
+        recent = window[-20:] or [float("nan")]
+        return TrainReport(out, done, iters, seconds_before + time.perf_counter() - start, sum(recent) / len(recent),
+                           final_terms, interrupted, history, rank=ranks.rank if ranks is not None else 0)
 
 
 def write_preview(model_path: Path, texture_path: Path, box=None) -> Path:

@@ -20,12 +20,18 @@ accumulated with per-pixel weights:
 With --tileable the noise coordinates (and the cross-fades) wrap around the image, so the result
 tiles seamlessly; its sides must then be multiples of the model's size multiple (16 for the
 shipped models).
+
+The work is split so that one process and a cluster (texport.cluster) run the same code:
+`plan_tiles` fixes the geometry, `compute_band` makes one band's pixels (texture networks: its
+finished rows; ProPO: its weighted sums), and `assemble` joins ProPO's sums in order. Whoever runs
+the bands, the arithmetic is the same, so the outputs are byte for byte the same.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator
 
 import torch
 
@@ -74,76 +80,124 @@ def texnet_halo(size_multiple: int) -> int:
     return -(-(radius + 16) // size_multiple) * size_multiple
 
 
-def iter_bands(runner: Backend, width: int, height: int, tile: int = 1024, seed: int = 0, tileable: bool = False,
-               texture: torch.Tensor | None = None, progress: Progress | None = None):
-    """Yields a summary dict, then the image's rows top to bottom as float bands [3, rows, width]."""
+@dataclass(frozen=True)
+class TilePlan:
+    """The geometry of a tiled output, fixed once and shared by every process that computes a band."""
+
+    width: int
+    height: int
+    tile: int
+    seed: int
+    tileable: bool
+    propo: bool
+    channels: int  # the noise input's channels
+    overlap: int  # the halo (texture networks) or cross-fade margin (ProPO) on each side of a tile
+
+    @property
+    def window(self) -> int:
+        return self.tile + 2 * self.overlap
+
+    @property
+    def bands(self) -> tuple[int, ...]:
+        """Each band's first row."""
+        return tuple(range(0, self.height, self.tile))
+
+    @property
+    def columns(self) -> tuple[int, ...]:
+        """Each tile's first column."""
+        return tuple(range(0, self.width, self.tile))
+
+    @property
+    def tiles(self) -> int:
+        return len(self.bands) * len(self.columns)
+
+    @property
+    def wraps_rows(self) -> bool:
+        """Tileable ProPO: the top band's cross-fade needs the last band's sums first (`crossfade_head`)."""
+        return self.tileable and self.propo
+
+    def summary(self) -> dict:
+        return {"tiles": self.tiles, "overlap": self.overlap, "window": self.window, "width": self.width,
+                "height": self.height}
+
+
+def plan_tiles(model, width: int, height: int, tile: int = 1024, seed: int = 0, tileable: bool = False,
+               has_texture: bool = False) -> TilePlan:
+    """Check a tiling request against a model (a Backend or a texport.handle.Model: its kind, grid and
+    noise channels) and fix its geometry; one-line errors."""
     from .sizes import tileable_size
 
-    multiple = runner.size_multiple
+    multiple = model.size_multiple
     if tile < multiple or tile % multiple:
         raise TexportError(f"the tile side must be a positive multiple of {multiple}, got {tile}")
     if tileable:
         tileable_size(width, height, multiple, snap=False)  # a one-line error off the grid
-    propo = runner.kind == PROPO
-    if propo and texture is None:
+    propo = model.kind == PROPO
+    if propo and not has_texture:
         raise TexportError("a ProPO model needs a target texture")
     overlap = PROPO_OVERLAP if propo else texnet_halo(multiple)
     if propo and tile < 2 * overlap:  # a band's cross-fade must end before the next band's begins
         raise TexportError(f"ProPO tiles must be at least {2 * overlap} pixels, got {tile}")
-    channels = runner.noise_channels
-    profile = weight_profile(tile, overlap)
-    window = tile + 2 * overlap
-    bands = list(range(0, height, tile))
-    columns = list(range(0, width, tile))
-    total = len(bands) * len(columns)
+    return TilePlan(width, height, tile, seed, tileable, propo, model.noise_channels, overlap)
 
-    def band_crop(y0: int) -> torch.Tensor:
-        """Texture networks: each tile's centre, placed (rows [y0, y0 + tile), clipped to the image)."""
+
+Sums = tuple[torch.Tensor, torch.Tensor]  # ProPO: a band's weighted sum [3, window, width] and weights [1, window, width]
+
+
+def compute_band(runner: Backend, plan: TilePlan, y0: int, texture: torch.Tensor | None = None,
+                 progress: Progress | None = None) -> torch.Tensor | Sums:
+    """The band starting at row y0: texture networks its finished rows [3, rows, width]; ProPO the
+    weighted sums of its tiles over rows [y0 - overlap, y0 + tile + overlap), for `assemble`."""
+    tile, overlap, height, width, seed = plan.tile, plan.overlap, plan.height, plan.width, plan.seed
+    tileable, total = plan.tileable, plan.tiles
+    ys = torch.arange(y0 - overlap, y0 + tile + overlap)
+    ys = ys % height if tileable else ys
+    if not plan.propo:
+        # each tile's centre, placed (rows [y0, y0 + tile), clipped to the image)
         rows = min(tile, height - y0)
         band = torch.empty(3, rows, width)
-        ys = torch.arange(y0 - overlap, y0 + tile + overlap)
-        ys = ys % height if tileable else ys
-        for x0 in columns:
+        for x0 in plan.columns:
             xs = torch.arange(x0 - overlap, x0 + tile + overlap)
             cols = min(tile, width - x0)
-            image = runner(noise_at(seed, channels, ys, xs % width if tileable else xs), texture)[0]
+            image = runner(noise_at(seed, plan.channels, ys, xs % width if tileable else xs), texture)[0]
             band[:, :, x0:x0 + cols] = image[:, overlap:overlap + rows, overlap:overlap + cols].float().cpu()
             if progress is not None:
                 progress(1, total)
         return band
+    window = plan.window
+    profile = weight_profile(tile, overlap)
+    acc = torch.zeros(3, window, width)
+    wsum = torch.zeros(1, window, width)
+    for x0 in plan.columns:
+        xs = torch.arange(x0 - overlap, x0 + tile + overlap)
+        keep = torch.ones(window, dtype=torch.bool) if tileable else (xs >= 0) & (xs < width)
+        cols = (xs % width if tileable else xs)[keep]
+        z = noise_at(seed, plan.channels, ys, xs % width if tileable else xs)
+        image = runner(z, texture)[0].float().cpu()
+        w = profile[:, None] * profile[None, :]
+        acc.index_add_(2, cols, (image * w)[:, :, keep])
+        wsum.index_add_(2, cols, w[None][:, :, keep])
+        if progress is not None:
+            progress(1, total)
+    return acc, wsum
 
-    def band_sum(y0: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Weighted sum and weights of one band's tiles over rows [y0 - overlap, y0 + tile + overlap)."""
-        acc = torch.zeros(3, window, width)
-        wsum = torch.zeros(1, window, width)
-        ys = torch.arange(y0 - overlap, y0 + tile + overlap)
-        ys = ys % height if tileable else ys
-        for x0 in columns:
-            xs = torch.arange(x0 - overlap, x0 + tile + overlap)
-            keep = torch.ones(window, dtype=torch.bool) if tileable else (xs >= 0) & (xs < width)
-            cols = (xs % width if tileable else xs)[keep]
-            z = noise_at(seed, channels, ys, xs % width if tileable else xs)
-            image = runner(z, texture)[0].float().cpu()
-            w = profile[:, None] * profile[None, :]
-            acc.index_add_(2, cols, (image * w)[:, :, keep])
-            wsum.index_add_(2, cols, w[None][:, :, keep])
-            if progress is not None:
-                progress(1, total)
-        return acc, wsum
 
-    # Wrap-around cross-fades: the last band's rows from `height` on belong to the top of the image.
-    head = None
-    if tileable and propo:
-        last_acc, last_w = band_sum(bands[-1])
-        start = height - bands[-1] + overlap
-        head = (last_acc[:, start:], last_w[:, start:])
-    yield {"tiles": total, "overlap": overlap, "window": window, "width": width, "height": height}
+def crossfade_head(plan: TilePlan, last: Sums) -> Sums:
+    """Tileable ProPO: the last band's rows from `height` on, which belong to the top of the image."""
+    start = plan.height - plan.bands[-1] + plan.overlap
+    return last[0][:, start:], last[1][:, start:]
+
+
+def assemble(plan: TilePlan, bands: Iterable[torch.Tensor | Sums], head: Sums | None = None) -> Iterator[torch.Tensor]:
+    """The image's rows top to bottom as float bands [3, rows, width], from `compute_band`'s results in
+    band order (ProPO: cross-faded with their neighbours; `head` from `crossfade_head` when the plan wraps)."""
+    tile, overlap, height, tileable = plan.tile, plan.overlap, plan.height, plan.tileable
     carry = tail = None
-    for y0 in bands:
-        if not propo:  # weights 1 on the tile, 0 on the halo: the tile's rows are done
-            yield band_crop(y0)
+    for y0, result in zip(plan.bands, bands):
+        if not plan.propo:  # weights 1 on the tile, 0 on the halo: the tile's rows are done
+            yield result
             continue
-        acc, wsum = band_sum(y0)
+        acc, wsum = result
         if carry is not None:
             acc[:, : 2 * overlap] += carry[0]
             wsum[:, : 2 * overlap] += carry[1]
@@ -165,3 +219,16 @@ def iter_bands(runner: Backend, width: int, height: int, tile: int = 1024, seed:
         yield out_acc / out_w.clamp_min(1e-12)
         carry = (acc[:, tile:tile + 2 * overlap].clone(), wsum[:, tile:tile + 2 * overlap].clone())
 
+
+def iter_bands(runner: Backend, width: int, height: int, tile: int = 1024, seed: int = 0, tileable: bool = False,
+               texture: torch.Tensor | None = None, progress: Progress | None = None):
+    """Yields a summary dict, then the image's rows top to bottom as float bands [3, rows, width]."""
+    plan = plan_tiles(runner, width, height, tile, seed, tileable, texture is not None)
+
+    def band(y0: int) -> torch.Tensor | Sums:
+        return compute_band(runner, plan, y0, texture, progress)
+
+    # Wrap-around cross-fades: computed first (and the last band again at the end, rather than held).
+    head = crossfade_head(plan, band(plan.bands[-1])) if plan.wraps_rows else None
+    yield plan.summary()
+    yield from assemble(plan, map(band, plan.bands), head)
