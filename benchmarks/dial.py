@@ -331,11 +331,7 @@ def write_sheets(groups: list[tuple[str, list[dict], Path, object]]) -> None:
             y = label + r * (SHEET_CROP + gap)
             sheet.paste(crop(load_exemplar(texture, texture_crop)), (0, y))
             for c, (path_kind, which, _) in enumerate(columns, start=1):
-                record = next((q for q in records if q["kind"] == path_kind or
-                               (path_kind == "model" and q["kind"].endswith("+refine"))), None)
-                image_path = image_at(record, which) if record else None
-                if image_path is None and path_kind == "gatys" and which == "end":
-                    image_path = gatys_reference_image(texture, texture_crop)
+                image_path = path_image(records, path_kind, which, texture, texture_crop)
                 if image_path is not None:
                     sheet.paste(crop(load_image(image_path)), (c * (SHEET_CROP + gap), y))
             draw.text((2, y + SHEET_CROP - 12), name.split(" ", 1)[1][:20], fill=(255, 255, 255))
@@ -346,14 +342,20 @@ def write_sheets(groups: list[tuple[str, list[dict], Path, object]]) -> None:
     if texnets:  # the README's dial table: 96 px 1:1 crops of the first texture's paths
         _, records, texture, texture_crop = texnets[0]
         for path_kind, which, _ in SHEET_COLUMNS:
-            record = next((q for q in records if q["kind"] == path_kind or
-                           (path_kind == "model" and q["kind"].endswith("+refine"))), None)
-            image_path = image_at(record, which) if record else None
-            if image_path is None and path_kind == "gatys" and which == "end":
-                image_path = gatys_reference_image(texture, texture_crop)
+            image_path = path_image(records, path_kind, which, texture, texture_crop)
             if image_path is not None:
                 crop(load_image(image_path), 96).save(gatys_benchmark.IMAGES / f"dial_thumb_{path_kind}_{which}.png",
                                                       optimize=True)
+
+
+def path_image(records: list[dict], path_kind: str, which: str, texture: Path, crop) -> Path | None:
+    """The image a sheet column shows: path_kind ('model': the texture's +refine run) at 'start', 'at50' or 'end'."""
+    record = next((q for q in records if q["kind"] == path_kind or
+                   (path_kind == "model" and q["kind"].endswith("+refine"))), None)
+    image_path = image_at(record, which) if record else None
+    if image_path is None and path_kind == "gatys" and which == "end":
+        image_path = gatys_reference_image(texture, crop)
+    return image_path
 
 
 def gatys_reference_image(texture: Path, crop) -> Path | None:

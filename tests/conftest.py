@@ -31,6 +31,18 @@ def hed(hed_path):
     return build_descriptor("vgg16-hed", ("relu1_1", "pool1", "pool2", "pool3", "pool4"))
 
 
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    """A tiny ProPO training set: two real textures (the shipped ones), one folder each."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("textures")
+    for name in ("pebbles", "red-peppers"):
+        (root / name).mkdir()
+        shutil.copy(resolve_texture(name), root / name / f"{name}.png")
+    return root
+
+
 @pytest.fixture(scope="session")
 def pebbles() -> torch.Tensor:
     return load_image(resolve_texture("pebbles"))

@@ -15,7 +15,6 @@ process runs one thread, so that only the split of the batch rounds differently.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -38,16 +37,6 @@ from conftest import one_error_line
 
 ITERS = 3
 BATCH = 4  # two items per rank
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    """Two real textures (the shipped ones), one folder each."""
-    root = tmp_path_factory.mktemp("textures")
-    for name in ("pebbles", "red-peppers"):
-        (root / name).mkdir()
-        shutil.copy(resolve_texture(name), root / name / f"{name}.png")
-    return root
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,6 @@ from texport import losses
 from texport.checkpoints import read_manifest, save_checkpoint
 from texport.datasets import held_out, open_dataset
 from texport.errors import TexportError
-from texport.images import resolve_texture
 from texport.models import load_propo, sample_propo
 from texport.noise import noise_field
 from texport.propo import LEVELS, ProPO, match_moments, with_ones
@@ -24,16 +23,6 @@ from texport.propo_training import IncrementalSampler, evaluate, learning_rate, 
 from conftest import one_error_line, run_cli
 
 SIZE = 32  # training crops in these tests: pool4 is 2x2, enough to exercise every stage
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    """Two real textures (the shipped ones), one folder each."""
-    root = tmp_path_factory.mktemp("textures")
-    for name in ("pebbles", "red-peppers"):
-        (root / name).mkdir()
-        shutil.copy(resolve_texture(name), root / name / f"{name}.png")
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -439,7 +428,7 @@ def test_shipped_model_synthesizes_unseen_textures_in_their_colours(pebbles, pep
 
 def test_cli_refines_a_propo_sample_towards_the_given_texture(tmp_path):
     """synth propo --refine N: the ProPO sample, then N Gatys evaluations against --texture."""
-    from conftest import one_error_line, run_cli
+    from conftest import run_cli
 
     out = tmp_path / "r.png"
     res = run_cli("synth", "propo", "--texture", "pebbles", "-o", str(out), "--size", "48", "--refine", "2")

@@ -162,6 +162,15 @@ class Ranks:
                             "continue with --resume")
 
 
+def role(ranks: Ranks | None, batch: int, device: torch.device) -> tuple[bool, int, int, torch.device]:
+    """(leader, first item, item count, device) of this process in a training step of `batch` items:
+    the whole batch, on the given device, when the run has one process."""
+    if ranks is None:
+        return True, 0, batch, device
+    first, count = ranks.share(batch)
+    return ranks.leader, first, count, ranks.device
+
+
 @contextlib.contextmanager
 def processes(nproc: int | None, device: torch.device, target: Callable, arguments: dict) -> Iterator[Ranks | None]:
     """The processes of one training run; yields this process's Ranks, or None for a single process.

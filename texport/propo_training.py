@@ -47,7 +47,7 @@ from .checkpoints import check_state, load_checkpoint, save_checkpoint
 from .datasets import DEFAULT_HELD_OUT, DEFAULT_RESIZE, TextureDataset, open_dataset
 from .descriptor import build_descriptor
 from .devices import resolve_device
-from .distributed_training import processes
+from .distributed_training import processes, role
 from .errors import TexportError
 from .models import PROPO
 from .propo import DEFAULT_WIDTHS, LEVELS, SIZE_MULTIPLE, ProPO, pseudo_optimizer_state
@@ -279,10 +279,7 @@ def train_propo(
                                   held_out_fraction=held_out_fraction, limit=limit)
     call["loaded"] = data  # the other processes of a run on several get the decoded images
     with processes(nproc, dev, train_propo, call) as ranks:  # ranks: None for one process
-        leader = ranks is None or ranks.leader  # writes the files and shows progress
-        first, count = ranks.share(batch) if ranks is not None else (0, batch)  # this rank's items of each batch
-        if ranks is not None:
-            dev = ranks.device
+        leader, first, count, dev = role(ranks, batch, dev)  # the leader writes the files and shows progress
         if not leader:
             progress = None
         desc = build_descriptor(descriptor, LEVELS, weights_file=descriptor_weights, device=dev)

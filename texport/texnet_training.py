@@ -32,7 +32,7 @@ from . import defaults
 from . import losses
 from .checkpoints import check_state, load_checkpoint, save_checkpoint
 from .devices import resolve_device
-from .distributed_training import all_reduce_batchnorm, check_nproc, processes
+from .distributed_training import all_reduce_batchnorm, check_nproc, processes, role
 from .errors import TexportError
 from .images import load_exemplar
 from .models import TEXNET
@@ -215,10 +215,7 @@ def train_texnet(
     exemplar = load_exemplar(texture_path, crop)
     dev = resolve_device(device)
     with processes(nproc, dev, train_texnet, call) as ranks:  # ranks: None for one process
-        leader = ranks is None or ranks.leader  # writes the files and shows progress
-        first, count = ranks.share(batch) if ranks is not None else (0, batch)  # this rank's items of each batch
-        if ranks is not None:
-            dev = ranks.device
+        leader, first, count, dev = role(ranks, batch, dev)  # the leader writes the files and shows progress
         if not leader:
             progress = None
         objective = build_objective(exemplar.to(dev), loss, layers or losses.PO_LAYERS, color_weight=color_weight,
