@@ -296,7 +296,7 @@ def main() -> None:
             groups.append((f"propo {texture.stem}", records, texture, None))
             chart(records, f"ProPO, {texture.stem}, {SIZE} px", gatys_benchmark.IMAGES / f"dial_propo_{texture.stem[:40]}.png")
     if args.propo_shard == "0/1":  # the last run over everything: sheets and table
-        write_sheets(groups)
+        write_sheets(groups, desc)
         write_results(groups, args)
 
 
@@ -305,7 +305,7 @@ SHEET_COLUMNS = (("gatys", "end", "Gatys 400"), ("coarse-to-fine", "end", "coars
                  ("model", "start", "model sample"), ("model", "at50", "sample + 50"), ("model", "end", "sample + 200"))
 
 
-def write_sheets(groups: list[tuple[str, list[dict], Path, object]]) -> None:
+def write_sheets(groups: list[tuple[str, list[dict], Path, object]], desc) -> None:
     """Per model kind, one sheet: a row per texture (the exemplar, then each path's image, 128 px 1:1
     crops from the top left), and for the first texture network small crops for the README's dial table."""
     from PIL import Image, ImageDraw
@@ -331,7 +331,7 @@ def write_sheets(groups: list[tuple[str, list[dict], Path, object]]) -> None:
             y = label + r * (SHEET_CROP + gap)
             sheet.paste(crop(load_exemplar(texture, texture_crop)), (0, y))
             for c, (path_kind, which, _) in enumerate(columns, start=1):
-                image_path = path_image(records, path_kind, which, texture, texture_crop)
+                image_path = path_image(records, path_kind, which, texture, texture_crop, desc)
                 if image_path is not None:
                     sheet.paste(crop(load_image(image_path)), (c * (SHEET_CROP + gap), y))
             draw.text((2, y + SHEET_CROP - 12), name.split(" ", 1)[1][:20], fill=(255, 255, 255))
@@ -342,26 +342,25 @@ def write_sheets(groups: list[tuple[str, list[dict], Path, object]]) -> None:
     if texnets:  # the README's dial table: 96 px 1:1 crops of the first texture's paths
         _, records, texture, texture_crop = texnets[0]
         for path_kind, which, _ in SHEET_COLUMNS:
-            image_path = path_image(records, path_kind, which, texture, texture_crop)
+            image_path = path_image(records, path_kind, which, texture, texture_crop, desc)
             if image_path is not None:
                 crop(load_image(image_path), 96).save(gatys_benchmark.IMAGES / f"dial_thumb_{path_kind}_{which}.png",
                                                       optimize=True)
 
 
-def path_image(records: list[dict], path_kind: str, which: str, texture: Path, crop) -> Path | None:
+def path_image(records: list[dict], path_kind: str, which: str, texture: Path, crop, desc) -> Path | None:
     """The image a sheet column shows: path_kind ('model': the texture's +refine run) at 'start', 'at50' or 'end'."""
     record = next((q for q in records if q["kind"] == path_kind or
                    (path_kind == "model" and q["kind"].endswith("+refine"))), None)
     image_path = image_at(record, which) if record else None
     if image_path is None and path_kind == "gatys" and which == "end":
-        image_path = gatys_reference_image(texture, crop)
+        image_path = gatys_reference_image(texture, crop, desc)
     return image_path
 
 
-def gatys_reference_image(texture: Path, crop) -> Path | None:
+def gatys_reference_image(texture: Path, crop, desc) -> Path | None:
     """The Gatys benchmark's cached 400-evaluation image of the same exemplar, objective and seed, for runs
     of this benchmark made before it kept images (the same computation, run by benchmarks/gatys.py)."""
-    desc = build_descriptor("auto", losses.PO_LAYERS)
     path = gatys_benchmark.CACHE / f"{gatys_benchmark.cache_key(texture, SIZE, 'gram+color', BUDGET, 0, desc, crop)}.png"
     return path if path.is_file() else None
 
