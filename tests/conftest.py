@@ -44,6 +44,27 @@ def dataset(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def stylenet_model(tmp_path_factory) -> Path:
+    """A tiny style network (a few iterations on two shipped textures standing in for photographs,
+    cezanne's shipped exemplar as the style): the file every style test loads, trained once per session."""
+    import shutil
+
+    from texport.checkpoints import load_stored_exemplar
+    from texport.images import save_image
+    from texport.style_training import train_style
+
+    root = tmp_path_factory.mktemp("stylenet")
+    photos = root / "photos"
+    photos.mkdir()
+    for name in ("pebbles", "red-peppers"):
+        shutil.copy(resolve_texture(name), photos / f"{name}.png")
+    style = save_image(load_stored_exemplar(Path(__file__).parents[1] / "trained" / "cezanne.safetensors"), root / "style.png")
+    out = root / "tiny-style.safetensors"
+    train_style(style, photos, out, iters=3, batch=2, size=32, resize=64, device="cpu")
+    return out
+
+
+@pytest.fixture(scope="session")
 def pebbles() -> torch.Tensor:
     return load_image(resolve_texture("pebbles"))
 
@@ -100,3 +121,17 @@ def one_error_line(result: CliResult) -> str:
     assert len(lines) == 1 and lines[0].startswith("texport: error:"), result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     return lines[0]
+
+
+def run_until_checkpoint_then_sigterm(args: list[str], checkpoint: Path) -> tuple[int, str, str]:
+    """Start `python -m texport ARGS`, wait for its first checkpoint file, send SIGTERM: (exit code, stdout, stderr)."""
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "texport", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not checkpoint.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    return proc.returncode, stdout, stderr
+

@@ -113,7 +113,10 @@ def test_two_ranks_train_propo_as_one_process_with_the_doubled_batch(dataset, tm
 def test_two_ranks_train_a_texture_network_as_one_process_batchnorm_across_ranks(tmp_path, monkeypatch):
     """BatchNorm's statistics are summed across ranks (AllReduceBatchNorm2d), in training and in the
     final recalibration. With per-rank statistics (two items each) the first step's gradient would
-    differ from the whole batch's by 0.48 of its largest element (cosine 0.59), measured in one process."""
+    differ from the whole batch's by 0.48 of its largest element (cosine 0.59), measured in one process.
+    Rounding alone differs by machine (a batch of 4 against two of 2 takes other kernel paths): an AMD EPYC
+    measured 3.8e-6 (gradients) and 5.7e-6 (samples), an Intel Xeon 8.3e-5 and 4.6e-4; the bounds sit
+    between that and the 0.48 of the failure they guard against."""
     kw = dict(texture=resolve_texture("pebbles"), iters=ITERS, batch=BATCH, size=32, lr=1e-4, width=4,
               descriptor="random", device="cpu", checkpoint_every=0)
     single = _record(train_texnet, monkeypatch, output=tmp_path / "one.safetensors", **kw)
@@ -125,7 +128,7 @@ def test_two_ranks_train_a_texture_network_as_one_process_batchnorm_across_ranks
     out_diff = float((samples[0] - samples[1]).abs().max())
     print(f"texnet: max relative loss difference {loss_diff:.2e}, first-step gradients {grad_diff:.2e}, "
           f"final samples {out_diff:.2e}")
-    assert loss_diff < 1e-4 and grad_diff < 3e-5 and out_diff < 1e-4
+    assert loss_diff < 1e-4 and grad_diff < 1e-3 and out_diff < 2e-3
     _left_only(tmp_path, {"one.safetensors", "two.safetensors"})
 
 

@@ -305,21 +305,13 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
 
 @pytest.mark.slow
 def test_cli_training_stopped_by_sigterm_saves_and_resumes(tmp_path):
-    import signal
-    import subprocess
-    import sys
-    import time
+    from conftest import run_until_checkpoint_then_sigterm
 
     out = tmp_path / "m.safetensors"
-    args = [sys.executable, "-m", "texport", "train", "texnet", "pebbles", "-o", str(out), "--iters", "100000",
+    args = ["train", "texnet", "pebbles", "-o", str(out), "--iters", "100000",
             "--batch", "1", "--size", "32", "--descriptor", "random", "--checkpoint-every", "5", "--no-preview"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not state_path(out).exists() and time.time() < deadline:
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
-    stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 143, stderr
+    code, stdout, stderr = run_until_checkpoint_then_sigterm(args, state_path(out))
+    assert code == 143, stderr
     assert "interrupted after" in stdout and stderr.strip().splitlines()[-1] == "texport: terminated (SIGTERM)", (stdout, stderr)
     done = read_manifest(out)["training"]["iterations"]
     assert done >= 5 and state_path(out).is_file()

@@ -1,10 +1,12 @@
 """Runtime backends behind one interface: `open_backend(model, name)` -> a callable on images.
 
-Every backend maps `noise` [B, C, H, W] (and, for ProPO, `texture` [B, 3, h, w]) as fp32 torch
-tensors to an `image` [B, 3, H, W] in [0, 1] as an fp32 CPU tensor, so results can be compared
-across backends (tests/test_backends.py) and timed alike (`texport bench`). Every backend opens a
+Every backend maps `noise` [B, C, H, W] (and, for ProPO, `texture` [B, 3, h, w]; for a style
+network, `content` [B, 3, H, W]) as fp32 torch tensors to an `image` [B, 3, H, W] in [0, 1] as an
+fp32 CPU tensor, so results can be compared across backends (tests/test_backends.py) and timed
+alike (`texport bench`); inputs reach every runtime by name. Every backend opens a
 `texport.handle.Model` (resolved once) and takes the sizes on its grid; `sample_with` plans any
-requested size onto that grid (texport.sizes.plan_size) the way texport.models does.
+requested size onto that grid (texport.sizes.plan_size) the way texport.models does, and
+`stylize_with` is the one plan of a stylization (resize, pad, noise, crop) for every backend.
 
 - `torch`: the PyTorch model, eager; options fp16, channels_last, compile (torch.compile) and, on
   CUDA, cuda_graphs (torch.compile's "reduce-overhead" mode, which captures CUDA graphs).
@@ -33,7 +35,8 @@ from pathlib import Path
 import torch
 
 from .errors import TexportError
-from .handle import PROPO, Model, open_model
+from .handle import PROPO, STYLENET, Model, open_model
+from .sizes import MIN_SIZE, SizePlan, plan_size
 
 BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
 # "NAME:OPT+OPT" options each backend takes (parse_backend)
@@ -55,7 +58,7 @@ def parse_backend(spec: str) -> tuple[str, dict[str, bool]]:
 
 
 class Backend(abc.ABC):
-    """A prepared model: __call__(noise, texture=None) -> image on the CPU, fp32 in [0, 1]."""
+    """A prepared model: __call__(noise, texture=None, content=None) -> image on the CPU, fp32 in [0, 1]."""
 
     name = "?"
     precision = "fp32"
@@ -84,17 +87,23 @@ class Backend(abc.ABC):
         return self.model.noise_channels
 
     @abc.abstractmethod
-    def __call__(self, noise: torch.Tensor, texture: torch.Tensor | None = None) -> torch.Tensor:
+    def __call__(self, noise: torch.Tensor, texture: torch.Tensor | None = None,
+                 content: torch.Tensor | None = None) -> torch.Tensor:
         """Each backend runs its own graph."""
 
-    def inputs(self, noise: torch.Tensor, texture: torch.Tensor | None) -> list[torch.Tensor]:
-        if self.kind == PROPO:
-            if texture is None:
-                raise TexportError("a ProPO model needs a target texture")
-            if texture.shape[0] != noise.shape[0]:
-                texture = texture.expand(noise.shape[0], -1, -1, -1)
-            return [noise, texture]
-        return [noise]
+    def inputs(self, noise: torch.Tensor, texture: torch.Tensor | None,
+               content: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The graph's inputs by name (a texture or content of one item serves the whole batch)."""
+        extra = {PROPO: ("texture", texture, "a ProPO model needs a target texture"),
+                 STYLENET: ("content", content, "a style network needs a content image (texport stylize)")}.get(self.kind)
+        if extra is None:
+            return {"noise": noise}
+        name, image, missing = extra
+        if image is None:
+            raise TexportError(missing)
+        if image.shape[0] != noise.shape[0]:
+            image = image.expand(noise.shape[0], -1, -1, -1)
+        return {"noise": noise, name: image}
 
     def describe(self) -> str:
         return f"{self.name} ({self.device}, {self.precision})"
@@ -109,8 +118,8 @@ class TorchBackend(Backend):
     def __init__(self, model: Model, device: str = "auto", fp16: bool = False, channels_last: bool = False,
                  compile: bool = False, cuda_graphs: bool = False):
         from .devices import resolve_device
-        from .graphs import ProPOGraph, TexnetGraph, in_precision
-        from .models import load_propo, load_texnet
+        from .graphs import ProPOGraph, StyleGraph, TexnetGraph, in_precision
+        from .models import load_propo, load_stylenet, load_texnet
 
         super().__init__(model)
         if model.format != "texport":
@@ -118,7 +127,13 @@ class TorchBackend(Backend):
         dev = resolve_device(device)
         if cuda_graphs and dev.type != "cuda":
             raise TexportError("CUDA graphs need a CUDA device")
-        graph = ProPOGraph(load_propo(model, dev).model) if self.kind == PROPO else TexnetGraph(load_texnet(model, dev).network)
+        if self.kind == PROPO:
+            graph = ProPOGraph(load_propo(model, dev).model)
+        elif self.kind == STYLENET:
+            graph = StyleGraph(load_stylenet(model, dev).network)
+        else:
+            graph = TexnetGraph(load_texnet(model, dev).network)
+        self.input_names = graph.input_names  # the order the graph's forward takes them
         self.precision = "fp16" if fp16 else "fp32"
         module = in_precision(graph.eval(), self.precision)
         if channels_last:
@@ -130,9 +145,10 @@ class TorchBackend(Backend):
                                           ("cuda_graphs", cuda_graphs)) if v}
 
     @torch.inference_mode()
-    def __call__(self, noise, texture=None):
+    def __call__(self, noise, texture=None, content=None):
         dev = torch.device(self.device)
-        xs = [x.to(dev) for x in self.inputs(noise, texture)]
+        feed = self.inputs(noise, texture, content)
+        xs = [feed[name].to(dev) for name in self.input_names]
         if "channels_last" in self.options:
             xs = [x.contiguous(memory_format=torch.channels_last) for x in xs]
         return self.module(*xs).float().cpu()
@@ -214,8 +230,9 @@ class OnnxRuntimeBackend(Backend):
         self.device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
         self.input_names = tuple(i.name for i in self.session.get_inputs())
 
-    def __call__(self, noise, texture=None):
-        feed = {n: x.detach().float().cpu().numpy() for n, x in zip(self.input_names, self.inputs(noise, texture))}
+    def __call__(self, noise, texture=None, content=None):
+        xs = self.inputs(noise, texture, content)
+        feed = {n: xs[n].detach().float().cpu().numpy() for n in self.input_names}
         return torch.from_numpy(self.session.run(None, feed)[0]).float()
 
 
@@ -246,10 +263,11 @@ class OpenVINOBackend(Backend):
         core = ov.Core()
         if bf16 and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
             raise TexportError(f"this CPU has no bf16 ({core.get_property('CPU', 'FULL_DEVICE_NAME')})")
-        from .onnx_export import read_metadata
+        from .onnx_export import read_graph
 
         path = _onnx_file(model, fp16)
-        graph = read_metadata(path).get("texport.precision", "fp32").split()[0]
+        meta, onnx_inputs = read_graph(path)
+        graph = meta.get("texport.precision", "fp32").split()[0]
         if bf16 and graph != "fp32":
             raise TexportError(f"openvino:bf16 runs an fp32 graph; {path.name} is {graph}")
         config = {"INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32",
@@ -260,11 +278,13 @@ class OpenVINOBackend(Backend):
         if bf16:
             self.caveat = ("openvino:bf16 runs the whole graph in bf16, outside the fp16 parity tolerance "
                            "(0.06-0.5 off fp32, benchmarks/RESULTS.md)")
-        self.input_names = tuple(i.get_any_name() for i in self.compiled.inputs)
+        # an input tensor may carry other names too (OpenVINO merges a no-op Cast's): the ONNX input's
+        self.input_names = tuple(next(n for n in i.get_names() if n in onnx_inputs) for i in self.compiled.inputs)
         self.request = self.compiled.create_infer_request()
 
-    def __call__(self, noise, texture=None):
-        feed = {n: x.detach().float().cpu().numpy() for n, x in zip(self.input_names, self.inputs(noise, texture))}
+    def __call__(self, noise, texture=None, content=None):
+        xs = self.inputs(noise, texture, content)
+        feed = {n: xs[n].detach().float().cpu().numpy() for n in self.input_names}
         result = self.request.infer(feed)
         return torch.from_numpy(next(iter(result.values())).copy()).float()
 
@@ -305,8 +325,9 @@ class TensorRTBackend(Backend):
         self.input_names = tuple(t["name"] for t in side["inputs"])
         self.output_name = side["outputs"][0]["name"]
 
-    def __call__(self, noise, texture=None):
-        xs = [x.to("cuda", torch.float32).contiguous() for x in self.inputs(noise, texture)]
+    def __call__(self, noise, texture=None, content=None):
+        feed = self.inputs(noise, texture, content)
+        xs = [feed[name].to("cuda", torch.float32).contiguous() for name in self.input_names]
         for name, x in zip(self.input_names, xs):
             lo, hi = self.profile[name]["min"], self.profile[name]["max"]
             if any(s < a or s > b for s, a, b in zip(x.shape, lo, hi)):
@@ -336,8 +357,8 @@ def sample_with(backend: Backend, size, seed: int = 0, count: int = 1, texture: 
     path of texport.models (image n uses noise seed + n), so backends agree image for image."""
     from .models import check_count
     from .noise import noise_field
-    from .sizes import plan_size
 
+    backend.model.require_generator()
     plan = plan_size(size, backend.size_multiple, backend.min_side, tileable, snap, size_limit)
     if backend.kind == PROPO and texture is None:
         raise TexportError("a ProPO model needs a target texture")
@@ -348,6 +369,65 @@ def sample_with(backend: Backend, size, seed: int = 0, count: int = 1, texture: 
         z = noise_field(seed + start, backend.noise_channels, plan.grid_height, plan.grid_width, batch=n)  # item i: seed + start + i
         images.append(backend(z, texture)[:, :, :plan.height, :plan.width].clamp(0, 1))
     return torch.cat(images)
+
+
+def plan_stylize(model: Model, content: torch.Tensor, size=None, noise_scale: float = 1.0,
+                 size_limit: int | None = None) -> SizePlan:
+    """Check a stylization request (one-line errors) and plan it: the output is `size` (default: the
+    content's own), computed on the model's grid above it (texport.sizes.plan_size; a plan is returned
+    as is). A photograph does not wrap, so there is no tileable request."""
+    import math
+
+    model.require_stylenet()
+    if not math.isfinite(noise_scale) or noise_scale < 0:
+        raise TexportError(f"the noise scale must be a number >= 0 (0: no noise, 1: as trained), got {noise_scale}")
+    if content.dim() != 4 or content.shape[1] != 3:
+        raise TexportError(f"the content must be an RGB image [B, 3, H, W], got {list(content.shape)}")
+    h, w = content.shape[-2:]
+    if min(w, h) < MIN_SIZE:
+        raise TexportError(f"the content image is {w}x{h}: each side must be at least {MIN_SIZE} pixels")
+    if size is not None:
+        return plan_size(size, model.size_multiple, model.min_side, limit=size_limit)
+    try:
+        return plan_size((w, h), model.size_multiple, model.min_side, limit=size_limit)
+    except TexportError as exc:
+        raise TexportError(f"the content image is {w}x{h}: {exc}; or ask for a smaller size to resize it to") from None
+
+
+def fit_content(content: torch.Tensor, plan: SizePlan) -> torch.Tensor:
+    """The content at the plan's size (antialiased bilinear, if it is not that size already), padded at the
+    bottom and right to the grid: by reflection, which keeps edges' statistics, or by repeating the last
+    row and column where the image is too small to reflect that far."""
+    import torch.nn.functional as F
+
+    content = content.float().cpu()
+    if tuple(content.shape[-2:]) != (plan.height, plan.width):
+        content = F.interpolate(content, size=(plan.height, plan.width), mode="bilinear", align_corners=False,
+                                antialias=True).clamp(0, 1)
+    pad_w, pad_h = plan.grid_width - plan.width, plan.grid_height - plan.height
+    if not pad_w and not pad_h:
+        return content
+    mode = "reflect" if pad_w < plan.width and pad_h < plan.height else "replicate"
+    return F.pad(content, (0, pad_w, 0, pad_h), mode=mode)
+
+
+@torch.no_grad()
+def stylize_with(backend: Backend, content: torch.Tensor, size=None, seed: int = 0, noise_scale: float = 1.0,
+                 size_limit: int | None = None) -> torch.Tensor:
+    """A content image [B, 3, h, w] in [0, 1] restyled through a backend: [B, 3, H, W] (H x W: `size`,
+    default the content's own) in [0, 1] on the CPU; item b's noise is seed + b.
+
+    The one plan of every backend (plan_stylize, fit_content): the network runs on the padded grid and
+    the output is cropped to the size. The noise (texport.noise contract) is multiplied by noise_scale
+    here, before any backend sees it, so every runtime gets the same inputs.
+    """
+    from .noise import noise_field
+
+    plan = plan_stylize(backend.model, content, size, noise_scale, size_limit)
+    fitted = fit_content(content, plan)
+    noise = noise_field(seed, backend.noise_channels, plan.grid_height, plan.grid_width, batch=fitted.shape[0])
+    image = backend(noise * noise_scale, content=fitted)
+    return image[:, :, :plan.height, :plan.width].clamp(0, 1)
 
 
 def available(device: str = "auto", engine: bool = False) -> list[str]:

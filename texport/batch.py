@@ -145,7 +145,7 @@ def load_jobs(path: str | os.PathLike, backend: str | None = None, device: str =
                 name = str(base / name)  # a file (an absolute path stays as it is); else a shipped model's name
             if name not in models:
                 models[name] = open_model(name)
-            model = models[name]
+            model = models[name].require_generator()
             tileable = _flag(fields.get("tileable"))
             plan = plan_size(value("size"), model.size_multiple, model.min_side, tileable)
             try:

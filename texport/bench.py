@@ -126,7 +126,7 @@ def bench(model: str | os.PathLike | Model, backends: list[str] | None = None, s
         raise TexportError(f"timed runs must be at least 1 and warm-up runs at least 0, got {runs}, {warmup}")
     if not sizes or not batches or min(sizes) < 1 or min(batches) < 1:
         raise TexportError(f"sizes and batches must be positive, got {list(sizes)} and {list(batches)}")
-    model = open_model(model)  # resolved once: every backend and the FLOP count take the handle
+    model = open_model(model).require_generator()  # resolved once: every backend and the FLOP count take the handle
     names = backends if backends and backends != ["all"] else runnable(model, device)
     specs = [parse_backend(spec) for spec in names]  # "torch:channels_last+compile": with those options
     if texture is None:

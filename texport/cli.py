@@ -118,8 +118,13 @@ def _layers(text: Optional[str]) -> Optional[tuple[str, ...]]:
 def gatys(
     texture: str = typer.Argument(..., help="Exemplar image (PNG, JPEG, TGA, WebP, BMP) or a shipped texture name."),
     output: Path = typer.Option(..., "-o", "--output", help="Output PNG (written atomically)."),
-    size: str = typer.Option("256", "--size", help="Output size: N or WxH, independent of the exemplar's."),
+    size: Optional[str] = typer.Option(None, "--size", help="Output size: N or WxH, independent of the exemplar's "
+                                                           "(default 256; with --content, the photograph's)."),
     iters: int = typer.Option(D.GATYS_ITERS, "--iters", help="Loss/gradient evaluations (the optimization budget)."),
+    content: Optional[Path] = typer.Option(None, "--content", help="Style transfer: render this photograph in the style "
+                                                                  "of TEXTURE (Gatys et al. 2016), starting from it."),
+    alpha: float = typer.Option(D.STYLE_ALPHA, "--alpha", help="With --content: the content term's weight (eq. 6 of "
+                                                               "Ulyanov et al. 2016, relative to the style term)."),
     optimizer: str = typer.Option(D.GATYS_OPTIMIZER, "--optimizer", help="lbfgs (L-BFGS-B, bounded) or adam (projected)."),
     loss: str = typer.Option(D.LOSS, "--loss", help="gram+color (default), gram, sw+color or sw."),
     layers: Optional[str] = typer.Option(None, "--layers", help="Comma-separated taps, or po / texnet / pyramid."),
@@ -140,7 +145,11 @@ def gatys(
     init: Optional[str] = typer.Option(None, "--init", help="Start from this image file, or a sample (--seed) of this model, instead of noise."),
     coarse_to_fine: int = typer.Option(1, "--coarse-to-fine", help="Solve at 1/2^(K-1) of the size first, then each finer scale (same total cost)."),
 ) -> None:
-    """Synthesize a texture by optimization (Gatys et al. 2015), the slow exact fallback."""
+    """Synthesize a texture by optimization (Gatys et al. 2015), the slow exact fallback; with --content, style transfer."""
+    if content is not None:
+        return _gatys_style(texture, content, output, size, iters, alpha, color_weight, spectrum_weight, device,
+                            descriptor, descriptor_weights, size_limit, bits16, compare)
+    size = size or "256"
     from .devices import resolve_device
     from .gatys import check_request, level_budgets, synthesize
     from .images import load_image, resolve_texture, save_image, side_by_side
@@ -181,8 +190,49 @@ def gatys(
     )
 
 
-train_app = typer.Typer(help="Train texture models: texture networks (one texture) or ProPO (any texture).", no_args_is_help=True)
+def _gatys_style(style: str, content: Path, output: Path, size: Optional[str], iters: int, alpha: float,
+                 color_weight: float, spectrum_weight: float, device: str, descriptor: str,
+                 descriptor_weights: Optional[Path], size_limit: Optional[int], bits16: bool, compare: Optional[Path]) -> None:
+    """`gatys STYLE --content PHOTO`: the optimization reference of the style networks (same objective)."""
+    from .devices import resolve_device
+    from .gatys import check_request, transfer_style
+    from .images import load_image, resolve_texture, save_image, side_by_side
+    from .objective import build_style_objective
+
+    _check_output(output)
+    if compare is not None:
+        _check_output(compare)
+    photo = load_image(content)
+    width, height = check_request(size or (photo.shape[-1], photo.shape[-2]), iters, size_limit=size_limit, has_start=True)
+    style_image = load_image(resolve_texture(style))
+    dev = resolve_device(device)
+    objective = build_style_objective(style_image.to(dev), alpha, color_weight=color_weight, spectrum_weight=spectrum_weight,
+                                      descriptor=descriptor, descriptor_weights=_descriptor_weights(descriptor_weights),
+                                      device=dev)
+    bar, update = _progress(iters, f"gatys style {width}x{height}")
+    with bar:
+        result = transfer_style(style_image, photo, (width, height), iters, objective=objective, device=dev,
+                                size_limit=size_limit, progress=update)
+    save_image(result.image, output, bits=16 if bits16 else 8)
+    if compare is not None:
+        save_image(side_by_side([photo, style_image, result.image]), compare)
+    terms = ", ".join(f"{k} {v:.4g}" for k, v in result.terms.items() if k != "total")
+    typer.echo(f"wrote {output} ({width}x{height}) in {result.seconds:.1f} s, {result.evaluations} evaluations: "
+               f"loss {result.loss:.4g} ({terms})")
+
+
+train_app = typer.Typer(help="Train texture models: texture networks (one texture), ProPO (any texture) or style "
+                             "networks (one style, any photograph).", no_args_is_help=True)
 app.add_typer(train_app, name="train")
+
+
+def _trained(output: Path, report) -> None:
+    """A training command's last line (exit 130 if it was interrupted: the checkpoint is resumable)."""
+    terms = ", ".join(f"{k} {v:.4g}" for k, v in report.terms.items() if k != "total")
+    state = f"interrupted after {report.iterations} of {report.planned}" if report.interrupted else f"{report.iterations}"
+    typer.echo(f"wrote {output}: {state} iterations in {report.seconds:.0f} s, loss {report.loss:.4g} ({terms})")
+    if report.interrupted:
+        raise typer.Exit(130)
 
 
 @train_app.command("texnet")
@@ -230,11 +280,7 @@ def train_texnet(
         from .texnet_training import write_preview
 
         write_preview(output, path, box)
-    terms = ", ".join(f"{k} {v:.4g}" for k, v in report.terms.items() if k != "total")
-    state = f"interrupted after {report.iterations} of {report.planned}" if report.interrupted else f"{report.iterations}"
-    typer.echo(f"wrote {output}: {state} iterations in {report.seconds:.0f} s, loss {report.loss:.4g} ({terms})")
-    if report.interrupted:
-        raise typer.Exit(130)
+    _trained(output, report)
 
 
 @train_app.command("propo")
@@ -292,6 +338,46 @@ def train_propo(
         raise typer.Exit(130)
 
 
+@train_app.command("style")
+def train_style(
+    style: str = typer.Argument(..., help="Style image (a painting, a texture), or a shipped texture name."),
+    content: Path = typer.Option(..., "--content", help="Folder or zip of photographs (the paper: 16 are enough)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Model file to write (.safetensors), e.g. trained/NAME.safetensors."),
+    alpha: float = typer.Option(D.STYLE_ALPHA, "--alpha", help="Content weight (eq. 6 of Ulyanov et al. 2016, relative to the style term)."),
+    iters: int = typer.Option(D.STYLE_ITERS, "--iters", help="Training iterations (Adam steps)."),
+    batch: int = typer.Option(D.TEXNET_BATCH, "--batch", help="Photograph crops per iteration."),
+    size: int = typer.Option(D.TEXNET_SIZE, "--size", help="Side of the training crops (a multiple of 16)."),
+    resize: int = typer.Option(D.STYLE_CONTENT_RESIZE, "--resize", help="Photographs are first scaled so their shorter side is this."),
+    lr: float = typer.Option(D.TEXNET_LR, "--lr", help="Initial Adam learning rate (x0.7 from half the run, every tenth)."),
+    color_weight: ColorWeight = D.COLOR_WEIGHT,
+    spectrum_weight: float = typer.Option(D.STYLE_SPECTRUM_WEIGHT, "--spectrum-weight", help="Weight of the spectrum constraint (0 = off)."),
+    width: int = typer.Option(D.TEXNET_WIDTH, "--width", help="Channels per noise scale (Ulyanov et al. 2016: 8)."),
+    norm: str = typer.Option("instance", "--norm", help="instance (per photograph; ships) or batch (as texture networks)."),
+    seed: Seed = 0,
+    device: Device = "auto",
+    descriptor: DescriptorName = "auto",
+    descriptor_weights: DescriptorWeights = None,
+    resume: Resume = False,
+    finish: Finish = False,
+    checkpoint_every: CheckpointEvery = D.CHECKPOINT_EVERY,
+    preview: bool = typer.Option(True, "--preview/--no-preview", help="Also write OUTPUT with .png: photograph | style | result."),
+) -> None:
+    """Train a style network (Ulyanov et al. 2016 sec. 3.3) on one style image; Ctrl-C saves, --resume continues."""
+    from .images import resolve_texture
+    from .style_training import train_style as train, write_preview
+
+    path = resolve_texture(style)
+    bar, update = _progress(iters, f"train style {path.stem}")
+    with bar:
+        report = train(path, content, output, alpha, iters, batch, size, lr, color_weight=color_weight,
+                       spectrum_weight=spectrum_weight, descriptor=descriptor,
+                       descriptor_weights=_descriptor_weights(descriptor_weights), device=device, width=width, norm=norm,
+                       seed=seed, resize=resize, checkpoint_every=checkpoint_every, progress=update, resume=resume, finish=finish)
+    if preview and not report.interrupted:
+        write_preview(output, content)
+    _trained(output, report)
+
+
 @app.command()
 def synth(
     model: str = typer.Argument(..., help="Shipped model name (see 'texport models'), .safetensors, exported .onnx or TensorRT engine."),
@@ -327,7 +413,7 @@ def synth(
     check_count(count)
     if refine < 0:
         raise TexportError(f"--refine must be at least 0, got {refine}")
-    handle = open_model(model)  # resolved once; everything below takes the handle
+    handle = open_model(model).require_generator()  # resolved once; everything below takes the handle
     plan = plan_size(size, handle.size_multiple, handle.min_side, tileable, snap, size_limit)  # the one size plan
     target = _target_texture(handle, texture, texnet_may_take_one=bool(refine),
                              texnet_use="ProPO models, or the target of --refine")
@@ -375,6 +461,40 @@ def synth(
             images = refine_images(loaded, images, refine, texture=target, tileable=tileable, device=device, progress=update)
         how += f", refined by {refine} evaluations in {time.perf_counter() - start:.1f} s"
     _save_numbered(images, output, bits16, how, dds, tileable)
+
+
+@app.command()
+def stylize(
+    model: str = typer.Argument(..., help="Style network ('texport train style'): .safetensors, exported .onnx or TensorRT engine."),
+    content: str = typer.Argument(..., help="The photograph to restyle (PNG, JPEG, TGA, WebP, BMP), or a shipped texture name."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output PNG (written atomically)."),
+    size: Optional[str] = typer.Option(None, "--size", help="Output size WxH (or N); the photograph is resized to it (default: its own size)."),
+    noise_scale: float = typer.Option(1.0, "--noise-scale", help="Noise amplitude, >= 0: 0 follows the photograph most closely, "
+                                                                 "1 is as trained, more lets the style take over."),
+    seed: Seed = 0,
+    backend: Backend = None,
+    fp16: Fp16 = False,
+    device: Device = "auto",
+    size_limit: SizeLimit = None,
+    bits16: Bits16 = False,
+) -> None:
+    """Restyle a photograph with a trained style network in one forward pass (Ulyanov et al. 2016 sec. 3.3)."""
+    import time
+
+    from .backends import plan_stylize, stylize_with
+    from .handle import open_model
+    from .images import load_image, resolve_texture, save_image
+
+    _check_output(output)
+    handle = open_model(model).require_stylenet()
+    photo = load_image(resolve_texture(content))
+    plan = plan_stylize(handle, photo, size, noise_scale, size_limit)  # every request error before the model loads
+    runner = _open_runner(handle, backend, device, fp16)
+    start = time.perf_counter()
+    image = stylize_with(runner, photo, plan, seed, noise_scale)
+    seconds = time.perf_counter() - start
+    save_image(image, output, bits=16 if bits16 else 8)
+    typer.echo(f"wrote {output} ({plan.width}x{plan.height}) from {handle.path.name} on {runner.describe()} in {seconds:.2f} s")
 
 
 @app.command("export")
@@ -508,7 +628,7 @@ def tile(
         from .cluster import import_ray
 
         import_ray()  # no Ray: its one line before any work
-    handle = open_model(model)
+    handle = open_model(model).require_generator()
     target = _target_texture(handle, texture)
     runner = None if ray is not None else _open_runner(handle, backend, device, fp16, low_memory=True)  # bounded memory over speed
     bar, update = _progress(1, f"tile {width}x{height}", show_loss=False)
@@ -654,13 +774,14 @@ def models(
     if not shipped:
         typer.echo(f"no shipped models in {trained_folder()}")
         return
-    typer.echo(f"{'name':<16} {'kind':<7} {'trained on':<14} {'iters':>10} {'loss':>8}  descriptor")
+    typer.echo(f"{'name':<16} {'kind':<8} {'trained on':<14} {'iters':>10} {'loss':>8}  descriptor")
     for model_name, path in shipped.items():
         m = read_manifest(path)
         t = m.get("training", {})
         start = (t.get("initialized_from") or {}).get("iterations")
         iters = f"{start}+{t.get('iterations', '?')}" if start else f"{t.get('iterations', '?')}"  # fine-tuned: start + own
-        typer.echo(f"{model_name:<16} {m.get('kind', '?'):<7} {(m.get('texture') or {}).get('name') or (m.get('dataset') or {}).get('source', '?'):<14} "
+        source = (m.get("texture") or m.get("style") or {}).get("name") or (m.get("dataset") or {}).get("source", "?")  # style networks: the style image
+        typer.echo(f"{model_name:<16} {m.get('kind', '?'):<8} {source:<14} "
                    f"{iters:>10} {t.get('final_loss', float('nan')):>8.4g}  {m.get('descriptor', '?')[:28]}")
 
 

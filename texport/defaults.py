@@ -22,6 +22,13 @@ TEXNET_LR = 0.05
 TEXNET_SCALES = 5
 TEXNET_WIDTH = 8  # channels per noise scale, as in the paper
 
+# Style networks (Ulyanov et al. 2016 sec. 3.3)
+STYLE_ALPHA = 1.0  # content weight, relative (texport.objective.StyleObjective)
+STYLE_CONTENT_LAYER = "relu4_2"
+STYLE_SPECTRUM_WEIGHT = 6.0
+STYLE_ITERS = 1500
+STYLE_CONTENT_RESIZE = 256  # photographs' shorter side before the training crops (TEXNET_SIZE)
+
 # ProPO (Shi & Qiao 2020)
 PROPO_ITERS = 4000
 PROPO_SIZE = 128  # the paper's 256 crops cost ~4x more per step; 128 fits a CPU run

@@ -4,7 +4,8 @@
 it); every ONNX file is compared with the fp32 PyTorch model through onnxruntime on the CPU before
 export returns (max abs difference on the 0-1 image, reported). `.engine` / `.plan` builds a
 TensorRT engine (tensorrt-rtx or standard tensorrt) from the main graph's ONNX with an
-optimization profile, and writes its JSON sidecar.
+optimization profile (a style network's content and noise share the image sides), and writes its
+JSON sidecar.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import torch
 
 from . import defaults
 from .errors import TexportError
-from .graphs import GraphSpec, propo_specs, texnet_specs
-from .handle import PROPO, Model, open_model
-from .models import load_propo, load_texnet
+from .graphs import GraphSpec, propo_specs, stylenet_specs, texnet_specs
+from .handle import PROPO, STYLENET, Model, open_model
+from .models import load_propo, load_stylenet, load_texnet
 from .onnx_export import DEFAULT_OPSET, export_onnx
 
 FORMATS = {".onnx": "onnx", ".engine": "tensorrt", ".plan": "tensorrt"}
@@ -50,6 +51,8 @@ def specs_for(model: Model, precision: str = "fp32", size: int = 64, split: bool
     """The graphs a model exports to (the first is the main one, named like OUT; split: ProPO's pair too)."""
     if model.kind == PROPO:
         return propo_specs(load_propo(model, "cpu"), size=size, texture_size=size, precision=precision, split=split)
+    if model.kind == STYLENET:
+        return stylenet_specs(load_stylenet(model, "cpu"), size=size, precision=precision)
     return texnet_specs(load_texnet(model, "cpu"), size=size, precision=precision)
 
 

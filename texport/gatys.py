@@ -248,3 +248,34 @@ def _adam(objective, x0, iters, progress, lr):
         history.append(value)
         progress(step + 1, value, best["x"])
     return best["x"], history
+
+
+def transfer_style(
+    style: torch.Tensor,
+    content: torch.Tensor,
+    size: int | str | tuple[int, int] | None = None,
+    iters: int = DEFAULT_ITERS,
+    alpha: float | None = None,
+    objective=None,
+    device: str | torch.device = "auto",
+    size_limit: int | None = None,
+    progress: Progress | None = None,
+    snapshots: Sequence[int] = (),
+    **objective_options,
+) -> GatysResult:
+    """Gatys et al. 2016 style transfer with the style networks' objective (eq. 6 of Ulyanov et al. 2016):
+    the photograph `content` [1, 3, h, w] (resized to `size`, default its own) in the style of `style`,
+    optimized from the photograph itself. objective: a `StyleObjective` to reuse (its alpha and
+    terms; `alpha` and objective_options build one otherwise: texport.objective.build_style_objective)."""
+    from .objective import DEFAULT_ALPHA, build_style_objective
+
+    width, height = check_request(size if size is not None else (content.shape[-1], content.shape[-2]), iters,
+                                  size_limit=size_limit, has_start=True)
+    dev = resolve_device(device)
+    check_fits(width, height, dev)
+    photo = resize_start(content, width, height)
+    if objective is None:
+        objective = build_style_objective(style.to(dev), DEFAULT_ALPHA if alpha is None else alpha, device=dev,
+                                          **objective_options)
+    return synthesize(None, (width, height), iters, objective=objective.bind(photo.to(dev)), device=dev, init=photo,
+                      progress=progress, snapshots=snapshots)

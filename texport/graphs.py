@@ -3,8 +3,10 @@
 What an engine sees (issue 10 item 2): a texture network maps `noise` [B, K*C, H, W] to `image`
 [B, 3, H, W]; ProPO maps `noise` [B, 3, H, W] and `texture` [B, 3, h, w] to `image`, and splits
 into `texture` -> one named tensor per statistic (`encode`) and `noise` + those tensors -> `image`
-(`synth`), for engines that reuse a texture's statistics across frames. Images are in [0, 1]. The
-modules hold no logic of their own: they fix argument order and names for the exporters.
+(`synth`), for engines that reuse a texture's statistics across frames. A style network maps
+`content` [B, 3, H, W] and `noise` [B, K*C, H, W] (the same H and W) to `image`; hosts scale the noise
+by the noise scale themselves. Images are in [0, 1]. The modules hold no logic of their own: they
+fix argument order and names (`input_names`, which TorchBackend feeds by) for the exporters.
 
 fp16 graphs (TensorRT-RTX is strongly typed: an fp16 engine comes from an fp16 graph) run the
 costly parts of each model in half precision (its `half_body()`: the texture network's finest join
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .models import LoadedPropo, LoadedTexnet
+from .models import LoadedPropo, LoadedStylenet, LoadedTexnet
 from .propo import BASIS_KEY, COLOR_KEY, MEAN_KEY, QUANTILES_KEY, SIZE_MULTIPLE, STD_KEY, ProPO
 
 NOISE_CONTRACT = "texport.noise/1: lowbias32 hash of (seed + item, channel, y, x), uniform [0, 1) in 2^-24 steps"
@@ -30,6 +32,8 @@ NOISE_CONTRACT = "texport.noise/1: lowbias32 hash of (seed + item, channel, y, x
 
 class TexnetGraph(nn.Module):
     """noise -> image."""
+
+    input_names = ("noise",)
 
     def __init__(self, network: nn.Module):
         super().__init__()
@@ -42,12 +46,23 @@ class TexnetGraph(nn.Module):
 class ProPOGraph(nn.Module):
     """noise, texture -> image: the descriptor, the analytic gradients and all stages in one graph."""
 
+    input_names = ("noise", "texture")
+
     def __init__(self, propo: ProPO):
         super().__init__()
         self.propo = propo
 
     def forward(self, noise: torch.Tensor, texture: torch.Tensor) -> torch.Tensor:
         return self.propo(noise, texture).clamp(0, 1)
+
+
+class StyleGraph(TexnetGraph):
+    """content, noise -> image: the noise as given (the host has multiplied it by its noise scale)."""
+
+    input_names = ("content", "noise")
+
+    def forward(self, content: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return self.network(content, noise)
 
 
 def statistic_names(propo: ProPO) -> list[str]:
@@ -88,7 +103,7 @@ class ProPOSynthGraph(nn.Module):
 
 
 class HalfPrecision(nn.Module):
-    """A texture network or ProPO graph with its model's `half_body()`: fp16 inside, fp32 in and out.
+    """A texture network, style network or ProPO graph with its model's `half_body()`: fp16 inside, fp32 in and out.
 
     Each model puts in fp16 the parts that hold most of its work and can afford the rounding, and
     keeps the rest fp32 (TextureNetwork.half_body, ProPO.half_body give the measurements): an
@@ -159,8 +174,32 @@ def texnet_specs(loaded: LoadedTexnet, size: int = 64, batch: int = 1, precision
                    "texport.noise_shape": f"[batch, {net.input_channels}, height, width]; scale i = channels "
                                           f"{net.noise_channels}i..{net.noise_channels}(i+1)-1 subsampled by 2^i"})
     graph = TexnetGraph(net).eval()
-    return [GraphSpec(loaded.name, in_precision(graph, precision), (noise,), ["noise"], ["image"],
+    return [GraphSpec(loaded.name, in_precision(graph, precision), (noise,), list(graph.input_names), ["image"],
                       {"noise": _IMAGE_AXES, "image": _IMAGE_AXES}, meta, graph)]
+
+
+def stylenet_specs(loaded: LoadedStylenet, size: int = 64, batch: int = 1, precision: str = "fp32") -> list[GraphSpec]:
+    """One graph; content and noise share the dynamic image sides. The example content is a real image
+    (the shipped red-peppers): parity is checked on it."""
+    from .images import load_image, resolve_texture
+
+    net = loaded.network
+    dev = next(net.parameters()).device
+    content = load_image(resolve_texture("red-peppers"))[..., :size, :size].expand(batch, -1, -1, -1).to(dev)
+    noise = net.noise(size, size, batch=batch, device=dev)
+    meta = dict(_common_metadata(loaded, "stylenet", precision),
+                **{"texport.size_multiple": str(net.size_multiple), "texport.min_side": str(2 * net.size_multiple),
+                   "texport.noise_shape": f"[batch, {net.input_channels}, height, width]; scale i = channels "
+                                          f"{net.noise_channels}i..{net.noise_channels}(i+1)-1 subsampled by 2^i",
+                   "texport.content": "[batch, 3, height, width] in [0, 1], RGB: the photograph, resized to the output "
+                                      "size, then padded by reflection at the bottom and right to the noise's sides "
+                                      "(the output is cropped back)",
+                   "texport.noise_scale": "the host multiplies the noise by the noise scale (>= 0) before feeding it: "
+                                          "0 renders the content most faithfully, 1 as trained, more lets the style take over",
+                   "texport.style": str((loaded.manifest.get("style") or {}).get("name", ""))})
+    graph = StyleGraph(net).eval()
+    return [GraphSpec(loaded.name, in_precision(graph, precision), (content, noise), list(graph.input_names), ["image"],
+                      {"content": _IMAGE_AXES, "noise": _IMAGE_AXES, "image": _IMAGE_AXES}, meta, graph)]
 
 
 def propo_specs(loaded: LoadedPropo, size: int = 64, texture_size: int = 64, batch: int = 1,
@@ -182,7 +221,7 @@ def propo_specs(loaded: LoadedPropo, size: int = 64, texture_size: int = 64, bat
                    "texport.texture": "[batch, 3, texture_height, texture_width] in [0, 1], any size >= 32",
                    "texport.statistics": ",".join(names)})
     whole = ProPOGraph(propo).eval()
-    main = GraphSpec(loaded.name, in_precision(whole, precision), (noise, texture), ["noise", "texture"], ["image"],
+    main = GraphSpec(loaded.name, in_precision(whole, precision), (noise, texture), list(whole.input_names), ["image"],
                      {"noise": _IMAGE_AXES, "texture": _TEXTURE_AXES, "image": _IMAGE_AXES}, meta, whole)
     if not split:
         return [main]

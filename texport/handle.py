@@ -5,6 +5,9 @@ A model reaches texport as a shipped name (`pebbles`), a trained `.safetensors` 
 the safetensors header, the ONNX metadata, the engine's JSON sidecar); this module reads it once
 and keeps what backends, export, bench and tiling need to know about the graph: its kind and the
 sizes it takes. Later steps take the handle, so nothing re-resolves a name or re-reads a manifest.
+
+Three kinds: texture networks and ProPO generate from noise (ProPO also reads a target texture);
+a style network (texport.stylenet) restyles a content image, so only `texport stylize` runs it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from .errors import TexportError
 
 TEXNET = "texnet"
 PROPO = "propo"
+STYLENET = "stylenet"
+KINDS = (TEXNET, PROPO, STYLENET)
 ENGINE_SUFFIXES = (".engine", ".plan")
 
 
@@ -25,9 +30,9 @@ ENGINE_SUFFIXES = (".engine", ".plan")
 class Model:
     path: Path
     format: str  # "texport" (.safetensors weights), "onnx" or "engine"
-    kind: str  # TEXNET or PROPO
-    size_multiple: int  # every side the graph takes is a multiple of this (texture networks: 2^(scales-1))
-    min_side: int  # and at least this (ProPO: pool4 must keep 2x2 pixels)
+    kind: str  # TEXNET, PROPO or STYLENET
+    size_multiple: int  # every side the graph takes is a multiple of this (texture and style networks: 2^(scales-1))
+    min_side: int  # and at least this (ProPO: pool4 must keep 2x2 pixels; style networks: see _from_weights)
     noise_channels: int  # channels of the noise input (texture networks: scales x channels per scale)
     manifest: dict = field(repr=False)  # the safetensors manifest, ONNX metadata or engine sidecar, as read
 
@@ -38,6 +43,26 @@ class Model:
     @property
     def is_propo(self) -> bool:
         return self.kind == PROPO
+
+    @property
+    def is_stylenet(self) -> bool:
+        """Takes a content image besides the noise (texport.stylize)."""
+        return self.kind == STYLENET
+
+    def require_generator(self) -> "Model":
+        """Self, if it generates from noise alone (synth, tile, bench, batch); a style network is one line naming stylize."""
+        if self.is_stylenet:
+            raise TexportError(f"{self.path.name} is a style network: it restyles a photograph, it does not synthesize "
+                               "from noise (texport stylize MODEL CONTENT -o OUT.png)")
+        return self
+
+    def require_stylenet(self) -> "Model":
+        """Self, if it is a style network; a generator is one line naming synth."""
+        if not self.is_stylenet:
+            what = "a ProPO model" if self.is_propo else "a texture network"
+            raise TexportError(f"{self.path.name} is {what}, not a style network: it synthesizes from noise "
+                               f"(texport synth MODEL -o OUT.png)")
+        return self
 
 
 def trained_folder() -> Path:
@@ -85,11 +110,13 @@ def _from_weights(path: Path) -> Model:
             from .propo import MIN_SIDE, SIZE_MULTIPLE
 
             return Model(path, "texport", PROPO, SIZE_MULTIPLE, MIN_SIDE, 3, manifest)
-        if kind == TEXNET:
+        if kind in (TEXNET, STYLENET):
             arch = manifest["architecture"]
             scales, channels = int(arch.get("scales", 5)), int(arch.get("noise_channels", 3))
             multiple = 2 ** (scales - 1)
-            return Model(path, "texport", TEXNET, multiple, multiple, scales * channels, manifest)
+            # reflect padding needs 2 pixels at the coarsest scale (circular padding wraps even 1)
+            smallest = 2 * multiple if kind == STYLENET else multiple
+            return Model(path, "texport", kind, multiple, smallest, scales * channels, manifest)
     except (KeyError, TypeError, ValueError) as exc:
         raise TexportError(f"{path} has an invalid architecture in its manifest ({exc})") from None
     raise TexportError(f"{path} holds an unknown kind of model ({kind!r})")
@@ -104,9 +131,9 @@ def _from_onnx(path: Path) -> Model:
     from .onnx_export import read_graph
 
     meta, input_shapes = read_graph(path)
-    if meta.get("texport.kind") not in (TEXNET, PROPO) or meta.get("texport.graph") or not input_shapes:
+    if meta.get("texport.kind") not in KINDS or meta.get("texport.graph") or "noise" not in input_shapes:
         raise TexportError(f"{path} is not a texport model graph (export it with texport export)")
-    return Model(path, "onnx", meta["texport.kind"], *_grid(meta), int(input_shapes[0][1]), meta)
+    return Model(path, "onnx", meta["texport.kind"], *_grid(meta), int(input_shapes["noise"][1]), meta)
 
 
 def _from_engine(path: Path) -> Model:
@@ -115,6 +142,7 @@ def _from_engine(path: Path) -> Model:
     side = read_sidecar(path)
     meta = side.get("model", {})
     try:
-        return Model(path, "engine", meta["texport.kind"], *_grid(meta), int(side["inputs"][0]["shape"][1]), side)
-    except (KeyError, IndexError, TypeError, ValueError):
+        noise = next(t for t in side["inputs"] if t["name"] == "noise")
+        return Model(path, "engine", meta["texport.kind"], *_grid(meta), int(noise["shape"][1]), side)
+    except (KeyError, IndexError, TypeError, ValueError, StopIteration):
         raise TexportError(f"{path}'s sidecar does not describe a texport model (rebuild it with texport export)") from None

@@ -1,7 +1,8 @@
-"""Trained models (texture networks, ProPO): load a handle's weights, synthesize at any size.
+"""Trained models (texture networks, ProPO, style networks): load a handle's weights, synthesize at any size.
 
 Sizes are planned by texport.sizes.plan_size on the model's grid (generate the next size on the
 grid, crop its top-left corner), the same plan every backend uses, so backends agree image for image.
+Style networks run through texport.backends.stylize_with on every backend, PyTorch's included (`stylize`).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import torch
 from .checkpoints import check_state, load_checkpoint
 from .devices import resolve_device
 from .errors import TexportError
-from .handle import PROPO, TEXNET, Model, open_model, resolve_model, shipped_models, trained_folder  # noqa: F401
+from .handle import PROPO, STYLENET, TEXNET, Model, open_model, resolve_model, shipped_models, trained_folder  # noqa: F401
 from .sizes import SizePlan, plan_size, tileable_size  # noqa: F401
+from .stylenet import StyleNetwork
 from .texnet import TextureNetwork
 from . import noise as noise_lib
 
@@ -46,17 +48,47 @@ class LoadedTexnet:
         return self.manifest.get("name") or self.path.stem
 
 
+@dataclass
+class LoadedStylenet(LoadedTexnet):
+    """A texture network's record whose network also takes a content image."""
+
+    network: StyleNetwork
+
+
 def load_texnet(source: str | os.PathLike | Model, device: str | torch.device = "cpu") -> LoadedTexnet:
     """A texture network in eval mode (frozen BatchNorm statistics) on the device."""
-    model = _handle(source, TEXNET)
+    return _load_multiscale(source, TEXNET, TextureNetwork, LoadedTexnet, device)
+
+
+def load_stylenet(source: str | os.PathLike | Model, device: str | torch.device = "cpu") -> LoadedStylenet:
+    """A style network in eval mode (frozen BatchNorm statistics) on the device."""
+    return _load_multiscale(source, STYLENET, StyleNetwork, LoadedStylenet, device)
+
+
+def _load_multiscale(source, kind: str, network_class: type, loaded_class: type, device):
+    """Texture and style networks: the manifest's architecture, the file's weights checked against it."""
+    model = _handle(source, kind)
     path, manifest = model.path, model.manifest
-    state = load_checkpoint(path, kind=TEXNET, manifest=manifest)[0]
+    state = load_checkpoint(path, kind=kind, manifest=manifest)[0]
     try:
-        network = TextureNetwork(**manifest["architecture"])
+        network = network_class(**manifest["architecture"])
     except (KeyError, TypeError, ValueError) as exc:
         raise TexportError(f"{path} has an invalid architecture in its manifest ({exc})") from None
     check_state(path, network, state)
-    return LoadedTexnet(network.to(resolve_device(device)).eval(), manifest, path)
+    return loaded_class(network.to(resolve_device(device)).eval(), manifest, path)
+
+
+def stylize(source: str | os.PathLike | Model, content: torch.Tensor, size: int | str | tuple[int, int] | None = None,
+            seed: int = 0, noise_scale: float = 1.0, device: str | torch.device = "cpu",
+            size_limit: int | None = None) -> torch.Tensor:
+    """A photograph [1, 3, h, w] in [0, 1] restyled by a style network on PyTorch: [1, 3, H, W] on the CPU.
+
+    The torch backend through texport.backends.stylize_with, so it is the plan and noise every other
+    backend gets (see there for size and noise_scale).
+    """
+    from .backends import open_backend, stylize_with
+
+    return stylize_with(open_backend(source, "torch", str(device)), content, size, seed, noise_scale, size_limit)
 
 
 @torch.no_grad()

@@ -24,6 +24,8 @@ from . import losses, spectrum
 from .descriptor import Descriptor, build_descriptor
 from .errors import TexportError
 
+DEFAULT_ALPHA = defaults.STYLE_ALPHA
+DEFAULT_CONTENT_LAYER = defaults.STYLE_CONTENT_LAYER
 LOSSES = ("gram+color", "gram", "sw+color", "sw")
 DEFAULT_LOSS = defaults.LOSS
 # Layer weights: 'normalized' (default) sets w_l = 1 / ||G_l(target)||_F^2, so each layer counts as its
@@ -119,6 +121,7 @@ class TextureObjective:
                 )
             self.color_directions = losses.random_directions(losses.COLOR_DIRECTIONS, 3, losses.COLOR_SEED, exemplar.device)
             self.target_colors = losses.sorted_projections(exemplar, self.color_directions)
+        self.energy = float(energy)  # sum_l w_l ||G_l(target)||^2: the scale every other term is measured in
         self.color_scale = float(spec.color_weight) * float(energy)
         self.spectrum_scale = float(spec.spectrum_weight) * float(energy)
         self.exemplar = exemplar
@@ -163,7 +166,10 @@ class TextureObjective:
     def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.spec.octaves > 1:
             self.check_octaves(tuple(x.shape[-2:]), "output")
-        feats = self.features(x)
+        return self.evaluate(x, self.features(x))
+
+    def evaluate(self, x: torch.Tensor, feats: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """The terms of x from its features (`features(x)`, computed once by a caller that needs more of them)."""
         terms: dict[str, torch.Tensor] = {}
         if self.base == "gram":
             terms["gram"] = sum(losses.texture_loss(f, g, self.weights) for f, g in zip(feats, self.target_grams))
@@ -210,3 +216,90 @@ def build_objective(
     spec = ObjectiveSpec(loss=loss, layers=tuple(layers), layer_weights=layer_weights, octaves=octaves,
                          color_weight=color_weight, spectrum_weight=spectrum_weight)
     return TextureObjective(descriptor, exemplar, spec, tileable=tileable)
+
+
+class StyleObjective:
+    """Style transfer's objective (Ulyanov et al. 2016 eq. 6, after Gatys, Ecker & Bethge 2016): the texture
+    objective against the style image + alpha x a content loss against a photograph, per batch item.
+
+    The content term is the mean squared difference of the content layer's features relative to the
+    photograph's own mean squared feature, times the texture objective's energy (as the colour term),
+    so alpha means the same for any photograph, style or descriptor. A photograph does not wrap:
+    images are read with reflect padding. `bind(content)` fixes the photograph (Gatys); training
+    passes each batch's targets (`content_target`) to the call instead.
+    """
+
+    def __init__(self, texture: TextureObjective, alpha: float = DEFAULT_ALPHA, content_layer: str = DEFAULT_CONTENT_LAYER):
+        if alpha < 0:
+            raise TexportError(f"the content weight alpha must be >= 0, got {alpha}")
+        if content_layer not in texture.descriptor.layers:
+            raise TexportError(f"descriptor lacks the content layer {content_layer} (build it with build_style_objective)")
+        if texture.spec.octaves != 1 or texture.padding != "reflect":
+            raise TexportError("style transfer reads one octave of an image that does not wrap")
+        self.texture, self.alpha, self.content_layer = texture, float(alpha), content_layer
+        self.content_scale = self.alpha * texture.energy
+        self.target: torch.Tensor | None = None
+
+    # what Gatys and the manifests read of an objective
+    @property
+    def descriptor(self) -> Descriptor:
+        return self.texture.descriptor
+
+    @property
+    def padding(self) -> str:
+        return self.texture.padding
+
+    @property
+    def exemplar_size(self) -> tuple[int, int]:
+        return self.texture.exemplar_size
+
+    def as_dict(self) -> dict:
+        return {**self.texture.spec.as_dict(), "alpha": self.alpha, "content_layer": self.content_layer}
+
+    @torch.no_grad()
+    def content_target(self, content: torch.Tensor) -> torch.Tensor:
+        """The content layer's features of photographs [B, 3, H, W] in [0, 1]."""
+        dev = next(self.descriptor.buffers()).device
+        return self.descriptor(content.to(dev).float(), padding="reflect", until=self.content_layer)[self.content_layer]
+
+    def bind(self, content: torch.Tensor) -> "StyleObjective":
+        """This objective with `content` [1, 3, H, W] as its fixed photograph."""
+        bound = StyleObjective(self.texture, self.alpha, self.content_layer)
+        bound.target = self.content_target(content)
+        return bound
+
+    def downscaled(self, steps: int) -> "StyleObjective":
+        raise TexportError("style transfer starts from the photograph at full size: coarse-to-fine does not apply")
+
+    def __call__(self, x: torch.Tensor, target: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        target = self.target if target is None else target
+        if target is None:
+            raise TexportError("a style objective needs the content's features: bind(content) or pass them")
+        feats = self.texture.features(x)
+        terms = self.texture.evaluate(x, feats)
+        if feats[0][self.content_layer].shape != target.shape:
+            raise TexportError(f"the image ({x.shape[-1]}x{x.shape[-2]}) and its content photograph differ in size")
+        target = target.float()
+        diff = (feats[0][self.content_layer].float() - target).pow(2).mean(dim=(1, 2, 3))
+        terms["content"] = diff / target.pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-12)
+        terms["total"] = terms["total"] + self.content_scale * terms["content"]
+        return terms
+
+
+def build_style_objective(
+    style: torch.Tensor,
+    alpha: float = DEFAULT_ALPHA,
+    content_layer: str = DEFAULT_CONTENT_LAYER,
+    color_weight: float = DEFAULT_COLOR_WEIGHT,
+    spectrum_weight: float = defaults.STYLE_SPECTRUM_WEIGHT,
+    loss: str = DEFAULT_LOSS,
+    descriptor: str | Descriptor = "auto",
+    descriptor_weights: str | None = None,
+    device: torch.device | str = "cpu",
+) -> StyleObjective:
+    """The texture objective on the style image (PO layers) and the content term, on one descriptor."""
+    layers = tuple(losses.PO_LAYERS)
+    if not isinstance(descriptor, Descriptor):
+        descriptor = build_descriptor(descriptor, (*layers, content_layer), weights_file=descriptor_weights, device=device)
+    spec = ObjectiveSpec(loss=loss, layers=layers, color_weight=color_weight, spectrum_weight=spectrum_weight)
+    return StyleObjective(TextureObjective(descriptor, style, spec, tileable=False), alpha, content_layer)

@@ -50,8 +50,9 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     return read_graph(path)[0]
 
 
-def read_graph(path: str | os.PathLike) -> tuple[dict[str, str], list[tuple[int, ...]]]:
-    """(metadata_props, input shapes with -1 for dynamic axes) of an ONNX file; one-line errors."""
+def read_graph(path: str | os.PathLike) -> tuple[dict[str, str], dict[str, tuple[int, ...]]]:
+    """(metadata_props, {input name: shape with -1 for dynamic axes}, in the graph's order) of an ONNX file;
+    one-line errors."""
     import onnx
 
     p = Path(path)
@@ -61,6 +62,6 @@ def read_graph(path: str | os.PathLike) -> tuple[dict[str, str], list[tuple[int,
         model = onnx.load(str(p), load_external_data=False)
     except Exception as exc:  # protobuf's DecodeError and friends
         raise TexportError(f"{p} is not a readable ONNX file ({type(exc).__name__})") from None
-    shapes = [tuple(d.dim_value if d.HasField("dim_value") else -1 for d in i.type.tensor_type.shape.dim)
-              for i in model.graph.input]
+    shapes = {i.name: tuple(d.dim_value if d.HasField("dim_value") else -1 for d in i.type.tensor_type.shape.dim)
+              for i in model.graph.input}
     return {prop.key: prop.value for prop in model.metadata_props}, shapes

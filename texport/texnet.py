@@ -42,11 +42,11 @@ class ConvBlock(nn.Sequential):
     negative, which with 8 channels per scale would otherwise be lost for the rest of training.
     """
 
-    def __init__(self, cin: int, cout: int, norm: str):
+    def __init__(self, cin: int, cout: int, norm: str, padding: str = "circular"):
         layers: list[nn.Module] = []
         for i, kernel in enumerate((3, 3, 1)):
             layers += [
-                nn.Conv2d(cin if i == 0 else cout, cout, kernel, padding=kernel // 2, padding_mode="circular"),
+                nn.Conv2d(cin if i == 0 else cout, cout, kernel, padding=kernel // 2, padding_mode=padding),
                 _norm(cout, norm),
                 nn.LeakyReLU(0.01, inplace=True),
             ]
@@ -98,16 +98,22 @@ def receptive_radius(scales: int) -> int:
 class TextureNetwork(nn.Module):
     """g(z): noise [B, K*C, H, W] -> texture [B, 3, H, W] in [0, 1]; H and W multiples of 2**(K-1)."""
 
-    def __init__(self, scales: int = 5, noise_channels: int = 3, width: int = 8, norm: str = "batch"):
+    def __init__(self, scales: int = 5, noise_channels: int = 3, width: int = 8, norm: str = "batch",
+                 extra_channels: int = 0, padding: str = "circular"):
+        """extra_channels: inputs joined to each noise scale (a style network's content image, 3);
+        padding: every convolution's ("circular": tileable textures; "reflect": photographs)."""
         super().__init__()
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
         self.scales, self.noise_channels, self.width, self.norm = scales, noise_channels, width, norm
-        self.noise_blocks = nn.ModuleList(ConvBlock(noise_channels, width, norm) for _ in range(scales))
+        self.padding = padding
+        self.noise_blocks = nn.ModuleList(ConvBlock(noise_channels + extra_channels, width, norm, padding)
+                                          for _ in range(scales))
         # join j merges the running result (j+1 scales deep, width*(j+1) channels) with one more scale
         self.join_norms_coarse = nn.ModuleList(_norm(width * (j + 1), norm) for j in range(scales - 1))
         self.join_norms_fine = nn.ModuleList(_norm(width, norm) for _ in range(scales - 1))
-        self.join_blocks = nn.ModuleList(ConvBlock(width * (j + 2), width * (j + 2), norm) for j in range(scales - 1))
+        self.join_blocks = nn.ModuleList(ConvBlock(width * (j + 2), width * (j + 2), norm, padding)
+                                         for j in range(scales - 1))
         self.to_rgb = nn.Conv2d(width * scales, 3, 1)
         self.upsample = nn.Upsample(scale_factor=2, mode="nearest")
         for m in self.modules():  # Xavier initialization (Ulyanov et al. 2016 sec. 3.2)
@@ -128,14 +134,17 @@ class TextureNetwork(nn.Module):
         return self._forward(noise, unpadded=not self.training and self.norm == "batch")
 
     def _forward(self, noise: torch.Tensor, unpadded: bool) -> torch.Tensor:
-        """unpadded: each noise scale wrapped once (halos), convolutions without padding; else every
-        convolution pads circularly. The same sums, so the same image, under frozen BatchNorm."""
+        return self.generate(noise_lib.scales(noise, self.scales), unpadded)
+
+    def generate(self, z: list[torch.Tensor], unpadded: bool = False) -> torch.Tensor:
+        """The multi-scale body on its per-scale inputs z (finest first). unpadded: each scale wrapped
+        once (halos), convolutions without padding; else every convolution pads (circularly for a
+        texture). The same sums, so the same image, under frozen BatchNorm and circular padding."""
         out, crop = halos(self.scales)
 
         def block(module: ConvBlock, x: torch.Tensor, wrap_by: int = 0) -> torch.Tensor:
             return module.unpadded(wrap(x, wrap_by)) if unpadded else run_in_own_precision(module, x)
 
-        z = noise_lib.scales(noise, self.scales)  # finest first
         y = block(self.noise_blocks[-1], z[-1], out[-1] + BLOCK_SHRINK)
         for j, i in enumerate(range(self.scales - 2, -1, -1)):
             up = self.upsample(y)

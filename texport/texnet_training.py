@@ -72,6 +72,15 @@ def recalibrate_batchnorm(net: TextureNetwork, size: int, batch: int, seed: int,
     each batch in a run on several processes, whose BatchNorm layers sum their statistics across ranks.
     """
     first, count = share or (0, batch)
+    dev = next(net.parameters()).device
+    precise_batchnorm(net, lambda i: net(net.noise(size, size, seed=seed + i * batch + first, batch=count, device=dev)),
+                      batches)
+
+
+@torch.no_grad()
+def precise_batchnorm(net: torch.nn.Module, forward: Callable[[int], object], batches: int = 32) -> None:
+    """BatchNorm's running statistics set to the cumulative average over `batches` training-mode
+    forwards (`forward(i)` runs batch i); the network is left in eval mode."""
     norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     if not norms:
         return
@@ -80,12 +89,48 @@ def recalibrate_batchnorm(net: TextureNetwork, size: int, batch: int, seed: int,
         m.reset_running_stats()
         m.momentum = None  # cumulative average
     net.train()
-    dev = next(net.parameters()).device
     for i in range(batches):
-        net(net.noise(size, size, seed=seed + i * batch + first, batch=count, device=dev))
+        forward(i)
     for m, momentum in zip(norms, saved):
         m.momentum = momentum
     net.eval()
+
+
+class LossLog:
+    """A training run's losses: the recent values of every term, the manifest's history (the mean of
+    every HISTORY_EVERY iterations) and what a resumed run carries over from its manifest."""
+
+    KEEP, RECENT = 200, 20
+
+    def __init__(self, previous: dict | None = None):
+        previous = previous or {}
+        self.history: list[float] = list(previous.get("loss_history", []))
+        # until new iterations replace them: the stopped run's last values
+        self.terms_seen: dict[str, list[float]] = {k: [v] for k, v in previous.get("final_terms", {}).items()}
+        self.totals: list[float] = [previous["final_loss"]] if "final_loss" in previous else []
+
+    def add(self, done: int, logged: dict[str, float]) -> None:
+        """Iteration `done`'s term means ({term: value}, with 'total')."""
+        self.totals.append(logged["total"])
+        del self.totals[:-self.KEEP]
+        for k, v in logged.items():
+            self.terms_seen.setdefault(k, []).append(v)
+            del self.terms_seen[k][:-self.KEEP]
+        if done % HISTORY_EVERY == 0:
+            self.history.append(round(sum(self.totals[-HISTORY_EVERY:]) / len(self.totals[-HISTORY_EVERY:]), 6))
+
+    def loss(self) -> float:
+        """The mean total over the last RECENT iterations (nan before any)."""
+        recent = self.totals[-self.RECENT:] or [float("nan")]
+        return sum(recent) / len(recent)
+
+    def terms(self) -> dict[str, float]:
+        return {k: sum(v[-self.RECENT:]) / len(v[-self.RECENT:]) for k, v in self.terms_seen.items()}
+
+    def record(self) -> dict:
+        """What a manifest's training record keeps of it."""
+        return {"final_loss": self.loss(), "final_terms": self.terms(), "loss_history": self.history,
+                "loss_history_every": HISTORY_EVERY}
 
 
 @dataclass
@@ -245,9 +290,7 @@ def train_texnet(
         settings = {"planned_iterations": iters, "batch": batch, "size": size, "lr": lr, "seed": seed}
         if started_from is not None:
             settings["initialized_from"] = started_from
-        history: list[float] = []  # mean loss of every HISTORY_EVERY iterations
-        window: list[float] = []
-        terms_acc: dict[str, list[float]] = {}
+        log = LossLog()
         done, seconds_before, previous = 0, 0.0, {}
         if resume:
             state, manifest = load_checkpoint(out, kind=TEXNET)
@@ -264,22 +307,18 @@ def train_texnet(
                 raise TexportError(f"cannot resume {out}: it is a finished model (its BatchNorm statistics were recalibrated)")
             check_state(out, net, state)
             done = int(load_optimizer_state(state_path(out), opt, OPTIMIZER_STATE)["step"])
-            history = list(previous.get("loss_history", []))
-            terms_acc = {k: [v] for k, v in previous.get("final_terms", {}).items()}  # until new iterations replace them
-            window = [previous["final_loss"]] if "final_loss" in previous else []
+            log = LossLog(previous)
             seconds_before = float(previous.get("seconds", 0.0))
         model = ranks.wrap(net) if ranks is not None else net  # DDP: gradients averaged over the ranks
         start = time.perf_counter()
 
         def save(interrupted: bool, final: bool = False) -> dict:
-            recent = window[-20:] or [float("nan")]
-            terms = {k: sum(v[-20:]) / len(v[-20:]) for k, v in terms_acc.items()}
+            terms = log.terms()
             manifest = dict(manifest_base, training=dict(
                 settings, iterations=done, schedule="x0.7 at iters/2 then every iters/10 (Ulyanov et al. 2016, scaled)",
                 optimizer="adam", device=dev.type, seconds=round(seconds_before + time.perf_counter() - start, 1),
                 batchnorm="recalibrated over 32 fresh batches" if final else "running averages (intermediate checkpoint)",
-                final_loss=sum(recent) / len(recent), final_terms=terms, interrupted=interrupted,
-                loss_history=history, loss_history_every=HISTORY_EVERY,
+                interrupted=interrupted, **log.record(),
                 **({"finished_early": True} if final and done < iters else {}),
                 **({"processes": ranks.world} if ranks is not None else {}),
             ))
@@ -309,16 +348,10 @@ def train_texnet(
                 logged = {k: float(v.detach().mean()) for k, v in terms.items()}  # "total": float(value)
                 if ranks is not None:  # the batch's means from the ranks' means of equal shares
                     logged = dict(zip(logged, ranks.average(list(logged.values()))))
-                window.append(logged["total"])
-                del window[:-200]
-                for k, v in logged.items():
-                    terms_acc.setdefault(k, []).append(v)
-                    del terms_acc[k][:-200]
                 done = step + 1
-                if done % HISTORY_EVERY == 0:
-                    history.append(round(sum(window[-HISTORY_EVERY:]) / len(window[-HISTORY_EVERY:]), 6))
+                log.add(done, logged)
                 if progress is not None:
-                    progress(done, sum(window[-20:]) / len(window[-20:]))
+                    progress(done, log.loss())
                 if checkpoint_every and done % checkpoint_every == 0 and done < iters:
                     save(interrupted=False)
         except KeyboardInterrupt:
@@ -330,7 +363,7 @@ def train_texnet(
             interrupted = True
         if failure is not None or (interrupted and done < iters and not finish):
             save(interrupted=True)  # resumable: running BatchNorm averages, optimizer state kept
-            final_terms = {k: sum(v[-20:]) / len(v[-20:]) for k, v in terms_acc.items()}
+            final_terms = log.terms()
             if ranks is not None:
                 ranks.stop_others()
             if failure is not None:
@@ -338,9 +371,8 @@ def train_texnet(
         else:
             recalibrate_batchnorm(net, size, batch, seed=TRAIN_SEED_OFFSET // 2 + seed * 4096, share=(first, count))
             final_terms = save(interrupted, final=True)
-        recent = window[-20:] or [float("nan")]
-        return TrainReport(out, done, iters, seconds_before + time.perf_counter() - start, sum(recent) / len(recent),
-                           final_terms, interrupted, history, rank=ranks.rank if ranks is not None else 0)
+        return TrainReport(out, done, iters, seconds_before + time.perf_counter() - start, log.loss(),
+                           final_terms, interrupted, log.history, rank=ranks.rank if ranks is not None else 0)
 
 
 def write_preview(model_path: Path, texture_path: Path, box=None) -> Path:
