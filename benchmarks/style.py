@@ -163,6 +163,7 @@ def main() -> None:
     parser.add_argument("--photos", type=Path, default=Path("runs/photos/held-out"))
     parser.add_argument("--gatys-only", action="store_true", help="Only fill the Gatys cache.")
     parser.add_argument("--only", nargs="*", default=None, help="Photographs (stems) to run; default all.")
+    parser.add_argument("--sizes", type=int, nargs="*", default=list(SIZES), help="Photograph sides (default 256 512).")
     parser.add_argument("--section", default="style")
     args = parser.parse_args()
 
@@ -180,7 +181,7 @@ def main() -> None:
     identity = manifest["descriptor"] if manifest else None
     desc = build_descriptor("auto", (*PO_LAYERS, "relu4_2"), expect_identity=identity)
     objective = objective_for(manifest, style, desc)
-    plan = [(p, s) for s in SIZES for p in photos if s == 256 or p.stem in AT_512]
+    plan = [(p, s) for s in args.sizes for p in photos if s == 256 or p.stem in AT_512]
     gatys_rows = {(p.stem, s): gatys_run(p, s, style_path, style, objective, desc) for p, s in plan}
     if args.gatys_only:
         return
@@ -206,12 +207,20 @@ def main() -> None:
 
     strip = [strip_photo] + [stylize_with(backend, strip_photo, seed=0, noise_scale=k) for k in NOISE_SCALES]
     save_image(side_by_side(strip, height=256), IMAGES / "style_noise_strip.png")
+    knob = []  # fig. 5 measured: what each noise scale trades, over the 256 px photographs
+    for k in NOISE_SCALES:
+        measured = []
+        for photo_path, side in plan:
+            if side == 256:
+                photo = square_content(photo_path, side)
+                measured.append(measure(stylize_with(backend, photo, seed=0, noise_scale=k), photo, style, objective))
+        knob.append({"scale": k, **{m: statistics.median(x[m] for x in measured) for m in measured[0]}})
     big_photo = next((p for p in photos if p.stem == "aitzgorri"), photos[0])
     big = big_stylization(args.model, big_photo, ["torch", "onnxruntime"], IMAGES / "style_1024x768.png")
-    write_results(rows, big, big_photo.stem, args, manifest)
+    write_results(rows, knob, big, big_photo.stem, args, manifest)
 
 
-def write_results(rows: list[dict], big: list[dict], big_photo: str, args, manifest: dict) -> None:
+def write_results(rows: list[dict], knob: list[dict], big: list[dict], big_photo: str, args, manifest: dict) -> None:
     training = manifest["training"]
     objective = manifest["objective"]
     lines = [
@@ -257,6 +266,10 @@ def write_results(rows: list[dict], big: list[dict], big_photo: str, args, manif
             f"{med(lambda r: r['network']['judge']):.3f} / {med(lambda r: r['gatys']['judge']):.3f} / "
             f"{med(lambda r: r['original']['judge']):.3f} | {med(lambda r: r['network']['spectral']):.3f} / "
             f"{med(lambda r: r['gatys']['spectral']):.3f} / {med(lambda r: r['original']['spectral']):.3f} |")
+    lines += ["", "The noise scale (fig. 5), medians over the 256 px photographs (seed 0):", "",
+              "| noise scale | objective | style part | content | judge | spectral |", "| --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {k['scale']:g} | {k['total']:.4g} | {k['style']:.4g} | {k['content']:.3f} | {k['judge']:.3f} | "
+              f"{k['spectral']:.3f} |" for k in knob]
     lines += ["", f"Fig. 14: `{big_photo}` at {BIG[0]}x{BIG[1]} (`benchmarks/images/style_1024x768.png`), each backend in "
               "a fresh process (median of 3 after a warm-up; peak resident memory of the whole process):", "",
               "| backend | seconds | peak memory (MB) |", "| --- | --- | --- |"]

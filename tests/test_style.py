@@ -170,6 +170,8 @@ def test_cli_gatys_content_writes_the_photographs_size(tmp_path, cli_main):
     assert load_image(out).shape == (1, 3, 45, 77) and "evaluations" in result.stdout
     missing = cli_main("gatys", "red-peppers", "--content", str(tmp_path / "none.png"), "-o", str(tmp_path / "x.png"))
     assert missing.returncode == 2 and "none.png" in one_error_line(missing) and not (tmp_path / "x.png").exists()
+    clash = cli_main("gatys", "red-peppers", "--content", str(photo), "-o", str(tmp_path / "x.png"), "--tileable")
+    assert clash.returncode == 2 and "drop --tileable" in one_error_line(clash)
 
 
 def test_cli_train_style_writes_the_model_and_its_preview(photos, style, tmp_path, cli_main):

@@ -147,6 +147,13 @@ def gatys(
 ) -> None:
     """Synthesize a texture by optimization (Gatys et al. 2015), the slow exact fallback; with --content, style transfer."""
     if content is not None:
+        clashes = [name for name, given in (("--tileable", tileable), ("--pyramid", pyramid > 1), ("--init", init),
+                                            ("--coarse-to-fine", coarse_to_fine > 1), ("--layers", layers),
+                                            ("--loss", loss != D.LOSS), ("--optimizer", optimizer != D.GATYS_OPTIMIZER))
+                   if given]
+        if clashes:
+            raise TexportError(f"style transfer (--content) starts from the photograph with the style networks' objective: "
+                               f"drop {', '.join(clashes)}")
         return _gatys_style(texture, content, output, size, iters, alpha, color_weight, spectrum_weight, device,
                             descriptor, descriptor_weights, size_limit, bits16, compare)
     size = size or "256"

@@ -61,7 +61,7 @@ def load_texnet(source: str | os.PathLike | Model, device: str | torch.device = 
 
 
 def load_stylenet(source: str | os.PathLike | Model, device: str | torch.device = "cpu") -> LoadedStylenet:
-    """A style network in eval mode (frozen BatchNorm statistics) on the device."""
+    """A style network in eval mode on the device."""
     return _load_multiscale(source, STYLENET, StyleNetwork, LoadedStylenet, device)
 
 
