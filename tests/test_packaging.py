@@ -30,16 +30,17 @@ def test_wheel_ships_trained_readme_and_textures(tmp_path):
 
 
 def test_every_shipped_model_loads_and_has_a_provenance_row():
-    from texport.models import PROPO, load_propo, load_texnet, model_kind, shipped_models
+    from texport.models import PROPO, STYLENET, load_propo, load_stylenet, load_texnet, model_kind, shipped_models
 
     readme = (ROOT / "trained" / "README.md").read_text()
+    loaders = {PROPO: load_propo, STYLENET: load_stylenet}
     kinds = set()
     for name, path in shipped_models().items():
         kinds.add(model_kind(path))
-        model = load_propo(path) if model_kind(path) == PROPO else load_texnet(path)
+        model = loaders.get(model_kind(path), load_texnet)(path)
         assert model.manifest["training"]["interrupted"] is False
         assert f"`{path.name}`" in readme, f"{path.name} has no row in trained/README.md"
-    assert kinds == {"texnet", "propo"}
+    assert kinds == {"texnet", "propo", "stylenet"}
 
 
 def test_trained_readme_is_found_from_the_installed_package():
