@@ -52,6 +52,10 @@ ITERS = 400
 SIZES = (256, 512)
 SHARED = HERE.parents[1] / "shared" / "textures"
 AT_512 = ("astronaut", "aitzgorri")  # Gatys at 512 px costs ~4x: two photographs
+CREDITS = ("Photographs (`cli/fetch_photos.py`'s SOURCES.md): astronaut (NASA) and rocket (SpaceX), public domain; "
+           "chelsea (Stefan van der Walt) and coffee (Rachel Michetti), CC0; aitzgorri (Aitzol Berasategi), CC-BY-4.0, "
+           "so its crops in the sheet and the 1024x768 stylization are adaptations under CC-BY-4.0. The style: "
+           "cezanne.jpg (a public-domain painting, from the texture_nets repository).")
 NOISE_SCALES = (0.0, 0.5, 1.0, 2.0, 4.0)
 BIG = (1024, 768)
 
@@ -276,7 +280,7 @@ def write_results(rows: list[dict], knob: list[dict], big: list[dict], big_photo
     lines += [f"| {b['backend']} | {b['seconds']:.3f} | {b['peak_mb']:.0f} |" for b in big]
     lines += ["", "Sheet (`benchmarks/images/style_sheet.png`): per 256 px photograph, content | style | Gatys | network. "
               f"Noise-scale strip (`style_noise_strip.png`, fig. 5): the photograph, then noise scales "
-              f"{', '.join(f'{k:g}' for k in NOISE_SCALES)}.", ""]
+              f"{', '.join(f'{k:g}' for k in NOISE_SCALES)}.", "", CREDITS, ""]
     gatys_benchmark.replace_section(gatys_benchmark.RESULTS, args.section, "\n".join(lines))
     print("\n".join(lines))
 
