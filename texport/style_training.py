@@ -30,8 +30,8 @@ from .images import load_exemplar
 from .objective import DEFAULT_ALPHA, DEFAULT_COLOR_WEIGHT, DEFAULT_CONTENT_LAYER, build_style_objective
 from .stylenet import StyleNetwork
 from .texnet import NORMS
-from .texnet_training import (TRAIN_SEED_OFFSET, LossLog, Progress, TrainReport, check_run, learning_rate,
-                              load_optimizer_state, precise_batchnorm, save_optimizer_state, state_path)
+from .texnet_training import (TRAIN_SEED_OFFSET, LossLog, Progress, TrainReport, check_run, check_same_run,
+                              learning_rate, load_optimizer_state, precise_batchnorm, save_optimizer_state, state_path)
 
 OPTIMIZER_STATE = "stylenet-optimizer-state"
 CONTENT_RESIZE = defaults.STYLE_CONTENT_RESIZE
@@ -124,12 +124,7 @@ def train_style(
     if resume:
         state, manifest = load_checkpoint(out, kind=STYLENET)
         previous = manifest.get("training", {})
-        for key, value in settings.items():
-            if previous.get(key) != value:
-                raise TexportError(f"cannot resume {out}: it was trained with {key}={previous.get(key)!r}, not {value!r}")
-        for key in ("architecture", "style", "content", "descriptor", "objective"):
-            if manifest.get(key) != manifest_base[key]:
-                raise TexportError(f"cannot resume {out}: its {key} differs from this run's ({str(manifest.get(key))[:60]})")
+        check_same_run(out, manifest, settings, manifest_base, ("architecture", "style", "content", "descriptor", "objective"))
         if previous.get("finished"):
             raise TexportError(f"cannot resume {out}: it is a finished model")
         check_state(out, net, state)

@@ -177,6 +177,17 @@ def _load_init(init: str | os.PathLike, net: TextureNetwork) -> dict:
             "iterations": done.get("iterations"), "seconds": done.get("seconds"), "objective": manifest.get("objective")}
 
 
+def check_same_run(out: Path, manifest: dict, settings: dict, manifest_base: dict, keys: Sequence[str]) -> None:
+    """A resumed run must be the stopped one: the same training settings and the same manifest `keys`."""
+    previous = manifest.get("training", {})
+    for key, value in settings.items():
+        if previous.get(key) != value:
+            raise TexportError(f"cannot resume {out}: it was trained with {key}={previous.get(key)!r}, not {value!r}")
+    for key in keys:
+        if manifest.get(key) != manifest_base[key]:
+            raise TexportError(f"cannot resume {out}: its {key} differs from this run's ({str(manifest.get(key))[:60]})")
+
+
 def state_path(output: Path) -> Path:
     """Where a run keeps its optimizer state beside the model: OUTPUT.state.safetensors."""
     return output.with_name(output.stem + ".state.safetensors")
@@ -297,12 +308,7 @@ def train_texnet(
             previous = manifest.get("training", {})
             if "initialized_from" in previous:  # a resumed fine-tuning run keeps its record of where it started
                 settings["initialized_from"] = previous["initialized_from"]
-            for key, value in settings.items():
-                if previous.get(key) != value:
-                    raise TexportError(f"cannot resume {out}: it was trained with {key}={previous.get(key)!r}, not {value!r}")
-            for key in ("architecture", "texture", "descriptor", "objective"):
-                if manifest.get(key) != manifest_base[key]:
-                    raise TexportError(f"cannot resume {out}: its {key} differs from this run's ({str(manifest.get(key))[:60]})")
+            check_same_run(out, manifest, settings, manifest_base, ("architecture", "texture", "descriptor", "objective"))
             if previous.get("batchnorm", "").startswith("recalibrated"):
                 raise TexportError(f"cannot resume {out}: it is a finished model (its BatchNorm statistics were recalibrated)")
             check_state(out, net, state)
