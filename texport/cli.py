@@ -476,8 +476,8 @@ def stylize(
     content: str = typer.Argument(..., help="The photograph to restyle (PNG, JPEG, TGA, WebP, BMP), or a shipped texture name."),
     output: Path = typer.Option(..., "-o", "--output", help="Output PNG (written atomically)."),
     size: Optional[str] = typer.Option(None, "--size", help="Output size WxH (or N); the photograph is resized to it (default: its own size)."),
-    noise_scale: float = typer.Option(1.0, "--noise-scale", help="Noise amplitude, >= 0: 0 follows the photograph most closely, "
-                                                                 "1 is as trained, more lets the style take over."),
+    noise_scale: float = typer.Option(1.0, "--noise-scale", help="Noise amplitude, >= 0: 0 is none, "
+                                                                 "1 is as trained (the paper's fig. 5 knob; the shipped model barely responds to it)."),
     seed: Seed = 0,
     backend: Backend = None,
     fp16: Fp16 = False,
