@@ -22,8 +22,8 @@ sys.path.insert(0, str(HERE))
 
 import gatys as gatys_benchmark  # noqa: E402  (replace_section)
 
-from texport.export import PARITY  # noqa: E402
-from texport.models import load_texnet  # noqa: E402
+from texport.export.exporter import PARITY  # noqa: E402
+from texport.models.loading import load_texnet  # noqa: E402
 
 MODELS = ("pebbles", "red-peppers")
 SIZES = (256, 512)

@@ -1,9 +1,9 @@
 """DDS quality: PSNR of every mip level per format, decoded by an independent reader.
 
 A tileable sample of each shipped texture network is written as DDS in every format with the full
-mip chain (texport.dds.encode_dds, sRGB by default or --linear); each level is decoded with
+mip chain (texport.textures.dds.encode_dds, sRGB by default or --linear); each level is decoded with
 texture2ddecoder (not texport's code) and compared with the float level before encoding
-(texport.mips.mip_chain of the 8-bit level 0; the encoder is given these floats rounded to 8 bits). Level 0's float is the PNG itself, so its row is also the PSNR against the PNG that
+(texport.textures.mips.mip_chain of the 8-bit level 0; the encoder is given these floats rounded to 8 bits). Level 0's float is the PNG itself, so its row is also the PSNR against the PNG that
 `synth` writes for the same seed. Also reported: file size and the seconds encode_dds took (the float
 chain and the blocks, one CPU thread).
 
@@ -30,8 +30,9 @@ sys.path.insert(0, str(HERE))
 import gatys as gatys_benchmark  # noqa: E402  (cpu_name, replace_section)
 
 import texport  # noqa: E402
-from texport import dds, mips  # noqa: E402
-from texport.models import load_texnet, sample_texnet  # noqa: E402
+import texport.textures.dds as dds
+import texport.textures.mips as mips  # noqa: E402
+from texport.models.loading import load_texnet, sample_texnet  # noqa: E402
 
 FORMATS = ("bc7", "bc1", "bc3", "rgba8")
 DECODE = {"bc7": texture2ddecoder.decode_bc7, "bc1": texture2ddecoder.decode_bc1, "bc3": texture2ddecoder.decode_bc3}

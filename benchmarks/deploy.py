@@ -1,6 +1,6 @@
 """Deployment benchmarks (issue 10 item 7): backends on this machine, engine builds, a large tile run.
 
-1. Backends (`texport.bench`): the shipped pebbles texture network at 256-2048 px and the ProPO
+1. Backends (`texport.runtime.bench`): the shipped pebbles texture network at 256-2048 px and the ProPO
    model at 256 and 512 px, batch 1 (and 8 at 256 and 512 for the texture network), on torch eager
    fp32 (`inference_mode`, nothing else), torch with its own tuned options (channels_last +
    torch.compile), onnxruntime and OpenVINO in fp32; at 512 px the fp16 graphs (torch, onnxruntime,
@@ -33,7 +33,7 @@ sys.path.insert(0, str(HERE))
 import gatys as gatys_benchmark  # noqa: E402  (replace_section, cpu_name)
 
 import texport  # noqa: E402
-from texport.bench import bench, table  # noqa: E402
+from texport.runtime.bench import bench, table  # noqa: E402
 
 CPU_BACKENDS = ["torch", "torch:channels_last+compile", "onnxruntime", "openvino"]
 GPU_BACKENDS = ["torch", "torch:channels_last", "torch:compile", "torch:cuda_graphs", "onnxruntime"]
@@ -79,7 +79,7 @@ def part_backends(quick: bool) -> list[str]:
 
 
 def part_engines() -> list[str]:
-    from texport.export import export
+    from texport.export.exporter import export
 
     lines = ["| model | precision | flavour | build s | engine MB | profile (image sides) |", "| --- | --- | --- | --- | --- | --- |"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -99,7 +99,7 @@ def part_tile(size: int, backend: str, keep: str | None) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(keep) if keep else Path(tmp) / "tile.png"
         # VmHWM, not ru_maxrss: a child started with vfork inherits its parent's ru_maxrss (this one's, gigabytes)
-        code = ("import sys, time; from texport.bench import _peak_rss_mb; from texport.cli import main; t = time.time(); "
+        code = ("import sys, time; from texport.runtime.bench import _peak_rss_mb; from texport.commands.cli import main; t = time.time(); "
                 f"rc = main(['tile', 'pebbles', '-o', {str(out)!r}, '--size', '{size}x{size}', '--tile', '1024', "
                 f"'--backend', {backend!r}]); "
                 "print('RESULT', rc, time.time() - t, _peak_rss_mb())")

@@ -48,12 +48,14 @@ sys.path.insert(0, str(HERE))
 import gatys as gatys_benchmark  # noqa: E402
 
 import texport  # noqa: E402
-from texport import gatys, losses  # noqa: E402
-from texport.checkpoints import read_manifest  # noqa: E402
-from texport.descriptor import build_descriptor  # noqa: E402
-from texport.images import load_exemplar, load_image, quantize, save_image  # noqa: E402
-from texport.models import load_propo, load_texnet, resolve_model, sample_texnet, sample_propo  # noqa: E402
-from texport.objective import build_objective  # noqa: E402
+import texport.optimization.gatys as gatys
+import texport.objectives.losses as losses  # noqa: E402
+from texport.models.checkpoints import read_manifest  # noqa: E402
+from texport.objectives.descriptor import build_descriptor  # noqa: E402
+from texport.textures.images import load_exemplar, load_image, quantize, save_image  # noqa: E402
+from texport.models.loading import load_propo, load_texnet, sample_texnet, sample_propo
+from texport.models.handle import resolve_model  # noqa: E402
+from texport.objectives.objective import build_objective  # noqa: E402
 
 SIZE = 256
 BUDGET = 400
@@ -310,7 +312,7 @@ def write_sheets(groups: list[tuple[str, list[dict], Path, object]], desc) -> No
     crops from the top left), and for the first texture network small crops for the README's dial table."""
     from PIL import Image, ImageDraw
 
-    from texport.images import to_uint8
+    from texport.textures.images import to_uint8
 
     def crop(image: torch.Tensor, side: int = SHEET_CROP) -> Image.Image:
         array = to_uint8(image[0] if image.dim() == 4 else image).permute(1, 2, 0).numpy()

@@ -5,7 +5,7 @@ about 400 iterations) of the default objective (Gram + colour + spectrum) and of
 the spectrum term (the objective before Quality v2), recording seconds and the Quality v2 measures
 of the saved 8-bit image (`measures`): the default objective's value, the plain normalized Gram
 loss, spectral distance against its target 1.5 x floor + 0.1, the judge's distance
-(EfficientNet-Lite0, texport.metrics) and colour distance.
+(EfficientNet-Lite0, texport.objectives.metrics) and colour distance.
 
 Results are cached in benchmarks/cache/gatys/ under a key made of the exemplar's bytes, the run's
 settings, the descriptor identity and a fingerprint of what the code computes (`reference_fingerprint`),
@@ -30,9 +30,12 @@ from pathlib import Path
 import torch
 
 import texport
-from texport import descriptor, gatys, losses, metrics
-from texport.images import load_exemplar, load_image, quantize, save_image, side_by_side
-from texport.objective import DEFAULT_SPECTRUM_WEIGHT, build_objective
+import texport.objectives.descriptor as descriptor
+import texport.optimization.gatys as gatys
+import texport.objectives.losses as losses
+import texport.objectives.metrics as metrics
+from texport.textures.images import load_exemplar, load_image, quantize, save_image, side_by_side
+from texport.objectives.objective import DEFAULT_SPECTRUM_WEIGHT, build_objective
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / "cache" / "gatys"
@@ -52,7 +55,7 @@ def texture_path(name: str) -> Path:
     for candidate in (Path(name), SHARED / f"{name}.jpg"):
         if candidate.is_file():
             return candidate
-    from texport.images import resolve_texture
+    from texport.textures.images import resolve_texture
 
     return resolve_texture(name)
 
@@ -73,7 +76,7 @@ def reference_fingerprint(desc) -> str:
     thread counts can still flip a rounding: a miss, never a wrong hit of consequence.
     """
     if desc.identity not in _fingerprints:
-        from texport.images import resolve_texture
+        from texport.textures.images import resolve_texture
 
         exemplar = load_exemplar(resolve_texture("pebbles"))  # 128 px: the spectral floor needs 64 px halves
         obj = build_objective(exemplar, descriptor=desc)
@@ -111,7 +114,7 @@ def measures(images: torch.Tensor, exemplar: torch.Tensor, desc) -> list[dict]:
 
     objective: the default objective's value (Gram + colour + spectrum, default weights, reflect
     padding) whatever produced the image; gram: the plain normalized Gram loss; spectral (with its
-    floor and target), judge and colour: texport.metrics.
+    floor and target), judge and colour: texport.objectives.metrics.
     """
     saved = quantize(images)
     default = build_objective(exemplar, descriptor=desc)

@@ -1,7 +1,7 @@
 """Export parity (issue 10 item 2): exported graphs against the fp32 PyTorch model, on the 0-1 image.
 
 For every shipped model kind, the fp32 and fp16 ONNX graphs run through the CPU backends a user gets
-(texport.backends: onnxruntime, and when installed OpenVINO: f32 and bf16 on the fp32 graph, the
+(texport.runtime.backends: onnxruntime, and when installed OpenVINO: f32 and bf16 on the fp32 graph, the
 fp16 graph as is) at several sizes, noise seeds and, for ProPO, exemplars; each row is the worst max
 abs difference over its seeds and exemplars. Targets: 1e-4 in fp32, 1e-2 in fp16 (and bf16).
 
@@ -26,19 +26,19 @@ sys.path.insert(0, str(HERE))
 
 import gatys as gatys_benchmark  # noqa: E402  (replace_section)
 
-from texport.backends import open_backend  # noqa: E402
+from texport.runtime.backends import open_backend  # noqa: E402
 from texport.errors import TexportError  # noqa: E402
-from texport.export import PARITY, export  # noqa: E402
-from texport.graphs import ProPOGraph  # noqa: E402
-from texport.images import load_image, resolve_texture  # noqa: E402
-from texport.models import load_propo, load_texnet  # noqa: E402
-from texport.noise import noise_field  # noqa: E402
+from texport.export.exporter import PARITY, export  # noqa: E402
+from texport.export.graphs import ProPOGraph  # noqa: E402
+from texport.textures.images import load_image, resolve_texture  # noqa: E402
+from texport.models.loading import load_propo, load_texnet  # noqa: E402
+from texport.textures.noise import noise_field  # noqa: E402
 
 TEXNETS = ["pebbles", "red-peppers"]
 
 
 def runtimes(path: Path, precision: str) -> dict:
-    """The backends a user gets for this ONNX file (texport.backends), by row label."""
+    """The backends a user gets for this ONNX file (texport.runtime.backends), by row label."""
     found = {"onnxruntime": open_backend(path, "onnxruntime", "cpu")}
     if importlib.util.find_spec("openvino") is not None:
         if precision == "fp32":

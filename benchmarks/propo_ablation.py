@@ -30,12 +30,12 @@ import gatys as gatys_benchmark  # noqa: E402
 from propo_quality import find_dataset  # noqa: E402
 
 import texport  # noqa: E402
-from texport import losses  # noqa: E402
-from texport.datasets import open_dataset  # noqa: E402
-from texport.descriptor import build_descriptor  # noqa: E402
-from texport.images import quantize  # noqa: E402
-from texport.models import load_propo, sample_propo  # noqa: E402
-from texport.propo_training import DEFAULT_SPECTRUM_WEIGHT, train_propo  # noqa: E402
+import texport.objectives.losses as losses  # noqa: E402
+from texport.textures.datasets import open_dataset  # noqa: E402
+from texport.objectives.descriptor import build_descriptor  # noqa: E402
+from texport.textures.images import quantize  # noqa: E402
+from texport.models.loading import load_propo, sample_propo  # noqa: E402
+from texport.training.propo import DEFAULT_SPECTRUM_WEIGHT, train_propo  # noqa: E402
 
 VARIANTS = {  # file key -> (what it changes, train_propo arguments); 'default' is what ships
     "raw": ("uniform [0, 1) start, no colour moment matching", {"noise_amplitude": 1.0, "color_match": False}),
@@ -44,7 +44,7 @@ VARIANTS = {  # file key -> (what it changes, train_propo arguments); 'default' 
                 {"color_input": True}),
     "no-color-input": ("default without the colour-Gram gradient input", {"color_input": False}),
     "incremental": ("default with incremental learning", {"incremental": True}),
-    "spectrum-6": ("default with the spectrum weight 6 (texport.objective's) instead of 60", {"color_input": True, "spectrum_weight": 6.0}),
+    "spectrum-6": ("default with the spectrum weight 6 (texport.objectives.objective's) instead of 60", {"color_input": True, "spectrum_weight": 6.0}),
 }
 RUNS = HERE / "cache" / "ablation"
 

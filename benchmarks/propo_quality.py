@@ -35,12 +35,13 @@ sys.path.insert(0, str(HERE))
 import gatys as gatys_benchmark  # noqa: E402
 
 import texport  # noqa: E402
-from texport import losses  # noqa: E402
-from texport.datasets import open_dataset  # noqa: E402
-from texport.descriptor import build_descriptor  # noqa: E402
-from texport.images import load_image, quantize, save_image, side_by_side, stack_rows  # noqa: E402
-from texport.models import load_propo, resolve_model, sample_propo  # noqa: E402
-from texport.objective import build_objective  # noqa: E402
+import texport.objectives.losses as losses  # noqa: E402
+from texport.textures.datasets import open_dataset  # noqa: E402
+from texport.objectives.descriptor import build_descriptor  # noqa: E402
+from texport.textures.images import load_image, quantize, save_image, side_by_side, stack_rows  # noqa: E402
+from texport.models.loading import load_propo, sample_propo
+from texport.models.handle import resolve_model  # noqa: E402
+from texport.objectives.objective import build_objective  # noqa: E402
 
 SIZE = 256
 SAMPLES = 5

@@ -33,12 +33,13 @@ sys.path.insert(0, str(HERE))
 import gatys as gatys_benchmark  # noqa: E402  (benchmarks/gatys.py: the cached Gatys reference)
 
 import texport  # noqa: E402
-from texport import losses  # noqa: E402
-from texport.checkpoints import read_manifest  # noqa: E402
-from texport.descriptor import build_descriptor  # noqa: E402
-from texport.images import load_exemplar, load_image, quantize, save_image, side_by_side  # noqa: E402
-from texport.models import load_texnet, shipped_models, sample_texnet  # noqa: E402
-from texport.texnet_training import TRAIN_SEED_OFFSET, recalibrate_batchnorm  # noqa: E402
+import texport.objectives.losses as losses  # noqa: E402
+from texport.models.checkpoints import read_manifest  # noqa: E402
+from texport.objectives.descriptor import build_descriptor  # noqa: E402
+from texport.textures.images import load_exemplar, load_image, quantize, save_image, side_by_side  # noqa: E402
+from texport.models.loading import load_texnet, sample_texnet
+from texport.models.handle import shipped_models  # noqa: E402
+from texport.training.texnet import TRAIN_SEED_OFFSET, recalibrate_batchnorm  # noqa: E402
 
 SIZE = 256
 SAMPLES = 5
@@ -169,7 +170,7 @@ def write_results(rows: list[dict], large: dict, args) -> None:
         "",
         f"256x256; network: mean of {SAMPLES} samples (seeds 0-4); Gatys: 400 L-BFGS-B evaluations of the default "
         "objective (Gram + colour + spectrum, seed 0). Objective: the default objective's value on the saved 8-bit "
-        "image; spectral distance (target 1.5 x floor + 0.1), judge (EfficientNet-Lite0, texport.metrics), colour "
+        "image; spectral distance (target 1.5 x floor + 0.1), judge (EfficientNet-Lite0, texport.objectives.metrics), colour "
         "(sliced Wasserstein-1, RGB), all on the saved images, on the descriptor each network was trained with. "
         f"Diversity: Shi & Qiao 2020 eq. 11 on conv4_2 over 5 images at {DIVERSITY_SIZE} px (network samples, Gatys seeds 0-4). "
         f"Targets: objective ratio <= {TARGETS['objective_ratio']:g} (goal {TARGETS['objective_goal']:g}), spectral <= "

@@ -30,9 +30,10 @@ from PIL import Image, ImageDraw, ImageFont
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gatys as reference  # noqa: E402  (benchmarks/gatys.py: the cached Gatys runs)
 
-from texport import descriptor, losses  # noqa: E402
-from texport.images import load_exemplar, load_image, to_uint8  # noqa: E402
-from texport.models import load_propo, load_texnet, sample_texnet, sample_propo  # noqa: E402
+import texport.objectives.descriptor as descriptor
+import texport.objectives.losses as losses  # noqa: E402
+from texport.textures.images import load_exemplar, load_image, to_uint8  # noqa: E402
+from texport.models.loading import load_propo, load_texnet, sample_texnet, sample_propo  # noqa: E402
 
 OUTPUT = reference.IMAGES / "readme_pebbles.png"
 TEXTURE = "pebbles"

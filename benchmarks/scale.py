@@ -43,24 +43,29 @@ import texport  # noqa: E402
 RUN = r"""
 import json, sys, time
 t0 = time.perf_counter()
-from texport.bench import _peak_rss_mb
+from texport.runtime.bench import _peak_rss_mb
 args = json.loads(sys.argv[1])
 summary = {}
 if args["what"] == "tile":
-    from texport.images import PngRowWriter  # noqa: F401
+    from texport.textures.images import PngRowWriter  # noqa: F401
     if args["ray"]:
-        from texport.cluster import tile_on_ray
+        from texport.scale.cluster import tile_on_ray
         summary = tile_on_ray("pebbles", args["out"], args["size"], args["size"], args["tile"], 0, address=args["ray"],
                               backend=args["backend"], threads=1)
     else:
-        from texport.backends import open_backend
-        from texport.tiling import tile_image
+        from texport.runtime.backends import open_backend
+        from texport.scale.tiling import tile_image
         summary = tile_image(open_backend("pebbles", args["backend"], low_memory=True), args["out"], args["size"],
                              args["size"], args["tile"], 0)
     summary["path"] = str(summary["path"])
 else:
-    from texport.batch import run_batch
-    summary = run_batch(args["jobs"], args["ray"], backend=args["backend"], threads=1)
+    if args["ray"]:
+        from texport.scale.batch import load_jobs
+        from texport.scale.cluster import batch_on_ray
+        summary = batch_on_ray(load_jobs(args["jobs"], args["backend"]), args["ray"], threads=1)
+    else:
+        from texport.scale.batch import run_batch
+        summary = run_batch(args["jobs"], backend=args["backend"])
 print("RESULT " + json.dumps({"wall": time.perf_counter() - t0, "peak_mb": _peak_rss_mb(), "summary": summary}))
 """
 

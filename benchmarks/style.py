@@ -38,13 +38,13 @@ sys.path.insert(0, str(HERE))
 import gatys as gatys_benchmark  # noqa: E402
 
 import texport  # noqa: E402
-from texport import metrics  # noqa: E402
-from texport.checkpoints import read_manifest  # noqa: E402
-from texport.descriptor import build_descriptor  # noqa: E402
-from texport.gatys import transfer_style  # noqa: E402
-from texport.images import load_image, quantize, save_image, side_by_side, stack_rows  # noqa: E402
-from texport.losses import PO_LAYERS  # noqa: E402
-from texport.objective import StyleObjective, build_style_objective  # noqa: E402
+import texport.objectives.metrics as metrics  # noqa: E402
+from texport.models.checkpoints import read_manifest  # noqa: E402
+from texport.objectives.descriptor import build_descriptor  # noqa: E402
+from texport.optimization.gatys import transfer_style  # noqa: E402
+from texport.textures.images import load_image, quantize, save_image, side_by_side, stack_rows  # noqa: E402
+from texport.objectives.losses import PO_LAYERS  # noqa: E402
+from texport.objectives.objective import StyleObjective, build_style_objective  # noqa: E402
 
 CACHE = HERE / "cache" / "style"
 IMAGES = HERE / "images"
@@ -111,7 +111,7 @@ def gatys_run(photo_path: Path, side: int, style_path: Path, style: torch.Tensor
 
 def network_run(backend, photo: torch.Tensor, runs: int = 3, noise_scale: float = 1.0) -> tuple[torch.Tensor, float]:
     """The network's image (seed 0) and the median seconds of `runs` timed calls after one warm-up."""
-    from texport.backends import stylize_with
+    from texport.runtime.sampling import stylize_with
 
     image = stylize_with(backend, photo, seed=0, noise_scale=noise_scale)
     times = []
@@ -124,8 +124,9 @@ def network_run(backend, photo: torch.Tensor, runs: int = 3, noise_scale: float 
 
 BIG_SCRIPT = """
 import json, resource, sys, time
-from texport.backends import open_backend, stylize_with
-from texport.images import load_image, save_image
+from texport.runtime.backends import open_backend
+from texport.runtime.sampling import stylize_with
+from texport.textures.images import load_image, save_image
 model, photo, backend, out = sys.argv[1:5]
 runner = open_backend(model, backend, device="cpu")
 image = load_image(photo)
@@ -190,7 +191,7 @@ def main() -> None:
     if args.gatys_only:
         return
 
-    from texport.backends import open_backend
+    from texport.runtime.backends import open_backend
 
     backend = open_backend(args.model, "torch", device="cpu")
     rows, sheet = [], []
@@ -207,7 +208,7 @@ def main() -> None:
     save_image(stack_rows(sheet), IMAGES / "style_sheet.png")
     strip_photo = square_content(next(p for p in photos if p.stem == "chelsea") if any(p.stem == "chelsea" for p in photos)
                                  else photos[0], 256)
-    from texport.backends import stylize_with
+    from texport.runtime.sampling import stylize_with
 
     strip = [strip_photo] + [stylize_with(backend, strip_photo, seed=0, noise_scale=k) for k in NOISE_SCALES]
     save_image(side_by_side(strip, height=256), IMAGES / "style_noise_strip.png")

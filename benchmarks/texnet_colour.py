@@ -33,9 +33,9 @@ sys.path.insert(0, str(HERE))
 
 import gatys as gatys_benchmark  # noqa: E402
 
-from texport import losses  # noqa: E402
-from texport.images import load_exemplar, load_image, quantize  # noqa: E402
-from texport.models import load_texnet, sample_texnet  # noqa: E402
+import texport.objectives.losses as losses  # noqa: E402
+from texport.textures.images import load_exemplar, load_image, quantize  # noqa: E402
+from texport.models.loading import load_texnet, sample_texnet  # noqa: E402
 
 
 def blur(x: torch.Tensor, sigma: float = 6.0) -> torch.Tensor:

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from texport.descriptor import build_descriptor, hed_weights_path
+from texport.objectives.descriptor import build_descriptor, hed_weights_path
 from texport.errors import WeightsUnavailable
-from texport.images import load_image, resolve_texture
+from texport.textures.images import load_image, resolve_texture
 
 torch.set_num_threads(max(1, torch.get_num_threads()))
 
@@ -49,9 +49,9 @@ def stylenet_model(tmp_path_factory) -> Path:
     cezanne's shipped exemplar as the style): the file every style test loads, trained once per session."""
     import shutil
 
-    from texport.checkpoints import load_stored_exemplar
-    from texport.images import save_image
-    from texport.style_training import train_style
+    from texport.models.checkpoints import load_stored_exemplar
+    from texport.textures.images import save_image
+    from texport.training.style import train_style
 
     root = tmp_path_factory.mktemp("stylenet")
     photos = root / "photos"
@@ -91,10 +91,10 @@ class CliResult:
 
 @pytest.fixture
 def cli_main(capfd, monkeypatch):
-    """Run the CLI in this process, `texport.cli.main(argv)`, with its output captured: no subprocess,
+    """Run the CLI in this process, `texport.commands.cli.main(argv)`, with its output captured: no subprocess,
     no second torch import. cli.main installs SIGINT/SIGTERM handlers; they are restored after each call.
     `env` sets environment variables for the rest of the test."""
-    from texport import cli
+    import texport.commands.cli as cli
 
     def run(*args: str, env: dict | None = None) -> CliResult:
         for key, value in (env or {}).items():

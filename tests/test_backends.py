@@ -7,11 +7,12 @@ import importlib.util
 import pytest
 import torch
 
-from texport.backends import available, open_backend, sample_with
+from texport.runtime.backends import available, open_backend
+from texport.runtime.sampling import sample_with
 from texport.errors import TexportError
-from texport.export import PARITY, export
-from texport.images import load_image
-from texport.noise import noise_field
+from texport.export.exporter import PARITY, export
+from texport.textures.images import load_image
+from texport.textures.noise import noise_field
 
 from conftest import one_error_line, run_cli
 
@@ -64,7 +65,7 @@ def test_openvino_bf16_is_an_option_recorded_as_such():
 
 
 def test_backends_synthesize_the_same_images_as_the_torch_path(pebbles):
-    from texport.models import load_texnet, sample_texnet
+    from texport.models.loading import load_texnet, sample_texnet
 
     want = sample_texnet(load_texnet("pebbles"), "100x60", seed=3, count=2)
     for name in CPU_BACKENDS:

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from texport.bench import FlopModel, bench, table
+from texport.runtime.bench import FlopModel, bench, table
 from texport.errors import TexportError
 
 from conftest import run_cli
@@ -32,8 +32,8 @@ def test_flop_count_grows_with_the_pixels_and_matches_a_direct_count(pebbles):
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from texport.backends import open_backend
-    from texport.noise import noise_field
+    from texport.runtime.backends import open_backend
+    from texport.textures.noise import noise_field
 
     flops = FlopModel("pebbles", None)
     runner = open_backend("pebbles", "torch")
@@ -72,9 +72,10 @@ def test_bench_api_rejects_zero_runs():
 
 
 def test_bench_resolves_the_model_once(monkeypatch, tmp_path):
-    """One handle (texport.handle.Model) serves every backend and the FLOP count: the name is resolved
+    """One handle (texport.models.handle.Model) serves every backend and the FLOP count: the name is resolved
     and the manifest read once, however many backends run."""
-    from texport import checkpoints, handle
+    import texport.models.checkpoints as checkpoints
+    import texport.models.handle as handle
 
     monkeypatch.setenv("TEXPORT_CACHE", str(tmp_path / "cache"))
     calls = {"resolve": 0, "manifest": 0}
@@ -109,7 +110,7 @@ def test_bench_exits_2_when_nothing_can_run(name, content, message, tmp_path, cl
 
 def test_bench_of_an_onnx_file_skips_no_row_for_pytorch(tmp_path, monkeypatch):
     """`--backend all` on an .onnx runs only the runtimes that read ONNX (before, every torch row was 'skipped')."""
-    from texport.export import export
+    from texport.export.exporter import export
 
     monkeypatch.setenv("TEXPORT_CACHE", str(tmp_path / "cache"))
     onnx_file = export(tmp_path / "bark.onnx", check=False)[0].path

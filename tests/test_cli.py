@@ -1,5 +1,5 @@
 """The CLI as a user meets it: `python -m texport ...` in a subprocess for exit codes and real runs;
-the many bad-input cases in-process through `texport.cli.main(argv)` (one torch import, one test each)."""
+the many bad-input cases in-process through `texport.commands.cli.main(argv)` (one torch import, one test each)."""
 
 import numpy as np
 import pytest

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from texport import color_transfer, losses
+import texport.objectives.color_transfer as color_transfer
+import texport.objectives.losses as losses
 
 
 def _colours(seed: int, shape=(1, 3, 40, 56), power: float = 2.0) -> torch.Tensor:

@@ -19,9 +19,10 @@ import pytest
 import torch
 from PIL import Image
 
-from texport.backends import open_backend, sample_with
-from texport.export import export
-from texport.images import to_uint8
+from texport.runtime.backends import open_backend
+from texport.runtime.sampling import sample_with
+from texport.export.exporter import export
+from texport.textures.images import to_uint8
 
 ROOT = Path(__file__).resolve().parents[1]
 CPP = ROOT / "cli" / "examples" / "cpp"

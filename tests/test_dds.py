@@ -16,9 +16,10 @@ import torch
 from PIL import Image
 
 from conftest import one_error_line
-from texport import dds, mips
+import texport.textures.dds as dds
+import texport.textures.mips as mips
 from texport.errors import TexportError
-from texport.models import load_texnet, sample_texnet
+from texport.models.loading import load_texnet, sample_texnet
 
 # DXGI_FORMAT values (UNORM, UNORM_SRGB) and bytes per 4x4 block (0: 4 bytes per pixel), from Microsoft's docs
 DXGI = {"bc7": (98, 99), "bc1": (71, 72), "bc3": (77, 78), "rgba8": (28, 29)}

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from texport import descriptor as d
+import texport.objectives.descriptor as d
 from texport.errors import TexportError, WeightsUnavailable
 
 

@@ -24,14 +24,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from texport.checkpoints import load_checkpoint, read_manifest
-from texport.descriptor import build_descriptor
-from texport.images import resolve_texture
-from texport.models import load_texnet
-from texport.noise import noise_field
-from texport.propo import LEVELS, ProPO, pseudo_optimizer_state
-from texport.propo_training import state_path, train_propo
-from texport.texnet_training import train_texnet
+from texport.models.checkpoints import load_checkpoint, read_manifest
+from texport.objectives.descriptor import build_descriptor
+from texport.textures.images import resolve_texture
+from texport.models.loading import load_texnet
+from texport.textures.noise import noise_field
+from texport.models.propo import LEVELS, ProPO, pseudo_optimizer_state
+from texport.training.propo import state_path, train_propo
+from texport.training.texnet import train_texnet
 
 from conftest import one_error_line
 

@@ -14,12 +14,12 @@ import pytest
 import torch
 
 from texport.errors import TexportError
-from texport.backends import cached_onnx
-from texport.export import PARITY, PARITY_FP32, Exported, export
-from texport.graphs import ProPOGraph, statistic_names
-from texport.models import load_propo, load_texnet
-from texport.noise import noise_field
-from texport.onnx_export import read_metadata
+from texport.export.cache import cached_onnx
+from texport.export.exporter import PARITY, PARITY_FP32, Exported, export
+from texport.export.graphs import ProPOGraph, statistic_names
+from texport.models.loading import load_propo, load_texnet
+from texport.textures.noise import noise_field
+from texport.models.formats import read_metadata
 
 from conftest import one_error_line, run_cli
 
@@ -160,7 +160,7 @@ def test_fp16_propo_onnx_is_close_to_fp32_at_two_sizes(pebbles, peppers):
 @pytest.fixture(scope="module")
 def engines(tmp_path_factory) -> dict:
     pytest.importorskip("tensorrt_rtx", reason="tensorrt-rtx is installed by the test command; run tests/run.sh")
-    from texport.tensorrt_build import read_sidecar
+    from texport.models.formats import read_sidecar
 
     folder = tmp_path_factory.mktemp("engines")
     # A ProPO engine build takes ~40 s on one core: the two run as CLI processes side by side
@@ -186,7 +186,7 @@ def engines(tmp_path_factory) -> dict:
 
 @pytest.mark.slow
 def test_real_tensorrt_rtx_engines_for_every_kind_and_precision(engines):
-    from texport.tensorrt_build import read_sidecar
+    from texport.models.formats import read_sidecar
 
     for (name, fp16), item in engines.items():
         assert item.path.is_file() and item.path.stat().st_size > 100_000
@@ -227,7 +227,7 @@ def test_bad_engine_requests_are_one_line_and_leave_nothing(args, message, tmp_p
 @pytest.mark.slow
 def test_engine_for_named_gpus_timing_cache_and_damaged_engines(tmp_path):
     pytest.importorskip("tensorrt_rtx", reason="tensorrt-rtx is installed by the test command")
-    from texport.tensorrt_build import read_sidecar
+    from texport.models.formats import read_sidecar
 
     import importlib.util
 
@@ -299,7 +299,7 @@ class _FakeEngine:
 
 
 def test_rtx_runtime_cache_is_loaded_beside_the_engine_and_saved(tmp_path):
-    from texport.tensorrt_build import RuntimeCache
+    from texport.export.tensorrt import RuntimeCache
 
     engine_path = tmp_path / "pebbles.engine"
     cache_file = tmp_path / "pebbles.engine.rtcache"

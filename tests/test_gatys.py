@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from texport.gatys import synthesize
-from texport.losses import color_distance
-from texport.objective import build_objective
+from texport.optimization.gatys import synthesize
+from texport.objectives.losses import color_distance
+from texport.objectives.objective import build_objective
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_adam_keeps_pixels_in_range_and_lowers_loss(hed, pebbles):
 
 
 def test_pyramid_and_sw_objectives_run(hed, pebbles):  # the pyramid loss's value: test_losses.py
-    from texport.descriptor import build_descriptor
+    from texport.objectives.descriptor import build_descriptor
     from texport.errors import TexportError
 
     pyr = build_objective(pebbles, "gram+color", octaves=3, descriptor=build_descriptor("vgg16-hed", ("pool1", "conv3_2")))
@@ -79,7 +79,7 @@ def test_pyramid_and_sw_objectives_run(hed, pebbles):  # the pyramid loss's valu
 def test_spectrum_term_removes_the_descriptors_hatching(hed, pebbles):
     """Quality v2: without the spectrum term vgg16-hed lets Gatys leave pixel-scale hatching, which the
     spectral distance (texport.metrics, never optimized) sees and the Gram loss does not."""
-    from texport.metrics import spectral_distance
+    from texport.objectives.metrics import spectral_distance
 
     runs = {w: synthesize(pebbles, 64, iters=60, objective=build_objective(pebbles, descriptor=hed, spectrum_weight=w))
             for w in (0.0, 6.0)}
@@ -90,7 +90,7 @@ def test_spectrum_term_removes_the_descriptors_hatching(hed, pebbles):
 
 def test_refining_a_start_image_lowers_its_objective_and_resizes_it(pebbles_objective, pebbles):
     """--init: the start is the given image (resized to the output), and every evaluation can only improve it."""
-    from texport.gatys import resize_start
+    from texport.optimization.gatys import resize_start
 
     start = torch.rand(1, 3, 48, 80, generator=torch.Generator().manual_seed(3))  # wrong size: resized to 64x64
     resized = resize_start(start, 64, 64)
@@ -101,7 +101,7 @@ def test_refining_a_start_image_lowers_its_objective_and_resizes_it(pebbles_obje
 
 
 def test_coarse_to_fine_splits_the_budget_by_cost_and_reaches_full_size(pebbles_objective):
-    from texport.gatys import level_budgets, level_sizes
+    from texport.optimization.gatys import level_budgets, level_sizes
 
     assert level_budgets(400, 1) == [400]
     budgets = level_budgets(400, 3)
@@ -120,7 +120,7 @@ def test_coarse_to_fine_keeps_a_tileable_result_tileable(hed, peppers):
 
 
 def test_an_optimization_that_would_not_fit_is_refused_with_the_size_that_does(monkeypatch, pebbles_objective):
-    import texport.gatys as gatys_module
+    import texport.optimization.gatys as gatys_module
     from texport.errors import TexportError
 
     monkeypatch.setattr(gatys_module, "available_memory", lambda device: 64 * 64 * gatys_module.BYTES_PER_PIXEL)

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from texport.errors import TexportError
-from texport.images import load_image, resolve_texture, save_image, shipped_textures
+from texport.textures.images import load_image, resolve_texture, save_image, shipped_textures
 
 
 @pytest.fixture

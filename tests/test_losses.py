@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from texport import losses
+import texport.objectives.losses as losses
 
 
 def test_gram_matches_direct_formula():
@@ -108,7 +108,7 @@ def test_content_loss_and_diversity():
 def _pixel_descriptor():
     """A real Descriptor whose relu1_1 features are the pixels themselves: conv1_1's centre taps undo the
     ImageNet normalization (weight = std, bias = mean), so Gram matrices can be written down by hand."""
-    from texport.descriptor import IMAGENET_MEAN, IMAGENET_STD, Descriptor, VGGWeights
+    from texport.objectives.descriptor import IMAGENET_MEAN, IMAGENET_STD, Descriptor, VGGWeights
 
     w = torch.zeros(3, 3, 3, 3)
     for c in range(3):
@@ -126,7 +126,7 @@ def test_pyramid_gram_loss_has_its_hand_computed_value():
     Output x: flat grey c, the same at every octave, Gram c^2. With 3 octaves:
     loss = 9 w [(c^2 - 0.5)^2 + 2 (c^2 - 0.25)^2] = 4 [(c^2 - 0.5)^2 + 2 (c^2 - 0.25)^2].
     """
-    from texport.objective import ObjectiveSpec, TextureObjective
+    from texport.objectives.objective import ObjectiveSpec, TextureObjective
 
     descriptor = _pixel_descriptor()
     checker = ((torch.arange(64).view(64, 1) + torch.arange(64).view(1, 64)) % 2).float().expand(1, 3, 64, 64)

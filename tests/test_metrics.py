@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import texport
-from texport import metrics
+import texport.objectives.metrics as metrics
 from texport.errors import TexportError
 
 
@@ -42,7 +42,7 @@ def test_spectral_distance_is_zero_for_the_same_image_and_sees_hatching(pebbles)
 
 def test_power_spectrum_matches_its_definition(pebbles):
     image = pebbles[..., :96, :64]  # patches at rows 0 and 32 (flush with the edge), one column
-    y = metrics.luminance(texport.images.quantize(image))[0]
+    y = metrics.luminance(texport.textures.images.quantize(image))[0]
     hann = torch.hann_window(64, periodic=False, dtype=torch.float64)
     window = hann[:, None] * hann[None, :]
     expected = sum(torch.fft.fft2((p - p.mean()) * window).abs().pow(2) for p in (y[:64], y[32:96])) / 2 + 1e-6
@@ -69,7 +69,7 @@ def test_gatys_cache_key_follows_the_numbers_not_the_source(monkeypatch):
     import importlib.util
     import sys
 
-    from texport.descriptor import build_descriptor
+    from texport.objectives.descriptor import build_descriptor
 
     bench = Path(__file__).resolve().parent.parent / "benchmarks"
     monkeypatch.syspath_prepend(str(bench))

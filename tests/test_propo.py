@@ -11,14 +11,14 @@ import pytest
 import torch
 from PIL import Image
 
-from texport import losses
-from texport.checkpoints import read_manifest, save_checkpoint
-from texport.datasets import held_out, open_dataset
+import texport.objectives.losses as losses
+from texport.models.checkpoints import read_manifest, save_checkpoint
+from texport.textures.datasets import held_out, open_dataset
 from texport.errors import TexportError
-from texport.models import load_propo, sample_propo
-from texport.noise import noise_field
-from texport.propo import LEVELS, ProPO, match_moments, with_ones
-from texport.propo_training import IncrementalSampler, evaluate, learning_rate, state_path, train_propo
+from texport.models.loading import load_propo, sample_propo
+from texport.textures.noise import noise_field
+from texport.models.propo import LEVELS, ProPO, match_moments, with_ones
+from texport.training.propo import IncrementalSampler, evaluate, learning_rate, state_path, train_propo
 
 from conftest import one_error_line, run_cli
 
@@ -50,7 +50,7 @@ def test_in_graph_gradient_equals_autograd_for_every_level_and_colour(hed, pebbl
 
 
 def test_colour_gradient_is_eq6_for_the_pixels(peppers):
-    from texport.propo import color_gradient, color_moments, color_statistics
+    from texport.models.propo import color_gradient, color_moments, color_statistics
 
     image = torch.rand(2, 3, 24, 40, generator=torch.Generator().manual_seed(1))
     stats = color_statistics(peppers).expand(2, -1, -1)
@@ -68,8 +68,8 @@ def test_colour_gradient_is_eq6_for_the_pixels(peppers):
 
 def test_colour_gradient_keeps_its_bits_after_colour_matching(peppers):
     """After match_moments the image's colour Gram nearly equals the target's; the difference is summed
-    directly (texport.propo.color_gradient), not formed from two large sums (9e-6 relative off fp64 here)."""
-    from texport.propo import color_gradient, color_moments, color_statistics, match_moments
+    directly (texport.models.propo.color_gradient), not formed from two large sums (9e-6 relative off fp64 here)."""
+    from texport.models.propo import color_gradient, color_moments, color_statistics, match_moments
 
     stats = color_statistics(peppers)
     x = torch.rand(1, 3, 512, 512, generator=torch.Generator().manual_seed(0)) * 0.3 + 0.35
@@ -110,7 +110,7 @@ def test_stage_images_take_the_targets_colour_moments(model, peppers):
 
 @pytest.mark.parametrize("size", [(17, 33), (100, 47), (16, 16)])
 def test_odd_sizes_are_padded_to_16_and_cropped(model, pebbles, size, tmp_path):
-    from texport.models import LoadedPropo
+    from texport.models.loading import LoadedPropo
 
     loaded = LoadedPropo(model, {"name": "test"}, tmp_path / "m.safetensors")
     w, h = size
@@ -236,7 +236,7 @@ def trained(dataset, hed, tmp_path_factory):
 def test_short_training_on_real_textures_lowers_every_stage_loss(trained):
     """Every stage's objective (relative Gram + m x colour + m x spectrum) falls, and each of its terms, except
     that the first stage may give up a little Gram loss to the spectrum term (weight 60)."""
-    from texport.propo_training import DEFAULT_COLOR_WEIGHT, DEFAULT_SPECTRUM_WEIGHT
+    from texport.training.propo import DEFAULT_COLOR_WEIGHT, DEFAULT_SPECTRUM_WEIGHT
 
     _, before, after = trained
 
@@ -290,7 +290,7 @@ def test_checkpoint_round_trip(saved, pebbles, tmp_path):
         assert not any(k.startswith("descriptor.") for k in keys)  # the descriptor is referenced, not copied
     again = tmp_path / "again.safetensors"
     save_checkpoint(again, loaded.model.trainable_state(), {k: v for k, v in manifest.items() if not k.startswith("format")})
-    from texport.checkpoints import load_checkpoint
+    from texport.models.checkpoints import load_checkpoint
 
     state, again_manifest = load_checkpoint(again)
     assert all(torch.equal(state[k], want[k]) for k in want) and again_manifest == manifest
@@ -327,12 +327,12 @@ def test_bad_model_files_are_refused(saved, tmp_path):
     truncated.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
     with pytest.raises(TexportError, match="damaged|not a texport model"):
         load_propo(truncated)
-    from texport.models import shipped_models
+    from texport.models.handle import shipped_models
 
     texnet = shipped_models()["pebbles"]
     with pytest.raises(TexportError, match="expected 'propo'"):
         load_propo(texnet)
-    from texport.checkpoints import load_checkpoint
+    from texport.models.checkpoints import load_checkpoint
 
     state, manifest = load_checkpoint(path)
     wrong_desc = tmp_path / "desc.safetensors"
@@ -361,7 +361,7 @@ def test_resume_continues_exactly_where_an_unbroken_run_would_be(dataset, tmp_pa
     report = train_propo(dataset, part, iters=6, progress=stop_at_3, **common)
     assert report.interrupted and report.iterations == 3 and state_path(part).is_file()
     train_propo(dataset, part, iters=6, resume=True, **common)
-    from texport.checkpoints import load_checkpoint
+    from texport.models.checkpoints import load_checkpoint
 
     whole, _ = load_checkpoint(tmp_path / "whole.safetensors")
     resumed, manifest = load_checkpoint(part)
@@ -416,7 +416,7 @@ def test_cli_propo_refusals_are_one_line(case, saved, dataset, tmp_path, cli_mai
 
 
 def test_shipped_model_synthesizes_unseen_textures_in_their_colours(pebbles, peppers):
-    from texport.models import shipped_models
+    from texport.models.handle import shipped_models
 
     model = load_propo(shipped_models()["propo"])
     assert model.manifest["dataset"]["source"] == "pak4-textures.pk3"

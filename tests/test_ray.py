@@ -21,10 +21,11 @@ try:
 except ImportError:  # pragma: no cover - the dev extra installs it
     pytest.fail("Ray is missing: pip install -e '.[dev]' (or 'texport[ray]')", pytrace=False)
 
-from texport.batch import JOB_KEY, load_jobs, run_batch
-from texport.cluster import FAULT_ENV, connect, tile_on_ray
-from texport.images import read_png_text, resolve_texture
-from texport.tiling import tile_image
+from texport.scale.batch import JOB_KEY, load_jobs, run_batch
+from texport.scale.cluster import FAULT_ENV, tile_on_ray
+from texport.scale.connection import connect
+from texport.textures.images import read_png_text, resolve_texture
+from texport.scale.tiling import tile_image
 
 from conftest import one_error_line
 
@@ -55,7 +56,7 @@ def one_thread():
 
 
 def _single(model, backend, path, width, height, tile, seed, tileable, texture=None):
-    from texport.backends import open_backend
+    from texport.runtime.backends import open_backend
 
     tile_image(open_backend(model, backend, low_memory=True), path, width, height, tile, seed, tileable, texture)
     return path.read_bytes()

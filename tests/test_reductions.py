@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from texport.reductions import mean_nested
+from texport.objectives.reductions import mean_nested
 
 
 class ColourMean(torch.nn.Module):
@@ -52,7 +52,7 @@ def test_exported_colour_mean_of_a_megapixel_is_exact_to_float_rounding(exported
 
 
 def test_instance_norm_is_torchs_with_the_same_weights():
-    from texport.reductions import InstanceNorm2d
+    from texport.objectives.reductions import InstanceNorm2d
 
     ours, torchs = InstanceNorm2d(6, affine=True), torch.nn.InstanceNorm2d(6, affine=True)
     with torch.no_grad():

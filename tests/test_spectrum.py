@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from texport import spectrum
-from texport.objective import TextureObjective, build_objective
+import texport.objectives.spectrum as spectrum
+from texport.objectives.objective import TextureObjective, build_objective
 
 
 

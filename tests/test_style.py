@@ -9,15 +9,15 @@ import pytest
 import torch
 
 from conftest import one_error_line
-from texport.checkpoints import load_checkpoint, read_manifest
+from texport.models.checkpoints import load_checkpoint, read_manifest
 from texport.errors import TexportError
-from texport.gatys import transfer_style
-from texport.images import load_image, resolve_texture, save_image
-from texport.objective import build_style_objective
-from texport.style_training import content_batch, train_style
-from texport.stylenet import StyleNetwork, content_scales
-from texport.texnet import TextureNetwork
-from texport.texnet_training import state_path
+from texport.optimization.gatys import transfer_style
+from texport.textures.images import load_image, resolve_texture, save_image
+from texport.objectives.objective import build_style_objective
+from texport.training.style import content_batch, train_style
+from texport.models.stylenet import StyleNetwork, content_scales
+from texport.models.texnet import TextureNetwork
+from texport.training.runs import state_path
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_style_objective_is_texture_plus_alpha_content():
 
 
 def test_content_crops_are_a_function_of_seed_step_and_item(photos):
-    from texport.datasets import open_dataset
+    from texport.textures.datasets import open_dataset
 
     data = open_dataset(photos, split="all", resize=64, min_side=32)
     a, b = content_batch(data, 5, 3, 32, seed=0), content_batch(data, 5, 3, 32, seed=0)
@@ -94,7 +94,7 @@ def test_a_short_training_run_lowers_the_objective(photos, style, tmp_path):
     assert manifest["kind"] == "stylenet" and manifest["objective"]["alpha"] == 1.0
     assert manifest["objective"]["content_layer"] == "relu4_2" and manifest["content"]["images"] == 2
     objective = build_style_objective(load_image(style), descriptor="vgg16-hed")
-    from texport.datasets import open_dataset
+    from texport.textures.datasets import open_dataset
 
     batch = content_batch(open_dataset(photos, split="all", resize=64, min_side=32), 999, 4, 32, seed=3)
     torch.manual_seed(0)  # the run's initial weights

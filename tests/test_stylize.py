@@ -12,13 +12,15 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from texport.backends import open_backend, stylize_with
+from texport.runtime.backends import open_backend
+from texport.runtime.sampling import stylize_with
 from texport.errors import TexportError
-from texport.export import PARITY, export
-from texport.handle import open_model
-from texport.images import load_image, resolve_texture, save_image
-from texport.models import load_stylenet, stylize
-from texport.onnx_export import read_metadata
+from texport.export.exporter import PARITY, export
+from texport.models.handle import open_model
+from texport.textures.images import load_image, resolve_texture, save_image
+from texport.models.loading import load_stylenet
+from texport.runtime.sampling import stylize
+from texport.models.formats import read_metadata
 
 from conftest import one_error_line
 
@@ -52,11 +54,11 @@ def test_the_handle_knows_a_style_network_and_commands_that_cannot_run_it_say_so
     with pytest.raises(TexportError, match="not a style network: .*texport synth"):
         open_model("pebbles").require_stylenet()
     assert type(load_stylenet(model).network).__name__ == "StyleNetwork"
-    from texport.bench import bench
+    from texport.runtime.bench import bench
 
     with pytest.raises(TexportError, match="texport stylize"):
         bench(model, ["torch"], [32], [1])
-    from texport.batch import load_jobs
+    from texport.scale.batch import load_jobs
 
     jobs = tmp_path / "jobs.csv"
     jobs.write_text(f"model,size,seed,output\n{stylenet_model},64,0,out.png\n")
@@ -141,7 +143,7 @@ def test_fp16_export_and_torch_fp16_stay_within_the_fp16_tolerance(stylenet_mode
 @pytest.mark.slow
 def test_a_tensorrt_rtx_engine_takes_content_and_noise_on_one_profile(stylenet_model, tmp_path, cli_main):
     pytest.importorskip("tensorrt_rtx", reason="tensorrt-rtx is installed by the test command")
-    from texport.tensorrt_build import read_sidecar
+    from texport.models.formats import read_sidecar
 
     engine = tmp_path / "style.engine"
     export(engine, stylenet_model, check=False, batch=2, sizes=(None, 64, 128))
@@ -215,10 +217,10 @@ def test_bad_requests_are_one_line_and_leave_no_output(name, inputs, stylenet_mo
 
 
 def test_models_lists_a_style_network_with_its_style_and_prints_its_manifest(stylenet_model, monkeypatch, cli_main):
-    import texport.models
+    import texport.models.handle
 
-    shipped = dict(texport.models.shipped_models(), **{"tiny-style": stylenet_model})
-    monkeypatch.setattr(texport.models, "shipped_models", lambda: shipped)
+    shipped = dict(texport.models.handle.shipped_models(), **{"tiny-style": stylenet_model})
+    monkeypatch.setattr(texport.models.handle, "shipped_models", lambda: shipped)
     result = cli_main("models")
     assert result.returncode == 0, result.stderr
     row = next(line for line in result.stdout.splitlines() if line.startswith("tiny-style"))

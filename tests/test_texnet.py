@@ -12,14 +12,16 @@ from safetensors.torch import save_file
 
 from conftest import one_error_line, run_cli
 
-from texport import noise
-from texport.checkpoints import load_checkpoint, read_manifest, save_checkpoint
+import texport.textures.noise as noise
+from texport.models.checkpoints import load_checkpoint, read_manifest, save_checkpoint
 from texport.errors import TexportError
-from texport.images import resolve_texture
-from texport.models import load_texnet, sample_texnet, tileable_size
-from texport.objective import build_objective
-from texport.texnet import TextureNetwork
-from texport.texnet_training import learning_rate, recalibrate_batchnorm, state_path, train_texnet
+from texport.textures.images import resolve_texture
+from texport.models.loading import load_texnet, sample_texnet
+from texport.textures.sizes import tileable_size
+from texport.objectives.objective import build_objective
+from texport.models.texnet import TextureNetwork
+from texport.training.texnet import learning_rate, recalibrate_batchnorm, train_texnet
+from texport.training.runs import state_path
 
 
 def _hash32_reference(v: np.ndarray) -> np.ndarray:
@@ -163,7 +165,7 @@ def trained(tmp_path_factory, hed_path):
 @pytest.fixture
 def model_file():
     """A texture network file that needs no training: the shipped pebbles model."""
-    from texport.models import shipped_models
+    from texport.models.handle import shipped_models
 
     return shipped_models()["pebbles"]
 
@@ -376,9 +378,9 @@ def test_fine_tuning_starts_from_a_trained_network_and_records_it(tmp_path):
 @pytest.mark.slow
 def test_model_files_keep_their_exemplar_and_refinement_improves_a_sample(trained, hed, tmp_path):
     """synth --refine: N Gatys evaluations from the network's sample against the exemplar its file keeps."""
-    from texport.checkpoints import load_stored_exemplar
-    from texport.images import load_image
-    from texport.models import refine
+    from texport.models.checkpoints import load_stored_exemplar
+    from texport.textures.images import load_image
+    from texport.optimization.refinement import refine
 
     path, _ = trained
     stored = load_stored_exemplar(path)

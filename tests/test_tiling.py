@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from texport.backends import open_backend
-from texport.images import PngRowWriter, load_image, save_image
-from texport.noise import noise_field
-from texport.tiling import iter_bands, texnet_halo, weight_profile
+from texport.runtime.backends import open_backend
+from texport.textures.images import PngRowWriter, load_image, save_image
+from texport.textures.noise import noise_field
+from texport.scale.tiling import iter_bands, texnet_halo, weight_profile
 
 from conftest import one_error_line, run_cli
 
@@ -98,7 +98,7 @@ def test_tile_refusals_are_one_line(args, message, tmp_path, cli_main):
 
 def test_receptive_radius_bounds_how_far_one_noise_pixel_reaches():
     """The halo rests on this bound: change one noise pixel, and no output pixel farther away moves."""
-    from texport.texnet import TextureNetwork, receptive_radius
+    from texport.models.texnet import TextureNetwork, receptive_radius
 
     for scales in (4, 5):
         torch.manual_seed(0)
@@ -116,10 +116,10 @@ def test_receptive_radius_bounds_how_far_one_noise_pixel_reaches():
 
 def test_a_six_scale_network_runs_on_every_cpu_path_at_an_odd_size(tmp_path):
     """Sizes are planned from the model (multiple 32 for 6 scales), not a hard-coded 16."""
-    from texport.backends import sample_with
-    from texport.images import resolve_texture
-    from texport.models import load_texnet, sample_texnet
-    from texport.texnet_training import train_texnet
+    from texport.runtime.sampling import sample_with
+    from texport.textures.images import resolve_texture
+    from texport.models.loading import load_texnet, sample_texnet
+    from texport.training.texnet import train_texnet
 
     six = tmp_path / "six.safetensors"
     train_texnet(resolve_texture("pebbles"), six, iters=2, batch=1, size=64, scales=6, descriptor="random",

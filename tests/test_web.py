@@ -28,11 +28,12 @@ import pytest
 import torch
 from PIL import Image
 
-from texport.backends import open_backend, sample_with
+from texport.runtime.backends import open_backend
+from texport.runtime.sampling import sample_with
 from texport.errors import TexportError
-from texport.images import to_uint8
-from texport.noise import noise_field
-from texport.sizes import plan_size
+from texport.textures.images import to_uint8
+from texport.textures.noise import noise_field
+from texport.textures.sizes import plan_size
 
 ROOT = Path(__file__).resolve().parents[1]
 WEB = ROOT / "cli" / "examples" / "web"

@@ -1,5 +1,5 @@
 """`python -m texport` runs the CLI."""
 
-from .cli import main
+from texport.commands.cli import main
 
 raise SystemExit(main())

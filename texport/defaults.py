@@ -23,7 +23,7 @@ TEXNET_SCALES = 5
 TEXNET_WIDTH = 8  # channels per noise scale, as in the paper
 
 # Style networks (Ulyanov et al. 2016 sec. 3.3)
-STYLE_ALPHA = 1.0  # content weight, relative (texport.objective.StyleObjective)
+STYLE_ALPHA = 1.0  # content weight, relative (texport.objectives.objective.StyleObjective)
 STYLE_CONTENT_LAYER = "relu4_2"
 STYLE_SPECTRUM_WEIGHT = 6.0
 STYLE_ITERS = 1500

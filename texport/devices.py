@@ -1,10 +1,15 @@
-"""Device choice with a clear error instead of a CUDA traceback when no GPU is there."""
+"""Where work runs: the torch device (a clear error instead of a CUDA traceback when no GPU is there),
+and the environment variables that the processes a run starts (Ray's, the training ranks) inherit."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+from typing import Iterator
+
 import torch
 
-from .errors import TexportError
+from texport.errors import TexportError
 
 
 def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
@@ -35,3 +40,18 @@ def available_memory(device: torch.device) -> int | None:
     except OSError:
         pass
     return None
+
+
+@contextlib.contextmanager
+def environment(variables: dict[str, str]) -> Iterator[None]:
+    """os.environ with `variables` set for the block, every one put back as it was (or removed) after it."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -1,16 +1,21 @@
-"""Atomic file writes: a temporary file beside the target, renamed over it only when complete.
+"""Files: atomic writes and content hashes.
 
-A crash, a full disk or Ctrl-C therefore never leaves a half-written output, and an existing file
-is only replaced by a complete new one.
+An output is written to a temporary file beside the target and renamed over it only when complete,
+so a crash, a full disk or Ctrl-C never leaves a half-written output, and an existing file is only
+replaced by a complete new one. `sha256_file` names a file's content (model files in caches, engine
+sidecars, batch jobs) without importing what wrote it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+from texport.errors import TexportError
 
 
 @contextlib.contextmanager
@@ -19,8 +24,6 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
-        from .errors import TexportError
-
         raise TexportError(f"output folder does not exist: {folder}")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     os.close(fd)
@@ -37,3 +40,20 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cache_folder(kind: str) -> Path:
+    """$TEXPORT_CACHE/KIND (default ~/.cache/texport/KIND), created: where derived files (ONNX exports,
+    Ray workers' copies of models) are kept between runs."""
+    folder = Path(os.environ.get("TEXPORT_CACHE", Path.home() / ".cache" / "texport")) / kind
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -16,14 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import torch
 
-from . import defaults
-from .errors import TexportError
-from .graphs import GraphSpec, propo_specs, stylenet_specs, texnet_specs
-from .handle import PROPO, STYLENET, Model, open_model
-from .models import load_propo, load_stylenet, load_texnet
-from .onnx_export import DEFAULT_OPSET, export_onnx
+import texport.defaults as defaults
+from texport.errors import TexportError
+from texport.export.graphs import GraphSpec, propo_specs, stylenet_specs, texnet_specs
+from texport.export.onnx import DEFAULT_OPSET, export_onnx
+from texport.export.tensorrt import InputProfile, build_engine, import_flavour
+from texport.models.handle import PROPO, STYLENET, Model, open_model
+from texport.models.loading import load_propo, load_stylenet, load_texnet
 
 FORMATS = {".onnx": "onnx", ".engine": "tensorrt", ".plan": "tensorrt"}
 PARITY = {"fp32": 1e-4, "fp16": 1e-2}  # issue 10: max abs difference on the 0-1 image
@@ -76,8 +78,6 @@ def export(output: str | os.PathLike, model: str | os.PathLike | Model | None = 
     if model.kind == PROPO:
         _check_sides("texture", texture_sizes, 1, model.min_side)
     if fmt == "tensorrt":
-        from .tensorrt_build import import_flavour
-
         import_flavour(flavour)  # fail before the export when no TensorRT is installed
     precision = "fp16" if fp16 else "fp32"
     specs = specs_for(model, precision, split=fmt == "onnx")  # an engine is built from the main graph only
@@ -90,7 +90,6 @@ def export(output: str | os.PathLike, model: str | os.PathLike | Model | None = 
         return done
     spec = specs[0]
     profiles = engine_profiles(spec, batch, sizes, texture_sizes)
-    from .tensorrt_build import build_engine
 
     folder = out.parent if str(out.parent) else Path(".")
     if not folder.is_dir():
@@ -106,7 +105,6 @@ def export(output: str | os.PathLike, model: str | os.PathLike | Model | None = 
 def engine_profiles(spec: GraphSpec, batch: int, sizes, texture_sizes) -> list:
     """The optimization profile: batch 1..batch (opt: batch), image and texture sides min/opt/max
     (checked and resolved by export())."""
-    from .tensorrt_build import InputProfile
 
     lo, opt, hi = sizes
     profiles = []
@@ -137,7 +135,6 @@ def onnx_parity(spec: GraphSpec, path: Path, inputs: tuple[torch.Tensor, ...] | 
     Outputs larger than 1 (the encode graph's Gram matrices) count relative to their largest
     magnitude, so the number reads like an image's 0-1 difference for every graph.
     """
-    import onnxruntime as ort
 
     inputs = inputs if inputs is not None else spec.inputs
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

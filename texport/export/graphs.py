@@ -11,7 +11,7 @@ fix argument order and names (`input_names`, which TorchBackend feeds by) for th
 fp16 graphs (TensorRT-RTX is strongly typed: an fp16 engine comes from an fp16 graph) run the
 costly parts of each model in half precision (its `half_body()`: the texture network's finest join
 block; ProPO's descriptor and stages 3-5), while every Gram matrix, Gram difference, colour
-statistic and the image itself stay fp32 through explicit casts (texport.losses.gram,
+statistic and the image itself stay fp32 through explicit casts (texport.objectives.losses.gram,
 ProPO.stage_gradients); inputs and outputs stay fp32, so an engine's interface does not depend on
 its precision.
 """
@@ -24,15 +24,17 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .models import LoadedPropo, LoadedStylenet, LoadedTexnet
-from .propo import BASIS_KEY, COLOR_KEY, MEAN_KEY, QUANTILES_KEY, SIZE_MULTIPLE, STD_KEY, ProPO
+from texport import __version__
+from texport.models.loading import LoadedPropo, LoadedStylenet, LoadedTexnet
+from texport.models.propo import BASIS_KEY, COLOR_KEY, MEAN_KEY, QUANTILES_KEY, SIZE_MULTIPLE, STD_KEY, ProPO
+from texport.textures.images import load_image, resolve_texture
+from texport.textures.noise import noise_field
 
 NOISE_CONTRACT = "texport.noise/1: lowbias32 hash of (seed + item, channel, y, x), uniform [0, 1) in 2^-24 steps"
 
 
 class TexnetGraph(nn.Module):
     """noise -> image."""
-
     input_names = ("noise",)
 
     def __init__(self, network: nn.Module):
@@ -45,7 +47,6 @@ class TexnetGraph(nn.Module):
 
 class ProPOGraph(nn.Module):
     """noise, texture -> image: the descriptor, the analytic gradients and all stages in one graph."""
-
     input_names = ("noise", "texture")
 
     def __init__(self, propo: ProPO):
@@ -58,7 +59,6 @@ class ProPOGraph(nn.Module):
 
 class StyleGraph(TexnetGraph):
     """content, noise -> image: the noise as given (the host has multiplied it by its noise scale)."""
-
     input_names = ("content", "noise")
 
     def forward(self, content: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -79,7 +79,6 @@ def statistic_names(propo: ProPO) -> list[str]:
 
 class ProPOEncodeGraph(nn.Module):
     """texture -> the target statistics (one tensor per name of statistic_names)."""
-
     def __init__(self, propo: ProPO):
         super().__init__()
         self.propo = propo
@@ -92,7 +91,6 @@ class ProPOEncodeGraph(nn.Module):
 
 class ProPOSynthGraph(nn.Module):
     """noise, statistics... -> image."""
-
     def __init__(self, propo: ProPO):
         super().__init__()
         self.propo = propo
@@ -132,7 +130,6 @@ def in_precision(module: nn.Module, precision: str) -> nn.Module:
 @dataclass
 class GraphSpec:
     """One graph to export: the module, example inputs, names, which axes are dynamic, metadata."""
-
     name: str
     module: nn.Module
     inputs: tuple[torch.Tensor, ...]
@@ -152,8 +149,6 @@ _TEXTURE_AXES = {0: "batch", 2: "texture_height", 3: "texture_width"}
 
 
 def _common_metadata(loaded, kind: str, precision: str) -> dict[str, str]:
-    from . import __version__
-
     manifest = loaded.manifest
     return {
         "texport.kind": kind,
@@ -181,7 +176,6 @@ def texnet_specs(loaded: LoadedTexnet, size: int = 64, batch: int = 1, precision
 def stylenet_specs(loaded: LoadedStylenet, size: int = 64, batch: int = 1, precision: str = "fp32") -> list[GraphSpec]:
     """One graph; content and noise share the dynamic image sides. The example content is a real image
     (the shipped red-peppers): parity is checked on it."""
-    from .images import load_image, resolve_texture
 
     net = loaded.network
     dev = next(net.parameters()).device
@@ -205,13 +199,10 @@ def stylenet_specs(loaded: LoadedStylenet, size: int = 64, batch: int = 1, preci
 def propo_specs(loaded: LoadedPropo, size: int = 64, texture_size: int = 64, batch: int = 1,
                 precision: str = "fp32", split: bool = True) -> list[GraphSpec]:
     """The whole graph, then (with split) the encode / synth pair."""
-    from .noise import noise_field
-
     propo = loaded.model
     dev = next(propo.parameters()).device
     noise = noise_field(0, 3, size, size, batch=batch, device=dev)
     # a real texture (the shipped pebbles) as the example: parity is checked on it
-    from .images import load_image, resolve_texture
 
     texture = load_image(resolve_texture("pebbles"))[..., :texture_size, :texture_size].expand(batch, -1, -1, -1).to(dev)
     names = statistic_names(propo)

@@ -11,20 +11,19 @@ import os
 import warnings
 from pathlib import Path
 
+import onnx
 import torch
 
-from . import defaults
-from .atomic import atomic_path
-from .errors import TexportError
-from .graphs import GraphSpec
+import texport.defaults as defaults
+from texport.errors import TexportError
+from texport.export.graphs import GraphSpec
+from texport.files import atomic_path
 
 DEFAULT_OPSET = defaults.OPSET
 
 
 def export_onnx(spec: GraphSpec, path: str | os.PathLike, opset: int = DEFAULT_OPSET) -> Path:
     """Write one graph to `path` (.onnx) with its metadata; returns the path."""
-    import onnx
-
     out = Path(path)
     with atomic_path(out) as tmp:
         with torch.no_grad(), warnings.catch_warnings():
@@ -45,23 +44,3 @@ def export_onnx(spec: GraphSpec, path: str | os.PathLike, opset: int = DEFAULT_O
     return out
 
 
-def read_metadata(path: str | os.PathLike) -> dict[str, str]:
-    """metadata_props of an ONNX file (a one-line error for anything that is not one)."""
-    return read_graph(path)[0]
-
-
-def read_graph(path: str | os.PathLike) -> tuple[dict[str, str], dict[str, tuple[int, ...]]]:
-    """(metadata_props, {input name: shape with -1 for dynamic axes}, in the graph's order) of an ONNX file;
-    one-line errors."""
-    import onnx
-
-    p = Path(path)
-    if not p.is_file():
-        raise TexportError(f"ONNX file not found: {p}")
-    try:
-        model = onnx.load(str(p), load_external_data=False)
-    except Exception as exc:  # protobuf's DecodeError and friends
-        raise TexportError(f"{p} is not a readable ONNX file ({type(exc).__name__})") from None
-    shapes = {i.name: tuple(d.dim_value if d.HasField("dim_value") else -1 for d in i.type.tensor_type.shape.dim)
-              for i in model.graph.input}
-    return {prop.key: prop.value for prop in model.metadata_props}, shapes

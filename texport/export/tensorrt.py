@@ -22,15 +22,16 @@ import importlib
 import json
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from .atomic import atomic_path, write_bytes_atomic
-from .errors import TexportError
+from texport import __version__
+from texport.errors import TexportError
+from texport.files import atomic_path, sha256_file, write_bytes_atomic
+from texport.models.formats import FLAVOURS, SIDECAR_FORMAT, sidecar_path
 
-FLAVOURS = {"tensorrt-rtx": "tensorrt_rtx", "tensorrt": "tensorrt"}
 RTX_DEFAULT_TARGETS = "SM80, SM86, SM89, SM120 and later (TensorRT-RTX default)"
-SIDECAR_FORMAT = "texport-engine/1"
 
 Shape = tuple[int, ...]
 
@@ -38,7 +39,6 @@ Shape = tuple[int, ...]
 @dataclass
 class InputProfile:
     """min / opt / max shape of one dynamic input."""
-
     name: str
     min: Shape
     opt: Shape
@@ -65,7 +65,6 @@ def import_flavour(flavour: str | None = None):
 
 class _Logger:
     """Collects the builder's errors so a failed build explains itself in one line."""
-
     def __init__(self, trt):
         class Collect(trt.ILogger):
             def __init__(inner):
@@ -81,18 +80,6 @@ class _Logger:
     @property
     def errors(self) -> list[str]:
         return self.logger.errors
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def sidecar_path(engine: Path) -> Path:
-    return engine.with_name(engine.name + ".json")
 
 
 def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, profiles: list[InputProfile],
@@ -147,7 +134,7 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, p
         "source_onnx": {"name": onnx_path.name, "sha256": sha256_file(onnx_path)},
         "engine_sha256": hashlib.sha256(bytes(blob)).hexdigest(),
         "build_seconds": round(seconds, 2),
-        "texport_version": _version(),
+        "texport_version": __version__,
         **(metadata or {}),
     }
     with atomic_path(engine_path) as tmp:
@@ -158,12 +145,6 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, p
 
 def _tensor(t) -> dict:
     return {"name": t.name, "dtype": str(t.dtype).rsplit(".", 1)[-1].lower(), "shape": list(t.shape)}
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__
 
 
 def _set_compute_capabilities(trt, config, flavour: str, wanted: list[str] | None) -> list[str] | str:
@@ -233,25 +214,7 @@ class RuntimeCache:
         except OSError as err:
             if not self.warned:
                 self.warned = True
-                import warnings
 
                 warnings.warn(f"TensorRT-RTX runtime cache not saved to {self.path}: {err}", stacklevel=2)
 
 
-def read_sidecar(engine: str | os.PathLike) -> dict:
-    """The sidecar of an engine file, checked (one-line errors)."""
-    p = Path(engine)
-    if not p.is_file():
-        raise TexportError(f"engine file not found: {p}")
-    side = sidecar_path(p)
-    if not side.is_file():
-        raise TexportError(f"{p} has no sidecar {side.name}: texport runs only engines it built (rebuild with texport export)")
-    try:
-        data = json.loads(side.read_text())
-    except (OSError, ValueError) as exc:
-        raise TexportError(f"{side} is not valid JSON ({exc})") from None
-    if data.get("format") != SIDECAR_FORMAT or data.get("flavour") not in FLAVOURS:
-        raise TexportError(f"{side} is not a texport engine sidecar")
-    if data.get("engine_sha256") != sha256_file(p):  # checked without a GPU, before any runtime sees it
-        raise TexportError(f"{p} is damaged or was replaced (its sha256 differs from {side.name}); rebuild it with texport export")
-    return data

@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Mapping
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
-from . import __version__
-from .atomic import atomic_path
-from .errors import TexportError
+from texport import __version__
+from texport.errors import TexportError
+from texport.files import atomic_path
 
 FORMAT = "texport-model"
 FORMAT_VERSION = 1
@@ -32,7 +34,6 @@ def save_checkpoint(path: str | os.PathLike, state: Mapping[str, torch.Tensor], 
                     exemplar: torch.Tensor | None = None) -> None:
     """Write weights (and the exemplar [1, 3, H, W] in [0, 1], as 8 bits) and manifest atomically
     (an existing file is replaced only by a complete one)."""
-    from safetensors.torch import save_file
 
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, "texport_version": __version__, **manifest}
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
@@ -44,8 +45,6 @@ def save_checkpoint(path: str | os.PathLike, state: Mapping[str, torch.Tensor], 
 
 def read_manifest(path: str | os.PathLike) -> dict:
     """The manifest alone (cheap: reads the header only)."""
-    from safetensors import safe_open
-
     path = _existing(path)
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -58,8 +57,7 @@ def read_manifest(path: str | os.PathLike) -> dict:
 def load_checkpoint(path: str | os.PathLike, kind: str | None = None,
                     manifest: dict | None = None) -> tuple[dict[str, torch.Tensor], dict]:
     """(state dict, manifest); checks the format, the kind if given, and that every tensor is readable.
-    A manifest already read (texport.handle.Model) is not read again."""
-    from safetensors.torch import load_file
+    A manifest already read (texport.models.handle.Model) is not read again."""
 
     path = _existing(path)
     manifest = read_manifest(path) if manifest is None else manifest
@@ -75,8 +73,6 @@ def load_checkpoint(path: str | os.PathLike, kind: str | None = None,
 
 def load_stored_exemplar(path: str | os.PathLike) -> torch.Tensor | None:
     """The exemplar [1, 3, H, W] in [0, 1] a model file keeps, or None (files made before it was kept)."""
-    from safetensors import safe_open
-
     path = _existing(path)
     try:
         with safe_open(str(path), framework="pt") as f:

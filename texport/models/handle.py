@@ -17,7 +17,10 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from .errors import TexportError
+import texport.models.checkpoints as checkpoints
+from texport.errors import TexportError
+from texport.models.formats import read_graph, read_sidecar
+from texport.models.propo import MIN_SIDE, SIZE_MULTIPLE
 
 TEXNET = "texnet"
 PROPO = "propo"
@@ -101,14 +104,10 @@ def open_model(source: str | os.PathLike | Model) -> Model:
 
 
 def _from_weights(path: Path) -> Model:
-    from .checkpoints import read_manifest
-
-    manifest = read_manifest(path)
+    manifest = checkpoints.read_manifest(path)
     kind = manifest.get("kind")
     try:
         if kind == PROPO:
-            from .propo import MIN_SIDE, SIZE_MULTIPLE
-
             return Model(path, "texport", PROPO, SIZE_MULTIPLE, MIN_SIDE, 3, manifest)
         if kind in (TEXNET, STYLENET):
             arch = manifest["architecture"]
@@ -128,8 +127,6 @@ def _grid(meta: dict) -> tuple[int, int]:
 
 
 def _from_onnx(path: Path) -> Model:
-    from .onnx_export import read_graph
-
     meta, input_shapes = read_graph(path)
     if meta.get("texport.kind") not in KINDS or meta.get("texport.graph") or "noise" not in input_shapes:
         raise TexportError(f"{path} is not a texport model graph (export it with texport export)")
@@ -137,8 +134,6 @@ def _from_onnx(path: Path) -> Model:
 
 
 def _from_engine(path: Path) -> Model:
-    from .tensorrt_build import read_sidecar
-
     side = read_sidecar(path)
     meta = side.get("model", {})
     try:

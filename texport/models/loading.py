@@ -1,30 +1,31 @@
 """Trained models (texture networks, ProPO, style networks): load a handle's weights, synthesize at any size.
 
-Sizes are planned by texport.sizes.plan_size on the model's grid (generate the next size on the
+Sizes are planned by texport.textures.sizes.plan_size on the model's grid (generate the next size on the
 grid, crop its top-left corner), the same plan every backend uses, so backends agree image for image.
-Style networks run through texport.backends.stylize_with on every backend, PyTorch's included (`stylize`).
+Style networks run through texport.runtime.sampling.stylize_with on every backend, PyTorch's included (`stylize`).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
-from .checkpoints import check_state, load_checkpoint
-from .devices import resolve_device
-from .errors import TexportError
-from .handle import PROPO, STYLENET, TEXNET, Model, open_model, resolve_model, shipped_models, trained_folder  # noqa: F401
-from .sizes import SizePlan, plan_size, tileable_size  # noqa: F401
-from .stylenet import StyleNetwork
-from .texnet import TextureNetwork
-from . import noise as noise_lib
-
-if TYPE_CHECKING:  # propo imports the descriptor stack; only annotations need it here
-    from .propo import ProPO
+import texport.textures.noise as noise_lib
+from texport.devices import resolve_device
+from texport.errors import TexportError
+from texport.models.checkpoints import check_state, load_checkpoint
+from texport.models.handle import PROPO, STYLENET, TEXNET, Model, open_model
+from texport.models.propo import LEVELS, MIN_SIDE, SIZE_MULTIPLE, ProPO, pseudo_optimizer_state
+from texport.models.stylenet import StyleNetwork
+from texport.models.texnet import TextureNetwork
+from texport.objectives.descriptor import build_descriptor
+from texport.textures.sizes import MIN_SIZE, SizePlan, plan_size
 
 
 def _handle(source: "str | os.PathLike | Model", kind: str) -> Model:
@@ -51,7 +52,6 @@ class LoadedTexnet:
 @dataclass
 class LoadedStylenet(LoadedTexnet):
     """A texture network's record whose network also takes a content image."""
-
     network: StyleNetwork
 
 
@@ -76,19 +76,6 @@ def _load_multiscale(source, kind: str, network_class: type, loaded_class: type,
         raise TexportError(f"{path} has an invalid architecture in its manifest ({exc})") from None
     check_state(path, network, state)
     return loaded_class(network.to(resolve_device(device)).eval(), manifest, path)
-
-
-def stylize(source: str | os.PathLike | Model, content: torch.Tensor, size: int | str | tuple[int, int] | None = None,
-            seed: int = 0, noise_scale: float = 1.0, device: str | torch.device = "cpu",
-            size_limit: int | None = None) -> torch.Tensor:
-    """A photograph [1, 3, h, w] in [0, 1] restyled by a style network on PyTorch: [1, 3, H, W] on the CPU.
-
-    The torch backend through texport.backends.stylize_with, so it is the plan and noise every other
-    backend gets (see there for size and noise_scale).
-    """
-    from .backends import open_backend, stylize_with
-
-    return stylize_with(open_backend(source, "torch", str(device)), content, size, seed, noise_scale, size_limit)
 
 
 @torch.no_grad()
@@ -124,7 +111,7 @@ def sample_texnet(
 
 @dataclass
 class LoadedPropo:
-    model: "ProPO"
+    model: ProPO
     manifest: dict
     path: Path
 
@@ -136,9 +123,6 @@ class LoadedPropo:
 def load_propo(source: str | os.PathLike | Model, device: str | torch.device = "cpu",
                descriptor_weights: str | None = None) -> LoadedPropo:
     """A ProPO model with the descriptor it was trained with (the manifest's identity is enforced)."""
-    from .descriptor import build_descriptor
-    from .propo import LEVELS, ProPO, pseudo_optimizer_state
-
     handle = _handle(source, PROPO)
     path, manifest = handle.path, handle.manifest
     state = load_checkpoint(path, kind=PROPO, manifest=manifest)[0]
@@ -175,7 +159,6 @@ def sample_propo(
     The target statistics are encoded once; image n uses noise seed seed + n. With stages=True the
     result is the list of stage images [noise, x^1, ..., x^5], each [count, 3, H, W].
     """
-    from .propo import MIN_SIDE, SIZE_MULTIPLE
 
     propo = model.model
     plan = plan_size(size, SIZE_MULTIPLE, MIN_SIDE, tileable, snap, size_limit)
@@ -202,65 +185,58 @@ def check_count(count: int) -> None:
         raise TexportError(f"the image count must be at least 1, got {count}")
 
 
-def start_image(source: str | os.PathLike, texture: torch.Tensor, width: int, height: int, seed: int = 0,
-                device: str | torch.device = "cpu") -> torch.Tensor:
-    """A refinement's start [1, 3, height, width]: an image file if `source` is one, else a sample of
-    the model it names (a texture network's, or ProPO's for `texture`), drawn with `seed`."""
-    from .images import load_image
-
-    path = Path(source)
-    if path.is_file() and path.suffix.lower() != ".safetensors":
-        image = load_image(path)
-    elif model_kind(source) == PROPO:
-        image = sample_propo(load_propo(source, device), texture, (width, height), seed=seed)
-    else:
-        image = sample_texnet(load_texnet(source, device), (width, height), seed=seed)
-    from .gatys import resize_start
-
-    return resize_start(image, width, height)
-
-
 # ---------------------------------------------------------------------------------------------
 # Refinement: a few Gatys evaluations from a model's sample (the quality dial)
 
 
-def refinement_target(loaded: LoadedTexnet | LoadedPropo, texture: torch.Tensor | None) -> torch.Tensor:
-    """The exemplar a refinement matches: `texture` if given (ProPO needs it), else the one a texture
-    network's file keeps; a file made before texport kept it is one error naming the fix."""
-    from .checkpoints import load_stored_exemplar
+def plan_stylize(model: Model, content: torch.Tensor, size=None, noise_scale: float = 1.0,
+                 size_limit: int | None = None) -> SizePlan:
+    """Check a stylization request (one-line errors) and plan it: the output is `size` (default: the
+    content's own), computed on the model's grid above it (texport.textures.sizes.plan_size; a plan is returned
+    as is). A photograph does not wrap, so there is no tileable request."""
 
-    if texture is not None:
-        return texture
-    if isinstance(loaded, LoadedPropo):
-        raise TexportError(f"{loaded.path.name} is a ProPO model: refining its samples needs the target texture")
-    stored = load_stored_exemplar(loaded.path)
-    if stored is None:
-        raise TexportError(f"{loaded.path.name} keeps no exemplar (made before texport stored it): give the image it was "
-                           f"trained on as the target texture, or retrain it")
-    return stored
+    model.require_stylenet()
+    if not math.isfinite(noise_scale) or noise_scale < 0:
+        raise TexportError(f"the noise scale must be a number >= 0 (0: no noise, 1: as trained), got {noise_scale}")
+    if content.dim() != 4 or content.shape[1] != 3:
+        raise TexportError(f"the content must be an RGB image [B, 3, H, W], got {list(content.shape)}")
+    h, w = content.shape[-2:]
+    if min(w, h) < MIN_SIZE:
+        raise TexportError(f"the content image is {w}x{h}: each side must be at least {MIN_SIZE} pixels")
+    if size is not None:
+        return plan_size(size, model.size_multiple, model.min_side, limit=size_limit)
+    try:
+        return plan_size((w, h), model.size_multiple, model.min_side, limit=size_limit)
+    except TexportError as exc:
+        raise TexportError(f"the content image is {w}x{h}: {exc}; or ask for a smaller size to resize it to") from None
 
 
-def refine(loaded: LoadedTexnet | LoadedPropo, images: torch.Tensor, iters: int, texture: torch.Tensor | None = None,
-           tileable: bool = False, device: str | torch.device = "auto", progress=None) -> torch.Tensor:
-    """Each image [N, 3, H, W] after `iters` bounded evaluations of the default objective against the model's
-    exemplar (texport.gatys with the image as the start), with the model's descriptor; tileable keeps wrapping."""
-    from .descriptor import build_descriptor
-    from .gatys import synthesize as gatys_synthesize
-    from .losses import PO_LAYERS
-    from .objective import build_objective
+def fit_content(content: torch.Tensor, plan: SizePlan) -> torch.Tensor:
+    """The content at the plan's size (antialiased bilinear, if it is not that size already), padded at the
+    bottom and right to the grid: by reflection, which keeps edges' statistics, or by repeating the last
+    row and column where the image is too small to reflect that far."""
 
-    if iters < 1:
-        raise TexportError(f"refinement needs at least 1 evaluation, got {iters}")
-    target = refinement_target(loaded, texture)
-    dev = resolve_device(device)
-    identity = loaded.manifest["descriptor"]
-    descriptor = build_descriptor(identity.split(":")[0], PO_LAYERS, device=dev, expect_identity=identity)
-    objective = build_objective(target.to(dev), descriptor=descriptor, tileable=tileable, device=dev)
-    height, width = images.shape[-2:]
-    refined = []
-    for n, image in enumerate(images):
-        report = None if progress is None else (lambda step, value, n=n: progress(n * iters + step, value))
-        result = gatys_synthesize(None, (width, height), iters, objective=objective, device=dev, init=image[None],
-                                  progress=report)
-        refined.append(result.image)
-    return torch.cat(refined)
+    content = content.float().cpu()
+    if tuple(content.shape[-2:]) != (plan.height, plan.width):
+        content = F.interpolate(content, size=(plan.height, plan.width), mode="bilinear", align_corners=False,
+                                antialias=True).clamp(0, 1)
+    pad_w, pad_h = plan.grid_width - plan.width, plan.grid_height - plan.height
+    if not pad_w and not pad_h:
+        return content
+    mode = "reflect" if pad_w < plan.width and pad_h < plan.height else "replicate"
+    return F.pad(content, (0, pad_w, 0, pad_h), mode=mode)
+
+
+
+@torch.no_grad()
+def stylize_planned(run: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], model: Model, content: torch.Tensor,
+                    size=None, seed: int = 0, noise_scale: float = 1.0, size_limit: int | None = None) -> torch.Tensor:
+    """The one plan of a stylization, for any runtime: `run(noise, content)` is the network on the grid
+    (a backend, or a loaded StyleNetwork). The content [B, 3, h, w] is resized and padded to the plan
+    (plan_stylize, fit_content), the noise (texport.textures.noise contract, item b's seed is seed + b)
+    is multiplied by noise_scale before `run` sees it, and the result is cropped to the size:
+    [B, 3, H, W] in [0, 1] on the CPU."""
+    plan = plan_stylize(model, content, size, noise_scale, size_limit)
+    fitted = fit_content(content, plan)
+    noise = noise_lib.noise_field(seed, model.noise_channels, plan.grid_height, plan.grid_width, batch=fitted.shape[0])
+    return run(noise * noise_scale, fitted)[:, :, :plan.height, :plan.width].float().cpu().clamp(0, 1)

@@ -18,7 +18,6 @@ def run_in_own_precision(part: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 class OwnPrecision(nn.Module):
     """Wraps a module whose caller cannot cast for it (a descriptor's convolutions)."""
-
     def __init__(self, module: nn.Module):
         super().__init__()
         self.module = module

@@ -3,7 +3,7 @@
 Five stages refine a noise image: x^m = x^(m-1) + PO^[m](gradients of x^(m-1)), m = 1..5. Stage m
 reads the descriptor levels 1..m of x^(m-1) (relu1_1, pool1, pool2, pool3, pool4) and their
 texture-loss gradients g^l = (4/N_l)(G^l(x) - G^l_target) F^l (eq. 6), computed from the target's
-Gram matrices with plain tensor ops (texport.losses.gram_gradient: no autograd, so the whole graph
+Gram matrices with plain tensor ops (texport.objectives.losses.gram_gradient: no autograd, so the whole graph
 exports). Its pseudo optimizer starts at level m (two convolutions, two residual blocks), then goes
 up level by level (nearest x2 upsampling plus a convolution, joined with that level's processed
 gradient) to level 1 at full resolution, and a 1x1 convolution gives the 3-channel step.
@@ -46,13 +46,14 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
-from . import color_transfer, losses
-from .precision import OwnPrecision, run_in_own_precision
-from .reductions import InstanceNorm2d, mean_nested, standardize
-from .descriptor import Descriptor
+import texport.objectives.color_transfer as color_transfer
+import texport.objectives.losses as losses
+from texport.models.precision import OwnPrecision, run_in_own_precision
+from texport.objectives.descriptor import Descriptor
+from texport.objectives.reductions import InstanceNorm2d, mean_nested, standardize
 
 LEVELS = losses.PO_LAYERS  # relu1_1, pool1, pool2, pool3, pool4: levels 1..5
 LEVEL_CHANNELS = {"relu1_1": 64, "pool1": 64, "pool2": 128, "pool3": 256, "pool4": 512}
@@ -146,7 +147,6 @@ def conv(cin: int, cout: int, kernel: int = 3) -> nn.Sequential:
 
 class ResidualBlock(nn.Module):
     """He et al. 2016: x + IN(conv(LReLU(IN(conv(x)))))."""
-
     def __init__(self, channels: int):
         super().__init__()
         self.body = nn.Sequential(
@@ -161,7 +161,6 @@ class ResidualBlock(nn.Module):
 
 class GradientBranch(nn.Sequential):
     """One level's gradient: two convolutions and r = 2 residual blocks (Shi & Qiao 2020 sec. 4.1)."""
-
     def __init__(self, cin: int, width: int, residual_blocks: int = 2):
         super().__init__(conv(cin, width), conv(width, width), *[ResidualBlock(width) for _ in range(residual_blocks)])
 
@@ -174,7 +173,6 @@ def pseudo_optimizer_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch
 
 class PseudoOptimizer(nn.Module):
     """PO^[m]: gradients of levels 1..m (finest first) -> the step Δx [B, 3, H, W] (Shi & Qiao 2020 fig. 3)."""
-
     def __init__(self, levels: int, widths: Sequence[int] = DEFAULT_WIDTHS, color_input: bool = True):
         super().__init__()
         self.levels = levels

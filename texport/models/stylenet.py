@@ -27,8 +27,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from . import noise as noise_lib
-from .texnet import TextureNetwork
+import texport.textures.noise as noise_lib
+from texport.models.texnet import TextureNetwork
 
 CONTENT_CHANNELS = 3
 

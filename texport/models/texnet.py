@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import noise as noise_lib
-from .precision import run_in_own_precision
+import texport.textures.noise as noise_lib
+from texport.models.precision import run_in_own_precision
 
 NORMS = ("batch", "instance")
 BLOCK_SHRINK = 2  # pixels a ConvBlock without padding removes from each side (two 3x3 convolutions)
@@ -97,7 +97,6 @@ def receptive_radius(scales: int) -> int:
 
 class TextureNetwork(nn.Module):
     """g(z): noise [B, K*C, H, W] -> texture [B, 3, H, W] in [0, 1]; H and W multiples of 2**(K-1)."""
-
     def __init__(self, scales: int = 5, noise_channels: int = 3, width: int = 8, norm: str = "batch",
                  extra_channels: int = 0, padding: str = "circular"):
         """extra_channels: inputs joined to each noise scale (a style network's content image, 3);

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from .reductions import mean_nested
+from texport.objectives.reductions import mean_nested
 
 EDGES = 64  # CDF resolution of a distribution (bins between its min and max)
 QUANTILES = 256  # resolution of the stored target quantile function

@@ -27,12 +27,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import h5py
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from safetensors.torch import load_file
 
-from .errors import TexportError, WeightsUnavailable
+from texport.errors import TexportError, WeightsUnavailable
+from texport.files import atomic_path
 
 DESCRIPTORS = ("auto", "vgg19", "vgg16-hed", "random")
 PADDINGS = {"zeros": "constant", "circular": "circular", "reflect": "reflect"}  # name -> F.pad mode
@@ -70,7 +73,6 @@ def conv_names(arch: str, deepest: str) -> list[str]:
 @dataclass
 class VGGWeights:
     """Conv weights (OIHW) and biases by layer name, plus where they came from."""
-
     name: str  # vgg19 | vgg16-hed | random
     arch: str  # vgg19 | vgg16
     preprocessing: str  # imagenet | caffe
@@ -97,8 +99,6 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Tensors from .safetensors or a .pth read with the restricted (weights-only) unpickler."""
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             return load_file(str(path))
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt, truncated or a pickle with code in it
@@ -127,8 +127,6 @@ def _vgg19_path(weights_file: str | os.PathLike | None, download: bool) -> Path:
 
 def _download(url: str, dest: Path) -> None:
     """Fetch into the hub cache atomically, with a short timeout so offline machines fail fast."""
-    from .atomic import atomic_path
-
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
         with urllib.request.urlopen(url, timeout=15) as response, atomic_path(dest) as tmp:
@@ -178,8 +176,6 @@ def hed_weights_path(weights_file: str | os.PathLike | None = None) -> Path:
 
 def load_vgg16_hed(deepest: str, weights_file: str | os.PathLike | None = None) -> VGGWeights:
     """Read the needed convs from HED's HDF5: /block{b}/layers/conv2d{,_1,_2}/vars/{0: HWIO kernel, 1: bias}."""
-    import h5py
-
     path = hed_weights_path(weights_file)
     convs = {}
     try:

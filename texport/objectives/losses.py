@@ -16,6 +16,8 @@ from typing import Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
+from texport.textures.images import quantize
+
 # Layer sets (names as in texport.descriptor).
 PO_LAYERS = ("relu1_1", "pool1", "pool2", "pool3", "pool4")  # Shi & Qiao 2020 sec. 4.1, conv1_1 after its ReLU
 TEXNET_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")  # Ulyanov et al. 2016
@@ -170,7 +172,6 @@ def color_distance(a: torch.Tensor, b: torch.Tensor, directions: int = COLOR_DIR
     functions are compared at M = min(N_a, N_b) levels (k + 0.5)/M (see resample_quantiles) and the
     mean absolute difference over levels and directions is returned, per batch item of `a`.
     """
-    from .images import quantize
 
     dirs = random_directions(directions, 3, seed, a.device)
     pa = sorted_projections(quantize(a), dirs)

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import torch
 
-from .errors import TexportError
-from .images import quantize
-from .losses import color_distance, diversity  # noqa: F401  (re-exported: the colour and diversity measures)
+from texport.errors import TexportError
+from texport.objectives.losses import color_distance, diversity, random_directions, resample_quantiles, sorted_projections  # noqa: F401  (re-exported: the colour and diversity measures)
+from texport.textures.images import quantize
 
 PATCH = 64
 STRIDE = 32
@@ -132,16 +132,12 @@ class Judge:
 
     def _directions_for(self, channels: int) -> torch.Tensor:
         if channels not in self._directions:
-            from .losses import random_directions
-
             self._directions[channels] = random_directions(JUDGE_DIRECTIONS, channels, JUDGE_SEED + channels, self.device)
         return self._directions[channels]
 
     @torch.no_grad()
     def distance(self, image: torch.Tensor, exemplar: torch.Tensor) -> torch.Tensor:
         """Per batch item of `image`: the mean over stages of the normalized sliced Wasserstein-1 distance."""
-        from .losses import resample_quantiles, sorted_projections
-
         fx, fu = self.features(image), self.features(exemplar)
         per_stage = []
         for a, b in zip(fx, fu):

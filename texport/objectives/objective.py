@@ -19,10 +19,11 @@ from typing import Mapping, Sequence
 
 import torch
 
-from . import defaults
-from . import losses, spectrum
-from .descriptor import Descriptor, build_descriptor
-from .errors import TexportError
+import texport.defaults as defaults
+import texport.objectives.losses as losses
+import texport.objectives.spectrum as spectrum
+from texport.errors import TexportError
+from texport.objectives.descriptor import Descriptor, build_descriptor
 
 DEFAULT_ALPHA = defaults.STYLE_ALPHA
 DEFAULT_CONTENT_LAYER = defaults.STYLE_CONTENT_LAYER
@@ -54,7 +55,6 @@ def parse_loss(name: str) -> tuple[str, bool]:
 @dataclass
 class ObjectiveSpec:
     """Everything that defines an objective except the exemplar (recorded by anything trained with it)."""
-
     loss: str = DEFAULT_LOSS
     layers: Sequence[str] = losses.PO_LAYERS
     layer_weights: str | Mapping[str, float] = "normalized"
@@ -76,7 +76,6 @@ class ObjectiveSpec:
 
 class TextureObjective:
     """Callable loss of images [B, 3, H, W] in [0, 1] against one exemplar: returns {term: [B]} with 'total'."""
-
     def __init__(self, descriptor: Descriptor, exemplar: torch.Tensor, spec: ObjectiveSpec | None = None,
                  tileable: bool = False):
         self.spec = spec = spec or ObjectiveSpec()

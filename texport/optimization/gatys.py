@@ -17,16 +17,25 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
+from scipy.optimize import Bounds, minimize
 
-from . import defaults
-from .devices import available_memory, resolve_device
-from .errors import TexportError
-from .objective import DEFAULT_COLOR_WEIGHT, DEFAULT_LOSS, TextureObjective, build_objective
-from .sizes import check_size, parse_size
+import texport.defaults as defaults
+from texport.devices import available_memory, resolve_device
+from texport.errors import TexportError
+from texport.objectives.objective import (
+    DEFAULT_ALPHA,
+    DEFAULT_COLOR_WEIGHT,
+    DEFAULT_LOSS,
+    TextureObjective,
+    build_objective,
+    build_style_objective,
+)
+from texport.progress import StepProgress
+from texport.textures.sizes import check_size, parse_size
 
 OPTIMIZERS = ("lbfgs", "adam")
 DEFAULT_ITERS = defaults.GATYS_ITERS
@@ -36,7 +45,6 @@ DEFAULT_ITERS = defaults.GATYS_ITERS
 BYTES_PER_PIXEL = 5 * 1024
 MIN_LEVEL_SIDE = 32  # coarse-to-fine: the descriptor's deepest PO layer (pool4, /16) keeps 2x2 positions
 
-Progress = Callable[[int, float], None]
 
 
 @dataclass
@@ -70,7 +78,7 @@ def synthesize(
     lr: float = defaults.GATYS_LR,
     size_limit: int | None = None,
     objective: TextureObjective | None = None,
-    progress: Progress | None = None,
+    progress: StepProgress | None = None,
     init: torch.Tensor | None = None,
     coarse_to_fine: int = 1,
     snapshots: Sequence[int] = (),
@@ -208,8 +216,6 @@ def _evaluate(objective: TextureObjective, x: torch.Tensor) -> tuple[float, torc
 
 def _lbfgs(objective, x0, iters, progress, lr):
     """scipy's L-BFGS-B with [0, 1] bounds; the budget is a hard cap on function evaluations."""
-    from scipy.optimize import Bounds, minimize
-
     shape, dev = x0.shape, x0.device
     history: list[float] = []
     best = {"loss": float("inf"), "x": x0.clone()}
@@ -259,15 +265,14 @@ def transfer_style(
     objective=None,
     device: str | torch.device = "auto",
     size_limit: int | None = None,
-    progress: Progress | None = None,
+    progress: StepProgress | None = None,
     snapshots: Sequence[int] = (),
     **objective_options,
 ) -> GatysResult:
     """Gatys et al. 2016 style transfer with the style networks' objective (eq. 6 of Ulyanov et al. 2016):
     the photograph `content` [1, 3, h, w] (resized to `size`, default its own) in the style of `style`,
     optimized from the photograph itself. objective: a `StyleObjective` to reuse (its alpha and
-    terms; `alpha` and objective_options build one otherwise: texport.objective.build_style_objective)."""
-    from .objective import DEFAULT_ALPHA, build_style_objective
+    terms; `alpha` and objective_options build one otherwise: texport.objectives.objective.build_style_objective)."""
 
     width, height = check_request(size if size is not None else (content.shape[-1], content.shape[-2]), iters,
                                   size_limit=size_limit, has_start=True)

@@ -4,8 +4,8 @@ Every backend maps `noise` [B, C, H, W] (and, for ProPO, `texture` [B, 3, h, w];
 network, `content` [B, 3, H, W]) as fp32 torch tensors to an `image` [B, 3, H, W] in [0, 1] as an
 fp32 CPU tensor, so results can be compared across backends (tests/test_backends.py) and timed
 alike (`texport bench`); inputs reach every runtime by name. Every backend opens a
-`texport.handle.Model` (resolved once) and takes the sizes on its grid; `sample_with` plans any
-requested size onto that grid (texport.sizes.plan_size) the way texport.models does, and
+`texport.models.handle.Model` (resolved once) and takes the sizes on its grid; `sample_with` plans any
+requested size onto that grid (texport.textures.sizes.plan_size) the way texport.models does, and
 `stylize_with` is the one plan of a stylization (resize, pad, noise, crop) for every backend.
 
 - `torch`: the PyTorch model, eager; options fp16, channels_last, compile (torch.compile) and, on
@@ -26,17 +26,21 @@ GPU: tensorrt (given an engine), onnxruntime, torch; CPU: openvino, onnxruntime,
 from __future__ import annotations
 
 import abc
-import functools
-import hashlib
 import importlib.util
 import os
 from pathlib import Path
 
+import onnxruntime as ort
 import torch
 
-from .errors import TexportError
-from .handle import PROPO, STYLENET, Model, open_model
-from .sizes import MIN_SIZE, SizePlan, plan_size
+from texport.devices import resolve_device
+from texport.errors import TexportError
+from texport.export.cache import onnx_file
+from texport.export.graphs import ProPOGraph, StyleGraph, TexnetGraph, in_precision
+from texport.export.tensorrt import RuntimeCache, import_flavour
+from texport.models.formats import read_graph, read_metadata
+from texport.models.handle import PROPO, STYLENET, Model, open_model
+from texport.models.loading import load_propo, load_stylenet, load_texnet
 
 BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
 # "NAME:OPT+OPT" options each backend takes (parse_backend)
@@ -59,7 +63,6 @@ def parse_backend(spec: str) -> tuple[str, dict[str, bool]]:
 
 class Backend(abc.ABC):
     """A prepared model: __call__(noise, texture=None, content=None) -> image on the CPU, fp32 in [0, 1]."""
-
     name = "?"
     precision = "fp32"
     device = "cpu"
@@ -90,7 +93,6 @@ class Backend(abc.ABC):
     def __call__(self, noise: torch.Tensor, texture: torch.Tensor | None = None,
                  content: torch.Tensor | None = None) -> torch.Tensor:
         """Each backend runs its own graph."""
-
     def inputs(self, noise: torch.Tensor, texture: torch.Tensor | None,
                content: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The graph's inputs by name (a texture or content of one item serves the whole batch)."""
@@ -117,9 +119,6 @@ class TorchBackend(Backend):
 
     def __init__(self, model: Model, device: str = "auto", fp16: bool = False, channels_last: bool = False,
                  compile: bool = False, cuda_graphs: bool = False):
-        from .devices import resolve_device
-        from .graphs import ProPOGraph, StyleGraph, TexnetGraph, in_precision
-        from .models import load_propo, load_stylenet, load_texnet
 
         super().__init__(model)
         if model.format != "texport":
@@ -161,54 +160,15 @@ class TorchBackend(Backend):
 # ---------------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=1)
-def _code_hash() -> str:
-    """texport's own source: a change to how graphs are built (e.g. their numerics) re-exports them."""
-    digest = hashlib.sha256()
-    for file in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(file.name.encode() + file.read_bytes())
-    return digest.hexdigest()
-
-
-def cached_onnx(model: str | os.PathLike | Model, fp16: bool) -> Path:
-    """The model's main ONNX graph, exported once per model file, precision and texport source."""
-    from . import __version__
-    from .export import specs_for
-    from .onnx_export import export_onnx
-    from .tensorrt_build import sha256_file
-
-    model = open_model(model)
-    path = model.path
-
-    key = hashlib.sha256(f"{sha256_file(path)}:{fp16}:{__version__}:{_code_hash()}:{torch.__version__}".encode()).hexdigest()[:16]
-    folder = Path(os.environ.get("TEXPORT_CACHE", Path.home() / ".cache" / "texport")) / "onnx"
-    folder.mkdir(parents=True, exist_ok=True)
-    out = folder / f"{path.stem}-{'fp16' if fp16 else 'fp32'}-{key}.onnx"
-    if not out.is_file():
-        export_onnx(specs_for(model, "fp16" if fp16 else "fp32", split=False)[0], out)
-    return out
-
-
-def _onnx_file(model: Model, fp16: bool) -> Path:
-    """The ONNX file to run: the model's own if it is one, else its cached export."""
-    if model.format == "onnx":
-        return model.path
-    if model.format != "texport":
-        raise TexportError(f"ONNX runtimes run .onnx files or texport models, not {model.format} files")
-    return cached_onnx(model, fp16)
-
-
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
     def __init__(self, model: Model, device: str = "auto", fp16: bool = False, threads: int | None = None,
                  low_memory: bool = False):
-        import onnxruntime as ort
 
-        from .onnx_export import read_metadata
 
         super().__init__(model)
-        path = _onnx_file(model, fp16)
+        path = onnx_file(model, fp16)
         self.precision = read_metadata(path).get("texport.precision", "fp32").split()[0]
         available = ort.get_available_providers()
         want_cuda = device in ("auto", "cuda") and torch.cuda.is_available() and "CUDAExecutionProvider" in available
@@ -263,9 +223,8 @@ class OpenVINOBackend(Backend):
         core = ov.Core()
         if bf16 and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
             raise TexportError(f"this CPU has no bf16 ({core.get_property('CPU', 'FULL_DEVICE_NAME')})")
-        from .onnx_export import read_graph
 
-        path = _onnx_file(model, fp16)
+        path = onnx_file(model, fp16)
         meta, onnx_inputs = read_graph(path)
         graph = meta.get("texport.precision", "fp32").split()[0]
         if bf16 and graph != "fp32":
@@ -297,8 +256,6 @@ class TensorRTBackend(Backend):
     name = "tensorrt"
 
     def __init__(self, model: Model, device: str = "auto", flavour: str | None = None):
-        from .tensorrt_build import RuntimeCache, import_flavour
-
         super().__init__(model)
         if model.format != "engine":
             raise TexportError(f"the tensorrt backend needs an engine file, got {model.path.name}")
@@ -350,86 +307,6 @@ class TensorRTBackend(Backend):
 # ---------------------------------------------------------------------------------------------
 
 
-@torch.no_grad()
-def sample_with(backend: Backend, size, seed: int = 0, count: int = 1, texture: torch.Tensor | None = None,
-                    tileable: bool = False, snap: bool = False, size_limit: int | None = None, batch: int = 1) -> torch.Tensor:
-    """count images [count, 3, H, W] through a backend: the same noise and size plan as the torch
-    path of texport.models (image n uses noise seed + n), so backends agree image for image."""
-    from .models import check_count
-    from .noise import noise_field
-
-    backend.model.require_generator()
-    plan = plan_size(size, backend.size_multiple, backend.min_side, tileable, snap, size_limit)
-    if backend.kind == PROPO and texture is None:
-        raise TexportError("a ProPO model needs a target texture")
-    check_count(count)
-    images = []
-    for start in range(0, count, batch):
-        n = min(batch, count - start)
-        z = noise_field(seed + start, backend.noise_channels, plan.grid_height, plan.grid_width, batch=n)  # item i: seed + start + i
-        images.append(backend(z, texture)[:, :, :plan.height, :plan.width].clamp(0, 1))
-    return torch.cat(images)
-
-
-def plan_stylize(model: Model, content: torch.Tensor, size=None, noise_scale: float = 1.0,
-                 size_limit: int | None = None) -> SizePlan:
-    """Check a stylization request (one-line errors) and plan it: the output is `size` (default: the
-    content's own), computed on the model's grid above it (texport.sizes.plan_size; a plan is returned
-    as is). A photograph does not wrap, so there is no tileable request."""
-    import math
-
-    model.require_stylenet()
-    if not math.isfinite(noise_scale) or noise_scale < 0:
-        raise TexportError(f"the noise scale must be a number >= 0 (0: no noise, 1: as trained), got {noise_scale}")
-    if content.dim() != 4 or content.shape[1] != 3:
-        raise TexportError(f"the content must be an RGB image [B, 3, H, W], got {list(content.shape)}")
-    h, w = content.shape[-2:]
-    if min(w, h) < MIN_SIZE:
-        raise TexportError(f"the content image is {w}x{h}: each side must be at least {MIN_SIZE} pixels")
-    if size is not None:
-        return plan_size(size, model.size_multiple, model.min_side, limit=size_limit)
-    try:
-        return plan_size((w, h), model.size_multiple, model.min_side, limit=size_limit)
-    except TexportError as exc:
-        raise TexportError(f"the content image is {w}x{h}: {exc}; or ask for a smaller size to resize it to") from None
-
-
-def fit_content(content: torch.Tensor, plan: SizePlan) -> torch.Tensor:
-    """The content at the plan's size (antialiased bilinear, if it is not that size already), padded at the
-    bottom and right to the grid: by reflection, which keeps edges' statistics, or by repeating the last
-    row and column where the image is too small to reflect that far."""
-    import torch.nn.functional as F
-
-    content = content.float().cpu()
-    if tuple(content.shape[-2:]) != (plan.height, plan.width):
-        content = F.interpolate(content, size=(plan.height, plan.width), mode="bilinear", align_corners=False,
-                                antialias=True).clamp(0, 1)
-    pad_w, pad_h = plan.grid_width - plan.width, plan.grid_height - plan.height
-    if not pad_w and not pad_h:
-        return content
-    mode = "reflect" if pad_w < plan.width and pad_h < plan.height else "replicate"
-    return F.pad(content, (0, pad_w, 0, pad_h), mode=mode)
-
-
-@torch.no_grad()
-def stylize_with(backend: Backend, content: torch.Tensor, size=None, seed: int = 0, noise_scale: float = 1.0,
-                 size_limit: int | None = None) -> torch.Tensor:
-    """A content image [B, 3, h, w] in [0, 1] restyled through a backend: [B, 3, H, W] (H x W: `size`,
-    default the content's own) in [0, 1] on the CPU; item b's noise is seed + b.
-
-    The one plan of every backend (plan_stylize, fit_content): the network runs on the padded grid and
-    the output is cropped to the size. The noise (texport.noise contract) is multiplied by noise_scale
-    here, before any backend sees it, so every runtime gets the same inputs.
-    """
-    from .noise import noise_field
-
-    plan = plan_stylize(backend.model, content, size, noise_scale, size_limit)
-    fitted = fit_content(content, plan)
-    noise = noise_field(seed, backend.noise_channels, plan.grid_height, plan.grid_width, batch=fitted.shape[0])
-    image = backend(noise * noise_scale, content=fitted)
-    return image[:, :, :plan.height, :plan.width].clamp(0, 1)
-
-
 def available(device: str = "auto", engine: bool = False) -> list[str]:
     """Backends usable here, in `auto`'s order of preference."""
     gpu = torch.cuda.is_available() and device != "cpu"
@@ -453,12 +330,10 @@ def open_backend(model: str | os.PathLike | Model, backend: str | None = None, d
     low_memory=True asks for bounded memory over speed (onnxruntime drops its arena; others ignore it).
     """
     model = open_model(model)
-    backend, chosen = parse_backend(backend or default_backend(model))
+    backend, chosen = choose_backend(model, backend, device)
     low_memory = options.pop("low_memory", False)
     options = {**chosen, **options}
     is_engine = model.format == "engine"
-    if backend == "auto":
-        backend = "tensorrt" if is_engine else available(device)[0]
     if is_engine != (backend == "tensorrt"):
         raise TexportError("the tensorrt backend runs .engine / .plan files (build one with texport export), "
                            "and only it does" if is_engine else f"the tensorrt backend needs an engine file, got {model.path.name}")
@@ -469,6 +344,20 @@ def open_backend(model: str | os.PathLike | Model, backend: str | None = None, d
     if backend == "openvino":
         return OpenVINOBackend(model, device, fp16, **options)
     return TensorRTBackend(model, device, **options)
+
+
+def choose_backend(model: Model, backend: str | None = None, device: str = "auto") -> tuple[str, dict[str, bool]]:
+    """(backend name, options) that `backend` means for this model: None is the model's default
+    (`default_backend`), "auto" the fastest available here (`available`; an engine's own runtime)."""
+    name, options = parse_backend(backend or default_backend(model))
+    if name == "auto":
+        name = "tensorrt" if model.format == "engine" else available(device)[0]
+    return name, options
+
+
+def backend_spec(name: str, options: dict[str, bool]) -> str:
+    """The "NAME:OPT+OPT" text of a chosen backend (parse_backend's inverse), options sorted."""
+    return name + (":" + "+".join(sorted(options)) if options else "")
 
 
 def default_backend(model: Model) -> str:

@@ -21,11 +21,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from .backends import Backend, available, open_backend, parse_backend
-from .errors import TexportError
-from .handle import PROPO, Model, open_model
-from .noise import noise_field
+from texport import __version__
+from texport.errors import TexportError
+from texport.models.handle import PROPO, Model, open_model
+from texport.runtime.backends import Backend, available, open_backend, parse_backend
+from texport.textures.images import load_image, resolve_texture
+from texport.textures.noise import noise_field
 
 DEFAULT_SIZES = (256, 512, 1024, 2048)
 DEFAULT_BATCHES = (1, 8)
@@ -90,8 +93,6 @@ class FlopModel:
     SIDES = (64, 128, 192)
 
     def __init__(self, model: str | os.PathLike | Model, texture: torch.Tensor | None):
-        from torch.utils.flop_counter import FlopCounterMode
-
         model = open_model(model)
         self.coefficients = None
         if model.format != "texport":
@@ -130,8 +131,6 @@ def bench(model: str | os.PathLike | Model, backends: list[str] | None = None, s
     names = backends if backends and backends != ["all"] else runnable(model, device)
     specs = [parse_backend(spec) for spec in names]  # "torch:channels_last+compile": with those options
     if texture is None:
-        from .images import load_image, resolve_texture
-
         texture = load_image(resolve_texture("pebbles"))
     flops = FlopModel(model, texture)
     rows = []
@@ -220,7 +219,5 @@ def table(rows: list[BenchRow]) -> str:
 
 
 def as_json(rows: list[BenchRow], model: str, extra: dict | None = None) -> dict:
-    from . import __version__
-
     return {"model": str(model), "texport_version": __version__, "torch": torch.__version__,
             "measured": time.strftime("%Y-%m-%dT%H:%M:%S"), **(extra or {}), "rows": [asdict(r) for r in rows]}

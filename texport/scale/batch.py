@@ -27,21 +27,24 @@ from typing import Callable
 
 import torch
 
-from .errors import TexportError
-from .handle import ENGINE_SUFFIXES, Model, open_model
-from .sizes import SizePlan
+from texport.errors import TexportError
+from texport.files import sha256_file, write_bytes_atomic
+from texport.models.handle import ENGINE_SUFFIXES, Model, open_model
+from texport.progress import CountProgress
+from texport.runtime.backends import backend_spec, choose_backend, open_backend
+from texport.runtime.sampling import sample_with
+from texport.textures.images import add_png_text, encode_png, load_image, read_png_text, resolve_texture
+from texport.textures.sizes import SizePlan, plan_size
 
 JOB_KEY = "texport-job"  # the PNG tEXt keyword that records an output's job
 COLUMNS = ("model", "texture", "size", "seed", "output", "tileable")
 REQUIRED = ("model", "size", "seed", "output")
 
-Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
 class Render:
     """What a worker needs to make one output, besides the model and texture: small and picklable."""
-
     plan: SizePlan
     seed: int
     tileable: bool
@@ -61,8 +64,6 @@ class Job:
 
 
 def _sha256(path: Path, cache: dict) -> str:
-    from .tensorrt_build import sha256_file
-
     key = str(path.resolve())
     if key not in cache:
         cache[key] = sha256_file(path)
@@ -121,10 +122,6 @@ def _flag(value) -> bool:
 def load_jobs(path: str | os.PathLike, backend: str | None = None, device: str = "auto", fp16: bool = False,
               bits: int = 8) -> list[Job]:
     """Read and check a whole job file (one-line errors naming the row); every job's record is fixed here."""
-    from .backends import available, default_backend, parse_backend
-    from .images import resolve_texture
-    from .sizes import plan_size
-
     path = Path(path)
     base = path.parent
     if bits not in (8, 16):
@@ -172,11 +169,7 @@ def load_jobs(path: str | os.PathLike, backend: str | None = None, device: str =
             first = outputs.setdefault(output.resolve(), where)
             if first != where:
                 raise TexportError(f"output {value('output')} is also {first}'s")
-            spec = backend or default_backend(model)
-            chosen, options = parse_backend(spec)
-            if chosen == "auto":
-                chosen = "tensorrt" if model.format == "engine" else available(device)[0]
-            spec = chosen + (":" + "+".join(sorted(options)) if options else "")
+            spec = backend_spec(*choose_backend(model, backend, device))
             record = json.dumps({"model": _sha256(model.path, hashes),
                                  "texture": _sha256(texture, hashes) if texture is not None else None,
                                  "size": f"{plan.width}x{plan.height}", "seed": seed, "tileable": tileable,
@@ -189,16 +182,11 @@ def load_jobs(path: str | os.PathLike, backend: str | None = None, device: str =
 
 def is_done(job: Job) -> bool:
     """Whether the job's output exists and records this very job."""
-    from .images import read_png_text
-
     return read_png_text(job.output, JOB_KEY) == job.render.record
 
 
 def render(runner, job: Render, texture: torch.Tensor | None) -> bytes:
     """One output's PNG bytes, its job in the tEXt chunk."""
-    from .backends import sample_with
-    from .images import add_png_text, encode_png
-
     image = sample_with(runner, job.plan, job.seed, 1, texture, tileable=job.tileable)
     return add_png_text(encode_png(image, job.bits), JOB_KEY, job.record)
 
@@ -222,33 +210,24 @@ class Recent(OrderedDict):
         return value
 
 
-def run_batch(jobs: str | os.PathLike | list[Job], address: str | None = None, backend: str | None = None,
-              device: str = "auto", fp16: bool = False, bits: int = 8, threads: int = 1, inflight: int | None = None,
-              progress: Progress | None = None) -> dict:
-    """Make every job's output that is missing or records another job; here, or on a Ray cluster
-    given its `address` (texport.cluster: `threads` per worker, at most `inflight` jobs out).
-    Returns counts: jobs, skipped (already done), written; with Ray, the cluster's summary too."""
-    from .atomic import write_bytes_atomic
+def pending(jobs: list[Job]) -> tuple[list[Job], dict]:
+    """(the jobs still to do: output missing or recording another job, counts so far: jobs, skipped, written)."""
+    todo = [job for job in jobs if not is_done(job)]
+    return todo, {"jobs": len(jobs), "skipped": len(jobs) - len(todo), "written": 0}
 
+
+def run_batch(jobs: str | os.PathLike | list[Job], backend: str | None = None, device: str = "auto", fp16: bool = False,
+              bits: int = 8, progress: CountProgress | None = None) -> dict:
+    """Make every job's output that is missing or records another job, in this process (a job file is
+    loaded with `backend`, `fp16` and `bits`; texport.scale.cluster.batch_on_ray runs the same jobs on
+    Ray). Returns counts: jobs, skipped (already done), written."""
     if not isinstance(jobs, list):
         jobs = load_jobs(jobs, backend, device, fp16, bits)
-    todo = [job for job in jobs if not is_done(job)]
-    summary = {"jobs": len(jobs), "skipped": len(jobs) - len(todo), "written": 0}
-    if not todo:
-        return summary
-    if address is not None:
-        from .cluster import batch_on_ray
-
-        summary.update(batch_on_ray(todo, address, device=device, threads=threads, inflight=inflight, progress=progress))
-        summary["written"] = len(todo)
-        return summary
-    from .backends import open_backend
-    from .images import load_image
-
-    runners, textures = Recent(), Recent()
+    todo, summary = pending(jobs)
+    backends, textures = Recent(), Recent()
     for n, job in enumerate(todo, 1):
-        runner = runners.get_or((str(job.model.path), job.backend, job.fp16),
-                                lambda: open_backend(job.model, job.backend, device, job.fp16))
+        runner = backends.get_or((str(job.model.path), job.backend, job.fp16),
+                                 lambda: open_backend(job.model, job.backend, device, job.fp16))
         texture = None if job.texture is None else textures.get_or(str(job.texture), lambda: load_image(job.texture))
         write_bytes_atomic(job.output, render(runner, job.render, texture))
         summary["written"] = n

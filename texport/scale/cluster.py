@@ -40,121 +40,22 @@ from typing import Any, Callable, Iterable, Iterator
 
 import torch
 
-from .errors import TexportError
+from texport.errors import TexportError
+from texport.export.cache import cached_onnx
+from texport.files import cache_folder, sha256_file, write_bytes_atomic
+from texport.models.handle import open_model, shipped_models
+from texport.progress import CountProgress
+from texport.runtime.backends import backend_spec, choose_backend, open_backend
+from texport.scale.batch import Recent, pending
+from texport.scale.batch import render as make
+from texport.scale.connection import Cluster, connect, import_ray
+from texport.scale.tiling import assemble, compute_band, crossfade_head, plan_tiles
+from texport.textures.images import PngRowWriter, load_image, png_rows
 
-LOCAL = "local:"
 MAX_RESTARTS = 3  # an actor's process may die this many times in one run
 MAX_TASK_RETRIES = 3  # and each of its tasks may be retried this many times
 RECENT = 2  # models (and targets) an actor keeps open
 FAULT_ENV = "TEXPORT_RAY_TEST_FAULTS"  # tests only: see _test_fault
-
-Progress = Callable[[int, int], None]
-
-
-def import_ray():
-    """The ray module, or a one-line error that says how to get it."""
-    try:
-        import ray
-    except ImportError:
-        raise TexportError("--ray needs Ray: pip install 'texport[ray]'") from None
-    return ray
-
-
-@dataclass(frozen=True)
-class Cluster:
-    address: str  # as given
-    cpus: int  # the cluster's CPUs when the run started
-    local: bool  # a private cluster started for this run
-
-
-@contextlib.contextmanager
-def _local_environment():
-    """What a private cluster's processes inherit: no usage statistics, every server on the loopback
-    address (Ray otherwise binds its node to the machine's outward address). Ray's own default, token
-    authentication, stays, without its notice on stderr."""
-    import logging
-
-    saved = {k: os.environ.get(k) for k in ("RAY_USAGE_STATS_ENABLED", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")}
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # read as "single-node, loopback only"
-    notice = logging.getLogger("ray._private.authentication.authentication_token_setup")
-    level = notice.level
-    notice.setLevel(logging.ERROR)
-    try:  # read when ray is imported: set it too for a driver that imported ray already
-        from ray._private import ray_constants
-    except ImportError:
-        ray_constants = None
-    was = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
-    if was is not None:
-        ray_constants.ENABLE_RAY_CLUSTER = False
-    try:
-        yield
-    finally:
-        notice.setLevel(level)
-        if was is not None:
-            ray_constants.ENABLE_RAY_CLUSTER = was
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def _sigterm_handler():
-    """The SIGTERM handler now, or None off the main thread (where handlers cannot be set)."""
-    import signal
-    import threading
-
-    return signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
-
-
-def _restore_sigterm(saved, only_callable: bool) -> None:
-    """ray.init installs its own SIGTERM handler (exit 1, a stack dump on stderr, the private cluster
-    stopped). A program's own handler is put back after ray.init: texport's turns SIGTERM into an
-    interrupt, so a run ends as on Ctrl-C (no partial output, the cluster shut down, exit 143). Any
-    earlier handler, the default included, is put back after ray.shutdown."""
-    import signal
-
-    if saved is not None and (callable(saved) or not only_callable):
-        signal.signal(signal.SIGTERM, saved)
-
-
-@contextlib.contextmanager
-def connect(address: str, threads: int = 1) -> Iterator[Cluster]:
-    """Connected to ADDRESS for the block (see the module's docstring); a private `local:N` cluster has
-    N x threads CPUs and is shut down after the block."""
-    ray = import_ray()
-    if threads < 1:
-        raise TexportError(f"threads per Ray worker must be at least 1, got {threads}")
-    local = address.startswith(LOCAL)
-    if local:
-        try:
-            workers = int(address[len(LOCAL):])
-            if workers < 1:
-                raise ValueError
-        except ValueError:
-            raise TexportError(f"--ray local:N needs a number of workers N >= 1, got {address!r}") from None
-    if ray.is_initialized():  # the caller's connection: used, left as it is
-        yield Cluster(address, int(ray.cluster_resources().get("CPU", 0)), False)
-        return
-    saved = _sigterm_handler()
-    try:
-        if local:
-            with _local_environment():
-                ray.init(num_cpus=workers * threads, include_dashboard=False, _node_ip_address="127.0.0.1",
-                         configure_logging=False, log_to_driver=False)
-        else:
-            try:
-                ray.init(address=address, configure_logging=False, log_to_driver=False)
-            except (ConnectionError, ValueError, RuntimeError) as exc:
-                raise TexportError(f"cannot connect to the Ray cluster at {address!r}: {' '.join(str(exc).split())}") from None
-    finally:
-        _restore_sigterm(saved, only_callable=True)
-    try:
-        yield Cluster(address, int(ray.cluster_resources().get("CPU", 0)), local)
-    finally:
-        ray.shutdown()
-        _restore_sigterm(saved, only_callable=False)
 
 
 # -- what travels to the workers ------------------------------------------------------------------
@@ -163,7 +64,6 @@ def connect(address: str, threads: int = 1) -> Iterator[Cluster]:
 @dataclass(frozen=True)
 class Source:
     """A model as a worker opens it: a shipped model's name, or its file's bytes in the object store."""
-
     sha256: str
     file_name: str
     shipped: str | None
@@ -181,23 +81,16 @@ class Source:
 @dataclass(frozen=True)
 class Target:
     """A ProPO target texture in the object store, fetched by a worker when it first needs it."""
-
     key: str
     data: Any  # an ObjectRef of the [1, 3, h, w] float32 array
 
 
 def _source(ray, model, backend: str | None, device: str, fp16: bool, low_memory: bool, refs: dict) -> Source:
     """The Source of a model handle, its bytes put in the object store once per run (`refs`)."""
-    from .backends import available, cached_onnx, default_backend, parse_backend
-    from .handle import shipped_models
-    from .tensorrt_build import sha256_file
-
     if model.format == "engine":
         raise TexportError("--ray runs texport models and .onnx graphs: a TensorRT engine is built for one GPU")
-    name, options = parse_backend(backend or default_backend(model))
-    if name == "auto":
-        name = available(device)[0]
-    spec = name + (":" + "+".join(sorted(options)) if options else "")
+    name, options = choose_backend(model, backend, device)
+    spec = backend_spec(name, options)
     if name in ("onnxruntime", "openvino") and model.format == "texport":
         cached_onnx(model, fp16)  # exported once here, not by every worker on this machine at once
     sha = sha256_file(model.path)
@@ -232,10 +125,7 @@ def _test_fault() -> None:
 
 class Worker:
     """A Ray actor: opens models and targets when first needed, keeps the last few, computes tasks."""
-
     def __init__(self, threads: int):
-        from .batch import Recent
-
         torch.set_num_threads(threads)
         self.threads = threads
         self.runners, self.targets = Recent(RECENT), Recent(RECENT)
@@ -247,22 +137,15 @@ class Worker:
     def _open(self, source: Source):
         import ray
 
-        from .backends import open_backend
-        from .handle import open_model, shipped_models
-        from .tensorrt_build import sha256_file
-
         if source.shipped is not None:
             path = shipped_models().get(source.shipped)
             if path is None or sha256_file(path) != source.sha256:
                 raise TexportError(f"the Ray worker on {os.uname().nodename} has another {source.shipped!r} model than "
                                    "the driver (install the same texport on every node)")
         else:
-            folder = Path(os.environ.get("TEXPORT_CACHE", Path.home() / ".cache" / "texport")) / "ray" / source.sha256[:16]
-            path = folder / source.file_name
+            path = cache_folder("ray") / source.sha256[:16] / source.file_name
             if not path.is_file():
-                from .atomic import write_bytes_atomic
-
-                folder.mkdir(parents=True, exist_ok=True)
+                path.parent.mkdir(parents=True, exist_ok=True)
                 write_bytes_atomic(path, ray.get(source.data))
         return open_backend(open_model(path), source.backend, source.device, source.fp16, low_memory=source.low_memory)
 
@@ -280,9 +163,6 @@ class Worker:
 
     def band(self, source: Source, plan, y0: int, target: Target | None, bits: int = 8):
         """One band (tiling.compute_band): a texture network's PNG scanlines, or ProPO's (sums, weights)."""
-        from .images import png_rows
-        from .tiling import compute_band
-
         runner, texture = self._runner(source), self._texture(target)
         _test_fault()
         start = time.perf_counter()
@@ -293,8 +173,6 @@ class Worker:
 
     def job(self, source: Source, render, target: Target | None) -> bytes:
         """One batch job's PNG bytes (batch.render)."""
-        from .batch import render as make
-
         runner, texture = self._runner(source), self._texture(target)
         _test_fault()
         start = time.perf_counter()
@@ -402,14 +280,11 @@ def _finish(ray, actors: list, summary: dict, started: float, workers: list[dict
 def tile_on_ray(model, output: str | os.PathLike, width: int, height: int, tile: int = 1024, seed: int = 0,
                 tileable: bool = False, texture: torch.Tensor | None = None, bits: int = 8, *, address: str,
                 backend: str | None = None, device: str = "auto", fp16: bool = False, threads: int = 1,
-                inflight: int | None = None, progress: Progress | None = None) -> dict:
+                inflight: int | None = None, progress: CountProgress | None = None) -> dict:
     """tiling.tile_image on a Ray cluster: the same PNG, its bands computed by workers (one band per
     task, at most `inflight` out, default two per worker). Returns tile_image's summary plus the
     cluster's: workers, threads, hosts, backend, tasks, startup and total seconds, worker seconds (summed
     over workers) and driver seconds (taking results and writing the file, not waiting)."""
-    from .handle import open_model
-    from .images import PngRowWriter
-    from .tiling import assemble, crossfade_head, plan_tiles
 
     ray = import_ray()
     handle = open_model(model)
@@ -463,14 +338,13 @@ def tile_on_ray(model, output: str | os.PathLike, width: int, height: int, tile:
 
 
 def batch_on_ray(jobs: list, address: str, *, device: str = "auto", threads: int = 1, inflight: int | None = None,
-                 progress: Progress | None = None) -> dict:
-    """batch.run_batch's jobs on a Ray cluster: each job a task whose PNG bytes the driver writes
-    (atomically, in job order, at most `inflight` out, default two per worker). Returns the cluster's
-    summary, as tile_on_ray's."""
-    from .atomic import write_bytes_atomic
-    from .batch import Recent
-    from .images import load_image
-
+                 progress: CountProgress | None = None) -> dict:
+    """texport.scale.batch's jobs on a Ray cluster: the ones still to do (batch.pending), each a task whose
+    PNG bytes the driver writes (atomically, in job order, at most `inflight` out, default two per
+    worker). Returns batch.run_batch's counts and, if any job ran, the cluster's summary, as tile_on_ray's."""
+    jobs, counts = pending(jobs)
+    if not jobs:
+        return counts
     ray = import_ray()
     started = time.perf_counter()
     with connect(address, threads) as cluster:
@@ -499,4 +373,4 @@ def batch_on_ray(jobs: list, address: str, *, device: str = "auto", threads: int
             waited, taking = [0.0], time.perf_counter()
             for job, ref in zip(jobs, _in_order(ray, actors, map(call, jobs), inflight or 2 * len(actors), done, waited)):
                 write_bytes_atomic(job.output, _get(ray, ref))
-            return _finish(ray, actors, summary, started, workers, (taking, waited[0]))
+            return {**counts, "written": len(jobs), **_finish(ray, actors, summary, started, workers, (taking, waited[0]))}

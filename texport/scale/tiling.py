@@ -31,19 +31,21 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
 import torch
 
-from .backends import Backend
-from .errors import TexportError
-from .handle import PROPO
-from .images import PngRowWriter
-from .noise import noise_at
+from texport.errors import TexportError
+from texport.models.handle import PROPO
+from texport.models.texnet import receptive_radius
+from texport.progress import CountProgress
+from texport.runtime.backends import Backend
+from texport.textures.images import PngRowWriter
+from texport.textures.noise import noise_at
+from texport.textures.sizes import tileable_size
 
 PROPO_OVERLAP = 64
 
-Progress = Callable[[int, int], None]
 
 
 def weight_profile(tile: int, overlap: int) -> torch.Tensor:
@@ -57,7 +59,7 @@ def weight_profile(tile: int, overlap: int) -> torch.Tensor:
 
 def tile_image(runner: Backend, output: str | os.PathLike, width: int, height: int, tile: int = 1024, seed: int = 0,
                tileable: bool = False, texture: torch.Tensor | None = None, bits: int = 8,
-               progress: Progress | None = None) -> dict:
+               progress: CountProgress | None = None) -> dict:
     """Write a width x height texture from `runner` to `output` (PNG) tile by tile; returns a summary."""
     bands = iter_bands(runner, width, height, tile, seed, tileable, texture, progress)
     summary = next(bands)
@@ -74,8 +76,6 @@ def tile_image(runner: Backend, output: str | os.PathLike, width: int, height: i
 
 def texnet_halo(size_multiple: int) -> int:
     """The halo of a texture network with this size multiple (2^(scales-1)): 96 px for 5 scales."""
-    from .texnet import receptive_radius
-
     radius = receptive_radius(size_multiple.bit_length())  # scales = log2(multiple) + 1
     return -(-(radius + 16) // size_multiple) * size_multiple
 
@@ -83,7 +83,6 @@ def texnet_halo(size_multiple: int) -> int:
 @dataclass(frozen=True)
 class TilePlan:
     """The geometry of a tiled output, fixed once and shared by every process that computes a band."""
-
     width: int
     height: int
     tile: int
@@ -123,9 +122,8 @@ class TilePlan:
 
 def plan_tiles(model, width: int, height: int, tile: int = 1024, seed: int = 0, tileable: bool = False,
                has_texture: bool = False) -> TilePlan:
-    """Check a tiling request against a model (a Backend or a texport.handle.Model: its kind, grid and
+    """Check a tiling request against a model (a Backend or a texport.models.handle.Model: its kind, grid and
     noise channels) and fix its geometry; one-line errors."""
-    from .sizes import tileable_size
 
     multiple = model.size_multiple
     if tile < multiple or tile % multiple:
@@ -145,7 +143,7 @@ Sums = tuple[torch.Tensor, torch.Tensor]  # ProPO: a band's weighted sum [3, win
 
 
 def compute_band(runner: Backend, plan: TilePlan, y0: int, texture: torch.Tensor | None = None,
-                 progress: Progress | None = None) -> torch.Tensor | Sums:
+                 progress: CountProgress | None = None) -> torch.Tensor | Sums:
     """The band starting at row y0: texture networks its finished rows [3, rows, width]; ProPO the
     weighted sums of its tiles over rows [y0 - overlap, y0 + tile + overlap), for `assemble`."""
     tile, overlap, height, width, seed = plan.tile, plan.overlap, plan.height, plan.width, plan.seed
@@ -221,7 +219,7 @@ def assemble(plan: TilePlan, bands: Iterable[torch.Tensor | Sums], head: Sums | 
 
 
 def iter_bands(runner: Backend, width: int, height: int, tile: int = 1024, seed: int = 0, tileable: bool = False,
-               texture: torch.Tensor | None = None, progress: Progress | None = None):
+               texture: torch.Tensor | None = None, progress: CountProgress | None = None):
     """Yields a summary dict, then the image's rows top to bottom as float bands [3, rows, width]."""
     plan = plan_tiles(runner, width, height, tile, seed, tileable, texture is not None)
 

@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import defaults
-from .errors import TexportError
-from .images import READ_FORMATS, _to_float_rgb
+import texport.defaults as defaults
+from texport.errors import TexportError
+from texport.textures.images import READ_FORMATS, _to_float_rgb
 
 ZIP_SUFFIXES = (".zip", ".pk3")
 SPLITS = ("train", "held-out", "all")
@@ -80,7 +80,6 @@ class Skipped:
 @dataclass
 class TextureDataset:
     """Decoded images of one split: names and HxWx3 uint8 arrays (shortest side = resize)."""
-
     source: Path
     split: str
     resize: int

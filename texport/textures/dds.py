@@ -48,8 +48,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .atomic import atomic_path
-from .errors import TexportError
+from texport.errors import TexportError
+from texport.files import atomic_path
+from texport.textures.images import to_uint8
+from texport.textures.mips import level_sizes, mip_chain
 
 if TYPE_CHECKING:
     import torch
@@ -68,7 +70,6 @@ BAND_ROWS = 256  # rows encoded per etcpak call: a Ctrl-C is seen between bands,
 @dataclass(frozen=True)
 class Format:
     """One output format: its DXGI_FORMAT numbers and its storage (bytes per 4x4 block, 0: uncompressed)."""
-
     name: str
     dxgi: int
     dxgi_srgb: int
@@ -88,7 +89,6 @@ DEFAULT_FORMAT = "bc7"
 @dataclass(frozen=True)
 class DdsOptions:
     """What a DDS output holds: format, sRGB or linear (UNORM) DXGI format, and whether the mip chain."""
-
     format: str = DEFAULT_FORMAT
     srgb: bool = True
     mips: bool = False
@@ -200,7 +200,6 @@ def stored_rgb(image: torch.Tensor | np.ndarray) -> np.ndarray:
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise TexportError(f"expected an [H, W, 3] uint8 array, got {image.dtype} {list(image.shape)}")
         return np.ascontiguousarray(image)
-    from .images import to_uint8
 
     if image.dim() == 4:
         if image.shape[0] != 1:
@@ -215,7 +214,6 @@ def encode_dds(image: torch.Tensor | np.ndarray, format: str = DEFAULT_FORMAT, s
                tileable: bool = False) -> bytes:
     """The bytes of a DDS file holding `image` (see stored_rgb), with the full mip chain if mips
     (wrapping around if tileable; texport.mips)."""
-    from .mips import level_sizes, mip_chain
 
     fmt = check_format(format)
     level0 = stored_rgb(image)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import zlib
@@ -11,17 +12,18 @@ from typing import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-from .atomic import atomic_path
-from .errors import TexportError
+from texport.errors import TexportError
+from texport.files import atomic_path
 
 READ_FORMATS = ("png", "jpg", "jpeg", "tga", "webp", "bmp")
 
 
 def shipped_textures() -> dict[str, Path]:
-    """Small example textures that ship inside the package (see texport/textures/README.md)."""
-    folder = resources.files("texport") / "textures"
+    """Small example textures that ship inside the package (see texport/textures/shipped/README.md)."""
+    folder = resources.files("texport.textures") / "shipped"
     return {
         Path(p.name).stem: Path(str(p))
         for p in folder.iterdir()
@@ -215,8 +217,6 @@ def save_image(image: torch.Tensor, path: str | os.PathLike, bits: int = 8) -> P
 
 def encode_png(image: torch.Tensor, bits: int = 8) -> bytes:
     """The bytes save_image writes, in memory (a cluster worker encodes, the driver writes)."""
-    import io
-
     if bits not in (8, 16):
         raise TexportError(f"bits must be 8 or 16, got {bits}")
     if image.dim() == 4:
@@ -262,8 +262,6 @@ def read_png_text(path: str | os.PathLike, key: str) -> str | None:
 
 def side_by_side(images: list[torch.Tensor], height: int = 256, gap: int = 4) -> torch.Tensor:
     """Tile images in a row at a common height, for looking at results beside their exemplar."""
-    import torch.nn.functional as F
-
     resized = []
     for img in images:
         img = img if img.dim() == 4 else img.unsqueeze(0)

@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from . import defaults
-from .errors import TexportError
+import texport.defaults as defaults
+from texport.errors import TexportError
 
 MIN_SIZE = 16
 DEFAULT_MAX_SIZE = defaults.SIZE_LIMIT

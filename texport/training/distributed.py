@@ -51,8 +51,10 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
-from .errors import TexportError
+from texport.devices import environment
+from texport.errors import TexportError
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 JOIN_SECONDS = 60  # how long rank 0 waits for finished helpers to exit before ending them
@@ -92,7 +94,6 @@ def check_nproc(nproc: int | None, batch: int) -> int:
 @dataclass
 class Ranks:
     """This process's place in a run on several processes (a run on one process has none: None)."""
-
     rank: int
     world: int
     local_rank: int
@@ -128,7 +129,6 @@ class Ranks:
     def wrap(self, module: nn.Module) -> nn.Module:
         """module under DistributedDataParallel. Buffers are not broadcast from rank 0 at every
         forward: BatchNorm's running statistics are computed alike on every rank (AllReduceBatchNorm2d)."""
-        from torch.nn.parallel import DistributedDataParallel
 
         ids = [self.device.index] if self.device.type == "cuda" else None
         # newer torch names the option forward_sync_buffers (broadcast_buffers warns); older torch knows the other only
@@ -210,8 +210,7 @@ def _spawned(world: int, device: torch.device, backend: str, target: Callable, a
         raise TexportError(f"{world} training processes need {world} GPUs, this machine has {torch.cuda.device_count()}")
     dev = _rank_device(device, 0)
     threads = max(1, torch.get_num_threads() // world) if dev.type == "cpu" else None
-    saved_threads, loopback = torch.get_num_threads(), _loopback_environment()
-    saved_env = {name: os.environ.get(name) for name in loopback}
+    saved_threads, scope = torch.get_num_threads(), contextlib.ExitStack()
     folder = tempfile.mkdtemp(prefix="texport-ranks-")
     store_path = os.path.join(folder, "store")
     context = multiprocessing.get_context("spawn")
@@ -220,7 +219,7 @@ def _spawned(world: int, device: torch.device, backend: str, target: Callable, a
                for rank in range(1, world)]
     ranks = None
     try:
-        os.environ.update(loopback)  # the helpers inherit it; gloo reads it when a group is made
+        scope.enter_context(environment(_loopback_environment()))  # the helpers inherit it; gloo reads it when a group is made
         for process in helpers:
             process.start()
         store = dist.FileStore(store_path, world)
@@ -250,11 +249,7 @@ def _spawned(world: int, device: torch.device, backend: str, target: Callable, a
         if dist.is_initialized():
             dist.destroy_process_group()
         torch.set_num_threads(saved_threads)
-        for name, value in saved_env.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        scope.close()
         shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -40,18 +40,22 @@ from typing import Callable
 import torch
 from torch import nn
 
-from . import defaults
-from . import losses, spectrum
-from . import noise as noise_lib
-from .checkpoints import check_state, load_checkpoint, save_checkpoint
-from .datasets import DEFAULT_HELD_OUT, DEFAULT_RESIZE, TextureDataset, open_dataset
-from .descriptor import build_descriptor
-from .devices import resolve_device
-from .distributed_training import processes, role
-from .errors import TexportError
-from .models import PROPO
-from .propo import DEFAULT_WIDTHS, LEVELS, SIZE_MULTIPLE, ProPO, pseudo_optimizer_state
-from .texnet_training import check_run, load_optimizer_state, save_optimizer_state, state_path
+import texport.defaults as defaults
+import texport.objectives.losses as losses
+import texport.objectives.spectrum as spectrum
+import texport.textures.noise as noise_lib
+from texport.devices import resolve_device
+from texport.errors import TexportError
+from texport.models.checkpoints import check_state, load_checkpoint, save_checkpoint
+from texport.models.handle import PROPO
+from texport.models.loading import load_propo, sample_propo
+from texport.models.propo import DEFAULT_WIDTHS, LEVELS, SIZE_MULTIPLE, ProPO, pseudo_optimizer_state
+from texport.objectives.descriptor import build_descriptor
+from texport.progress import StepProgress
+from texport.textures.datasets import DEFAULT_HELD_OUT, DEFAULT_RESIZE, TextureDataset, open_dataset
+from texport.textures.images import load_image, save_image, shipped_textures, side_by_side, stack_rows
+from texport.training.distributed import processes, role
+from texport.training.runs import check_run, load_optimizer_state, save_optimizer_state, state_path
 
 DEFAULT_ITERS = defaults.PROPO_ITERS
 DEFAULT_SIZE = defaults.PROPO_SIZE
@@ -72,7 +76,6 @@ ITEM_SEED_STRIDE = 1 << 40
 TARGET_DRAWS = "per item: torch.Generator(seed * 1000003 + step + item * 2**40)"
 OPTIMIZER_STATE = "propo-optimizer-state"
 
-Progress = Callable[[int, float], None]
 
 
 def learning_rate(step: int, iters: int, lr: float) -> float:
@@ -83,7 +86,6 @@ def learning_rate(step: int, iters: int, lr: float) -> float:
 
 class IncrementalSampler:
     """Which training texture iteration `step` uses (see the module docstring)."""
-
     def __init__(self, count: int, iters: int, seed: int, incremental: bool = True, start: int = INCREMENTAL_START):
         self.count, self.iters, self.seed, self.incremental = count, iters, seed, incremental
         self.start = min(count, start)
@@ -151,7 +153,6 @@ def relative_gram_loss(features: dict, target_grams: dict, levels) -> torch.Tens
 @dataclass
 class StageLosses:
     """Per-stage terms of one evaluation, averaged over the batch: lists indexed by stage - 1."""
-
     gram: list[float]
     color: list[float]
     total: float
@@ -255,7 +256,7 @@ def train_propo(
     resume: bool = False,
     checkpoint_every: int = defaults.CHECKPOINT_EVERY,
     limit: int | None = None,
-    progress: Progress | None = None,
+    progress: StepProgress | None = None,
     loaded: TextureDataset | None = None,
     spectrum_weight: float = DEFAULT_SPECTRUM_WEIGHT,
     finish: bool = False,
@@ -416,9 +417,6 @@ def describe_stage_losses(stages: dict) -> str:
 def write_preview(model_path: Path, dataset: Path, held_out: float, count: int = 2) -> Path:
     """MODEL.png: rows of Shi & Qiao 2020 fig. 6 (noise, x^1..x^5, target) for the shipped textures and
     `count` held-out images, all unseen in training (held-out images: the first by SHA-1 of their names, as the benchmark picks)."""
-    from .datasets import open_dataset
-    from .images import load_image, save_image, shipped_textures, side_by_side, stack_rows
-    from .models import load_propo, sample_propo
 
     targets = [load_image(p) for _, p in sorted(shipped_textures().items())]
     try:

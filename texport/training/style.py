@@ -1,6 +1,6 @@
 """Training a style network on one style image and a pool of photographs (Ulyanov et al. 2016 sec. 3.3).
 
-Minimizes eq. 6 (`texport.objective.StyleObjective`: the texture objective against the style image +
+Minimizes eq. 6 (`texport.objectives.objective.StyleObjective`: the texture objective against the style image +
 alpha x the content loss against each photograph) over random crops of the content photographs and
 fresh noise, with Adam and the texture networks' schedule. The paper found a small pool of natural
 images (16) enough, and better than many: the network learns the style, not the photographs.
@@ -20,18 +20,28 @@ from pathlib import Path
 
 import torch
 
-from . import defaults
-from .checkpoints import check_state, load_checkpoint, save_checkpoint
-from .datasets import open_dataset
-from .devices import resolve_device
-from .errors import TexportError
-from .handle import STYLENET
-from .images import load_exemplar
-from .objective import DEFAULT_ALPHA, DEFAULT_COLOR_WEIGHT, DEFAULT_CONTENT_LAYER, build_style_objective
-from .stylenet import StyleNetwork
-from .texnet import NORMS
-from .texnet_training import (TRAIN_SEED_OFFSET, LossLog, Progress, TrainReport, check_run, check_same_run,
-                              learning_rate, load_optimizer_state, precise_batchnorm, save_optimizer_state, state_path)
+import texport.defaults as defaults
+from texport.devices import resolve_device
+from texport.errors import TexportError
+from texport.models.checkpoints import check_state, load_checkpoint, load_stored_exemplar, save_checkpoint
+from texport.models.handle import STYLENET, open_model
+from texport.models.loading import load_stylenet, stylize_planned
+from texport.models.stylenet import StyleNetwork
+from texport.models.texnet import NORMS
+from texport.objectives.objective import DEFAULT_ALPHA, DEFAULT_COLOR_WEIGHT, DEFAULT_CONTENT_LAYER, build_style_objective
+from texport.progress import StepProgress
+from texport.textures.datasets import open_dataset
+from texport.textures.images import load_exemplar, load_image, save_image, side_by_side
+from texport.training.runs import (
+    LossLog,
+    TrainReport,
+    check_run,
+    check_same_run,
+    load_optimizer_state,
+    save_optimizer_state,
+    state_path,
+)
+from texport.training.texnet import TRAIN_SEED_OFFSET, learning_rate, precise_batchnorm
 
 OPTIMIZER_STATE = "stylenet-optimizer-state"
 CONTENT_RESIZE = defaults.STYLE_CONTENT_RESIZE
@@ -70,7 +80,7 @@ def train_style(
     resize: int = CONTENT_RESIZE,
     name: str | None = None,
     checkpoint_every: int = defaults.CHECKPOINT_EVERY,
-    progress: Progress | None = None,
+    progress: StepProgress | None = None,
     resume: bool = False,
     finish: bool = False,
 ) -> TrainReport:
@@ -188,9 +198,6 @@ def write_preview(model_path: Path, content: str | os.PathLike, photo: str | os.
     """MODEL.png beside a trained style network: a photograph | the style image | the photograph stylized
     (seed 0, noise scale 1), at the training scale (shorter side CONTENT_RESIZE). photo: default the
     content set's first photograph by name hash."""
-    from .backends import open_backend, stylize_with
-    from .checkpoints import load_stored_exemplar
-    from .images import load_image, save_image, side_by_side
 
     if photo is not None:
         image = load_image(photo)
@@ -200,7 +207,8 @@ def write_preview(model_path: Path, content: str | os.PathLike, photo: str | os.
     h, w = image.shape[-2:]
     scale = CONTENT_RESIZE / min(h, w)
     size = (round(w * scale), round(h * scale))
-    result = stylize_with(open_backend(model_path, "torch", device="cpu"), image, size, seed=0)
+    loaded = load_stylenet(model_path)
+    result = stylize_planned(lambda noise, fitted: loaded.network(fitted, noise), open_model(model_path), image, size, seed=0)
     preview = Path(model_path).with_suffix(".png")
     save_image(side_by_side([image, load_stored_exemplar(model_path), result]), preview)
     return preview

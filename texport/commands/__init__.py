@@ -1,0 +1,3 @@
+"""The `texport` command line (typer): one module per command group, the app and its entry point in app."""
+
+from texport.commands.cli import app, main

@@ -1,0 +1,132 @@
+"""`texport gatys`: synthesis by optimization (Gatys et al. 2015), the slow exact fallback, and with
+--content style transfer (Gatys et al. 2016) on the style networks' objective."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+import texport.defaults as D
+from texport.commands.options import (
+    Bits16,
+    ColorWeight,
+    DescriptorName,
+    DescriptorWeights,
+    Device,
+    Seed,
+    SizeLimit,
+    check_output,
+    parse_layers,
+    progress_bar,
+    weights_path,
+)
+from texport.devices import resolve_device
+from texport.errors import TexportError
+from texport.objectives.losses import color_distance
+from texport.objectives.objective import build_objective, build_style_objective
+from texport.optimization.gatys import check_request, level_budgets, synthesize, transfer_style
+from texport.optimization.refinement import start_image
+from texport.textures.images import load_image, resolve_texture, save_image, side_by_side
+
+
+def gatys(
+    texture: str = typer.Argument(..., help="Exemplar image (PNG, JPEG, TGA, WebP, BMP) or a shipped texture name."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output PNG (written atomically)."),
+    size: Optional[str] = typer.Option(None, "--size", help="Output size: N or WxH, independent of the exemplar's "
+                                                           "(default 256; with --content, the photograph's)."),
+    iters: int = typer.Option(D.GATYS_ITERS, "--iters", help="Loss/gradient evaluations (the optimization budget)."),
+    content: Optional[Path] = typer.Option(None, "--content", help="Style transfer: render this photograph in the style "
+                                                                  "of TEXTURE (Gatys et al. 2016), starting from it."),
+    alpha: float = typer.Option(D.STYLE_ALPHA, "--alpha", help="With --content: the content term's weight (eq. 6 of "
+                                                               "Ulyanov et al. 2016, relative to the style term)."),
+    optimizer: str = typer.Option(D.GATYS_OPTIMIZER, "--optimizer", help="lbfgs (L-BFGS-B, bounded) or adam (projected)."),
+    loss: str = typer.Option(D.LOSS, "--loss", help="gram+color (default), gram, sw+color or sw."),
+    layers: Optional[str] = typer.Option(None, "--layers", help="Comma-separated taps, or po / texnet / pyramid."),
+    layer_weights: str = typer.Option("normalized", "--layer-weights", help="normalized (1/||G_target||^2) or uniform."),
+    color_weight: ColorWeight = D.COLOR_WEIGHT,
+    spectrum_weight: float = typer.Option(D.SPECTRUM_WEIGHT, "--spectrum-weight", help="Weight of the spectrum constraint (Liu et al. 2016; 0 = off)."),
+    pyramid: int = typer.Option(1, "--pyramid", help="Gaussian-pyramid octaves (Snelgrove 2017); 1 = single scale."),
+    tileable: bool = typer.Option(False, "--tileable", help="Circular padding: the output wraps around seamlessly."),
+    seed: Seed = 0,
+    device: Device = "auto",
+    descriptor: DescriptorName = "auto",
+    descriptor_weights: DescriptorWeights = None,
+    pooling: str = typer.Option("avg", "--pooling", help="Descriptor pooling: avg (default) or max."),
+    lr: float = typer.Option(D.GATYS_LR, "--lr", help="Adam learning rate (pixels in [0, 1])."),
+    size_limit: SizeLimit = None,
+    bits16: Bits16 = False,
+    compare: Optional[Path] = typer.Option(None, "--compare", help="Also write exemplar | result side by side."),
+    init: Optional[str] = typer.Option(None, "--init", help="Start from this image file, or a sample (--seed) of this model, instead of noise."),
+    coarse_to_fine: int = typer.Option(1, "--coarse-to-fine", help="Solve at 1/2^(K-1) of the size first, then each finer scale (same total cost)."),
+) -> None:
+    """Synthesize a texture by optimization (Gatys et al. 2015), the slow exact fallback; with --content, style transfer."""
+    if content is not None:
+        clashes = [name for name, given in (("--tileable", tileable), ("--pyramid", pyramid > 1), ("--init", init),
+                                            ("--coarse-to-fine", coarse_to_fine > 1), ("--layers", layers),
+                                            ("--loss", loss != D.LOSS), ("--optimizer", optimizer != D.GATYS_OPTIMIZER))
+                   if given]
+        if clashes:
+            raise TexportError(f"style transfer (--content) starts from the photograph with the style networks' objective: "
+                               f"drop {', '.join(clashes)}")
+        return gatys_style(texture, content, output, size, iters, alpha, color_weight, spectrum_weight, device,
+                            descriptor, descriptor_weights, size_limit, bits16, compare)
+    size = size or "256"
+
+    check_output(output)
+    if compare is not None:
+        check_output(compare)
+    width, height = check_request(size, iters, optimizer, coarse_to_fine, init is not None, size_limit)
+    exemplar = load_image(resolve_texture(texture))
+    dev = resolve_device(device)
+    objective = build_objective(  # validates loss, layers and descriptor before the progress bar starts
+        exemplar.to(dev), loss, parse_layers(layers), layer_weights, pyramid, color_weight, descriptor,
+        weights_path(descriptor_weights), tileable=tileable, device=dev, pooling=pooling,
+        spectrum_weight=spectrum_weight,
+    )
+    if pyramid > 1:
+        objective.check_octaves((height, width), "output")
+    start = None
+    if init is not None:
+        start = start_image(init, exemplar, width, height, seed=seed, device=dev)
+    bar, update = progress_bar(sum(level_budgets(iters, coarse_to_fine)), f"gatys {width}x{height}")
+    with bar:
+        result = synthesize(exemplar, (width, height), iters, optimizer, seed=seed, device=dev, lr=lr,
+                            size_limit=size_limit, objective=objective, progress=update, init=start,
+                            coarse_to_fine=coarse_to_fine)
+    save_image(result.image, output, bits=16 if bits16 else 8)
+    if compare is not None:
+        save_image(side_by_side([exemplar, result.image]), compare)
+    terms = ", ".join(f"{k} {v:.4g}" for k, v in result.terms.items() if k != "total")
+    dist = float(color_distance(result.image, exemplar))
+    typer.echo(
+        f"wrote {output} ({width}x{height}) in {result.seconds:.1f} s, {result.evaluations} evaluations: "
+        f"loss {result.loss:.4g} ({terms}), colour distance {dist:.4f}, descriptor {result.descriptor[:28]}"
+    )
+
+
+def gatys_style(style: str, content: Path, output: Path, size: Optional[str], iters: int, alpha: float,
+                 color_weight: float, spectrum_weight: float, device: str, descriptor: str,
+                 descriptor_weights: Optional[Path], size_limit: Optional[int], bits16: bool, compare: Optional[Path]) -> None:
+    """`gatys STYLE --content PHOTO`: the optimization reference of the style networks (same objective)."""
+    check_output(output)
+    if compare is not None:
+        check_output(compare)
+    photo = load_image(content)
+    width, height = check_request(size or (photo.shape[-1], photo.shape[-2]), iters, size_limit=size_limit, has_start=True)
+    style_image = load_image(resolve_texture(style))
+    dev = resolve_device(device)
+    objective = build_style_objective(style_image.to(dev), alpha, color_weight=color_weight, spectrum_weight=spectrum_weight,
+                                      descriptor=descriptor, descriptor_weights=weights_path(descriptor_weights),
+                                      device=dev)
+    bar, update = progress_bar(iters, f"gatys style {width}x{height}")
+    with bar:
+        result = transfer_style(style_image, photo, (width, height), iters, objective=objective, device=dev,
+                                size_limit=size_limit, progress=update)
+    save_image(result.image, output, bits=16 if bits16 else 8)
+    if compare is not None:
+        save_image(side_by_side([photo, style_image, result.image]), compare)
+    terms = ", ".join(f"{k} {v:.4g}" for k, v in result.terms.items() if k != "total")
+    typer.echo(f"wrote {output} ({width}x{height}) in {result.seconds:.1f} s, {result.evaluations} evaluations: "
+               f"loss {result.loss:.4g} ({terms})")

@@ -1,0 +1,133 @@
+"""`texport synth` and `texport stylize`: a trained model's images in one forward pass, on any backend."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from texport.commands.options import (
+    Backend,
+    Bits16,
+    DdsFormat,
+    DdsMips,
+    DdsSrgb,
+    Device,
+    Fp16,
+    Seed,
+    SizeLimit,
+    Target,
+    check_output,
+    open_backend_noted,
+    progress_bar,
+    save_numbered,
+    target_texture,
+)
+from texport.errors import TexportError
+from texport.models.handle import open_model
+from texport.models.loading import check_count, load_propo, load_texnet, plan_stylize, sample_propo, sample_texnet
+from texport.optimization.refinement import refine as refine_images
+from texport.optimization.refinement import refinement_target
+from texport.runtime.sampling import sample_with, stylize_with
+from texport.textures.dds import output_options
+from texport.textures.images import load_image, resolve_texture, save_image, side_by_side, stack_rows
+from texport.textures.sizes import plan_size
+
+
+def synth(
+    model: str = typer.Argument(..., help="Shipped model name (see 'texport models'), .safetensors, exported .onnx or TensorRT engine."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output PNG or DDS (GPU texture); with --count N, numbered NAME-0000.png …"),
+    size: str = typer.Option("256", "--size", help="Output size: N or WxH, any size >= 16."),
+    count: int = typer.Option(1, "--count", help="Number of textures (image n uses seed + n)."),
+    seed: Seed = 0,
+    tileable: bool = typer.Option(False, "--tileable", help="Require an output that wraps around (sizes on the model's grid)."),
+    snap: bool = typer.Option(False, "--snap", help="With --tileable: round the size to the nearest valid one."),
+    device: Device = "auto",
+    size_limit: SizeLimit = None,
+    bits16: Bits16 = False,
+    texture: Target = None,
+    stages: bool = typer.Option(False, "--stages", help="ProPO models: also write OUT-stages.png (noise, x1..x5, target per row)."),
+    backend: Backend = None,
+    fp16: Fp16 = False,
+    refine: int = typer.Option(0, "--refine", help="Then N Gatys evaluations of the default objective per image (texture networks: against their exemplar)."),
+    dds_format: DdsFormat = None,
+    srgb: DdsSrgb = None,
+    mips: DdsMips = False,
+) -> None:
+    """Synthesize textures from a trained model in one forward pass (ProPO: like --texture)."""
+    check_output(output, (".png", ".dds"))
+    dds = output_options(output, dds_format, srgb, mips, bits=16 if bits16 else 8)  # None for a PNG
+    check_count(count)
+    if refine < 0:
+        raise TexportError(f"--refine must be at least 0, got {refine}")
+    handle = open_model(model).require_generator()  # resolved once; everything below takes the handle
+    plan = plan_size(size, handle.size_multiple, handle.min_side, tileable, snap, size_limit)  # the one size plan
+    target = target_texture(handle, texture, texnet_may_take_one=bool(refine),
+                             texnet_use="ProPO models, or the target of --refine")
+    if stages and not handle.is_propo:
+        raise TexportError("--stages shows ProPO's stages: this is a texture network")
+    if handle.format != "texport" or backend not in (None, "torch") or fp16:
+        if stages or refine:
+            raise TexportError("--stages and --refine need the PyTorch model (a shipped name or .safetensors) on the torch "
+                               "backend: exported graphs and engines run as they are")
+
+        runner = open_backend_noted(handle, backend, device, fp16)
+        start = time.perf_counter()
+        images = sample_with(runner, plan, seed, count, target)
+        save_numbered(images, output, bits16, f"from {handle.path.name} on {runner.describe()} in {time.perf_counter() - start:.2f} s",
+                       dds, tileable)
+        return
+    if handle.is_propo:
+        loaded = load_propo(handle, device)
+        start = time.perf_counter()
+        result = sample_propo(loaded, target, plan, seed=seed, count=count, stages=stages)
+        seconds = time.perf_counter() - start
+        images = result[-1] if stages else result
+        if stages:
+            sheet = stack_rows([side_by_side([*(s[n:n + 1] for s in result), target], height=128) for n in range(count)])
+            save_image(sheet, output.with_name(f"{output.stem}-stages.png"))
+    else:
+        loaded = load_texnet(handle, device)
+        if refine:  # a model file without its exemplar fails here, before any work
+
+            target = refinement_target(loaded, target)
+        start = time.perf_counter()
+        images = sample_texnet(loaded, plan, seed=seed, count=count)
+        seconds = time.perf_counter() - start
+    how = f"from {loaded.name} in {seconds:.2f} s"
+    if refine:
+        bar, update = progress_bar(refine * images.shape[0], f"refine {images.shape[-1]}x{images.shape[-2]}")
+        start = time.perf_counter()
+        with bar:
+            images = refine_images(loaded, images, refine, texture=target, tileable=tileable, device=device, progress=update)
+        how += f", refined by {refine} evaluations in {time.perf_counter() - start:.1f} s"
+    save_numbered(images, output, bits16, how, dds, tileable)
+
+
+def stylize(
+    model: str = typer.Argument(..., help="Style network ('texport train style'): .safetensors, exported .onnx or TensorRT engine."),
+    content: str = typer.Argument(..., help="The photograph to restyle (PNG, JPEG, TGA, WebP, BMP), or a shipped texture name."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output PNG (written atomically)."),
+    size: Optional[str] = typer.Option(None, "--size", help="Output size WxH (or N); the photograph is resized to it (default: its own size)."),
+    noise_scale: float = typer.Option(1.0, "--noise-scale", help="Noise amplitude, >= 0: 0 is none, "
+                                                                 "1 is as trained (the paper's fig. 5 knob; the shipped model barely responds to it)."),
+    seed: Seed = 0,
+    backend: Backend = None,
+    fp16: Fp16 = False,
+    device: Device = "auto",
+    size_limit: SizeLimit = None,
+    bits16: Bits16 = False,
+) -> None:
+    """Restyle a photograph with a trained style network in one forward pass (Ulyanov et al. 2016 sec. 3.3)."""
+    check_output(output)
+    handle = open_model(model).require_stylenet()
+    photo = load_image(resolve_texture(content))
+    plan = plan_stylize(handle, photo, size, noise_scale, size_limit)  # every request error before the model loads
+    runner = open_backend_noted(handle, backend, device, fp16)
+    start = time.perf_counter()
+    image = stylize_with(runner, photo, plan, seed, noise_scale)
+    seconds = time.perf_counter() - start
+    save_image(image, output, bits=16 if bits16 else 8)
+    typer.echo(f"wrote {output} ({plan.width}x{plan.height}) from {handle.path.name} on {runner.describe()} in {seconds:.2f} s")

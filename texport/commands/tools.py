@@ -1,0 +1,75 @@
+"""`texport dds`, `texport models` and `texport info`: converting a tile, listing models, this machine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import torch
+import typer
+
+import texport.models.handle as handle
+import texport.objectives.descriptor as d
+from texport import __version__
+from texport.commands.options import (
+    DdsFormat,
+    DdsMips,
+    DdsSrgb,
+    check_output,
+)
+from texport.errors import TexportError
+from texport.models.checkpoints import read_manifest
+from texport.textures.dds import output_options, save_dds
+from texport.textures.images import load_image, resolve_texture, shipped_textures
+
+
+def dds_command(
+    image: str = typer.Argument(..., help="Image to convert (PNG, JPEG, TGA, WebP, BMP), e.g. a 'texport tile' output, or a shipped texture name."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output .dds (written atomically)."),
+    dds_format: DdsFormat = None,
+    srgb: DdsSrgb = None,
+    mips: DdsMips = False,
+    tileable: bool = typer.Option(False, "--tileable", help="The image wraps around: so do its mips."),
+) -> None:
+    """Convert an image into a DDS GPU texture (BC7, BC1, BC3 or RGBA8; with --mips, the mip chain)."""
+    check_output(output, (".dds",))
+    options = output_options(output, dds_format, srgb, mips)
+    picture = load_image(resolve_texture(image))
+    save_dds(picture, output, options.format, options.srgb, options.mips, tileable)
+    h, w = picture.shape[-2:]
+    typer.echo(f"wrote {output} ({w}x{h}, {options.describe()})")
+
+
+def models(
+    name: Optional[str] = typer.Argument(None, help="Show one model's full manifest (name or path)."),
+) -> None:
+    """List the shipped models, or print one model's manifest as JSON."""
+    if name is not None:
+        typer.echo(json.dumps(read_manifest(handle.resolve_model(name)), indent=2, sort_keys=True))
+        return
+    shipped = handle.shipped_models()
+    if not shipped:
+        typer.echo(f"no shipped models in {handle.trained_folder()}")
+        return
+    typer.echo(f"{'name':<16} {'kind':<8} {'trained on':<14} {'iters':>10} {'loss':>8}  descriptor")
+    for model_name, path in shipped.items():
+        m = read_manifest(path)
+        t = m.get("training", {})
+        start = (t.get("initialized_from") or {}).get("iterations")
+        iters = f"{start}+{t.get('iterations', '?')}" if start else f"{t.get('iterations', '?')}"  # fine-tuned: start + own
+        source = (m.get("texture") or m.get("style") or {}).get("name") or (m.get("dataset") or {}).get("source", "?")  # style networks: the style image
+        typer.echo(f"{model_name:<16} {m.get('kind', '?'):<8} {source:<14} "
+                   f"{iters:>10} {t.get('final_loss', float('nan')):>8.4g}  {m.get('descriptor', '?')[:28]}")
+
+
+def info() -> None:
+    """Versions, devices, shipped textures and which descriptor weights are available."""
+    typer.echo(f"texport {__version__}, torch {torch.__version__}, CUDA {'yes: ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no'}")
+    typer.echo(f"shipped textures: {', '.join(sorted(shipped_textures()))}")
+    for name in ("vgg19", "vgg16-hed"):
+        try:
+            desc = d.build_descriptor(name, ["pool4"])
+            typer.echo(f"descriptor {name}: available ({desc.source}), identity through pool4 {desc.identity}")
+        except TexportError as exc:
+            typer.echo(f"descriptor {name}: unavailable ({exc})")

@@ -1,0 +1,163 @@
+"""`texport train texnet|propo|style`: each command builds its run spec and hands it to texport.training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+import texport.defaults as D
+import texport.training.propo as propo_training
+import texport.training.style as style_training
+import texport.training.texnet as texnet_training
+from texport.commands.options import (
+    CheckpointEvery,
+    ColorWeight,
+    DescriptorName,
+    DescriptorWeights,
+    Device,
+    Finish,
+    Nproc,
+    Resume,
+    Seed,
+    parse_layers,
+    progress_bar,
+    report_training,
+    weights_path,
+)
+from texport.textures.datasets import open_dataset
+from texport.textures.images import parse_box, resolve_texture
+
+train_app = typer.Typer(help="Train texture models: texture networks (one texture), ProPO (any texture) or style "
+                             "networks (one style, any photograph).", no_args_is_help=True)
+
+
+@train_app.command("texnet")
+def train_texnet(
+    texture: str = typer.Argument(..., help="Exemplar image, or a shipped texture name."),
+    output: Path = typer.Option(..., "-o", "--output", help="Model file to write (.safetensors), e.g. trained/NAME.safetensors."),
+    iters: int = typer.Option(D.TEXNET_ITERS, "--iters", help="Training iterations (Adam steps)."),
+    batch: int = typer.Option(D.TEXNET_BATCH, "--batch", help="Noise samples per iteration."),
+    size: int = typer.Option(D.TEXNET_SIZE, "--size", help="Side of the generated training images (a multiple of 16 for 5 scales)."),
+    lr: float = typer.Option(D.TEXNET_LR, "--lr", help="Initial Adam learning rate (x0.7 from half the run, every tenth)."),
+    loss: str = typer.Option(D.LOSS, "--loss", help="Objective: gram+color (default), gram, sw+color or sw."),
+    layers: Optional[str] = typer.Option(None, "--layers", help="Comma-separated taps, or po / texnet."),
+    color_weight: ColorWeight = D.COLOR_WEIGHT,
+    spectrum_weight: float = typer.Option(D.SPECTRUM_WEIGHT, "--spectrum-weight", help="Weight of the spectrum constraint (Liu et al. 2016; 0 = off)."),
+    scales: int = typer.Option(D.TEXNET_SCALES, "--scales", help="Noise scales K (sizes become multiples of 2**(K-1))."),
+    width: int = typer.Option(D.TEXNET_WIDTH, "--width", help="Channels per noise scale (Ulyanov et al. 2016: 8)."),
+    norm: str = typer.Option("batch", "--norm", help="batch (ships; exact tiling) or instance (experiment)."),
+    seed: Seed = 0,
+    device: Device = "auto",
+    descriptor: DescriptorName = "auto",
+    descriptor_weights: DescriptorWeights = None,
+    crop: Optional[str] = typer.Option(None, "--crop", help="Train on X,Y,W,H of the exemplar (e.g. to leave out a label)."),
+    resume: Resume = False,
+    finish: Finish = False,
+    checkpoint_every: CheckpointEvery = D.CHECKPOINT_EVERY,
+    init: Optional[str] = typer.Option(None, "--init", help="Start from this trained texture network (name or file) instead of random weights."),
+    nproc: Nproc = None,
+    preview: bool = typer.Option(True, "--preview/--no-preview", help="Also write OUTPUT with .png: exemplar | sample."),
+) -> None:
+    """Train a texture network (Ulyanov et al. 2016) on one exemplar; Ctrl-C saves, --resume continues."""
+    path = resolve_texture(texture)
+    box = parse_box(crop) if crop else None
+    bar, update = progress_bar(iters, f"train texnet {path.stem}")
+    with bar:
+        report = texnet_training.train_texnet(path, output, iters, batch, size, lr, loss, parse_layers(layers), color_weight, descriptor,
+                       weights_path(descriptor_weights), device, scales, width=width, norm=norm, seed=seed,
+                       crop=box, checkpoint_every=checkpoint_every, progress=update, spectrum_weight=spectrum_weight,
+                       resume=resume, finish=finish, init=init, nproc=nproc)
+    if report.rank:  # another process of a torchrun run: rank 0 writes the preview and reports
+        raise typer.Exit(130 if report.interrupted else 0)
+    if preview:
+        texnet_training.write_preview(output, path, box)
+    report_training(output, report)
+
+
+@train_app.command("propo")
+def train_propo(
+    dataset: Path = typer.Argument(..., help="Folder or zip archive (.zip, .pk3) of texture images."),
+    output: Path = typer.Option(..., "-o", "--output", help="Model file to write (.safetensors), e.g. trained/propo.safetensors."),
+    iters: int = typer.Option(D.PROPO_ITERS, "--iters", help="Training iterations (the paper: 800K on a GPU)."),
+    size: int = typer.Option(D.PROPO_SIZE, "--size", help="Side of the training crops, a multiple of 16 (the paper: 256)."),
+    resize: int = typer.Option(D.PROPO_RESIZE, "--resize", help="Images are first scaled so their shortest side is this."),
+    lr: float = typer.Option(D.PROPO_LR, "--lr", help="Adam learning rate (betas 0.5, 0.999), linearly to 0 over the second half."),
+    batch: int = typer.Option(1, "--batch", help="Targets per iteration (the paper: 1)."),
+    color_weight: float = typer.Option(D.PROPO_COLOR_WEIGHT, "--color-weight", help="Weight of the colour-distribution term (x stage number)."),
+    spectrum_weight: float = typer.Option(D.PROPO_SPECTRUM_WEIGHT, "--spectrum-weight", help="Weight of the spectrum constraint (x stage number; 0 = off)."),
+    color_input: bool = typer.Option(True, "--color-input/--no-color-input", help="Feed the pixels' colour-Gram gradient to the stages."),
+    color_match: bool = typer.Option(True, "--color-match/--no-color-match", help="Set each stage image's colour mean and deviation to the target's."),
+    histogram_match: bool = typer.Option(True, "--histogram-match/--no-histogram-match", help="Match the final image's colour histogram along the target's principal axes."),
+    noise_amplitude: float = typer.Option(D.PROPO_NOISE_AMPLITUDE, "--noise-amplitude", help="Start image: 0.5 + amplitude x (uniform noise - 0.5)."),
+    incremental: bool = typer.Option(False, "--incremental/--no-incremental", help="Grow the training set during the run (experimental)."),
+    held_out: float = typer.Option(D.HELD_OUT_FRACTION, "--held-out", help="Fraction of folders kept out of training."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Use at most this many training images (quick runs)."),
+    seed: Seed = 0,
+    device: Device = "auto",
+    descriptor: DescriptorName = "auto",
+    descriptor_weights: DescriptorWeights = None,
+    resume: Resume = False,
+    finish: Finish = False,
+    checkpoint_every: CheckpointEvery = D.CHECKPOINT_EVERY,
+    nproc: Nproc = None,
+    preview: bool = typer.Option(True, "--preview/--no-preview", help="Also write OUTPUT with .png: stages on unseen textures."),
+) -> None:
+    """Train ProPO (Shi & Qiao 2020) on a set of textures; Ctrl-C saves, --resume continues."""
+    propo_training.check_propo_run(iters, batch, lr, output, size, resize, held_out, nproc)  # before the dataset is decoded
+    data = open_dataset(dataset, "train", resize, min_side=min(64, size), held_out_fraction=held_out, limit=limit)
+    bar, update = progress_bar(iters, "train propo")
+    with bar:
+        report = propo_training.train_propo(dataset, output, iters, size, resize, lr, batch, color_weight, color_input=color_input,
+                       noise_amplitude=noise_amplitude, color_match=color_match, histogram_match=histogram_match, incremental=incremental, held_out_fraction=held_out, descriptor=descriptor,
+                       descriptor_weights=weights_path(descriptor_weights), device=device,
+                       seed=seed, resume=resume, checkpoint_every=checkpoint_every, progress=update, loaded=data,
+                       spectrum_weight=spectrum_weight, finish=finish, nproc=nproc)
+    if report.rank:  # another process of a torchrun run: rank 0 writes the preview and reports
+        raise typer.Exit(130 if report.interrupted else 0)
+    if preview:
+        propo_training.write_preview(output, dataset, held_out)
+    state = f"interrupted after {report.iterations} of {report.planned}" if report.interrupted else f"{report.iterations}"
+    typer.echo(f"wrote {output}: {state} iterations in {report.seconds:.0f} s on {len(data)} training images "
+               f"({data.other_split} held out; skipped {data.skipped}), loss {report.loss:.4g}, "
+               f"per stage {propo_training.describe_stage_losses(report.stages)}")
+    if report.interrupted:
+        raise typer.Exit(130)
+
+
+@train_app.command("style")
+def train_style(
+    style: str = typer.Argument(..., help="Style image (a painting, a texture), or a shipped texture name."),
+    content: Path = typer.Option(..., "--content", help="Folder or zip of photographs (the paper: 16 are enough)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Model file to write (.safetensors), e.g. trained/NAME.safetensors."),
+    alpha: float = typer.Option(D.STYLE_ALPHA, "--alpha", help="Content weight (eq. 6 of Ulyanov et al. 2016, relative to the style term)."),
+    iters: int = typer.Option(D.STYLE_ITERS, "--iters", help="Training iterations (Adam steps)."),
+    batch: int = typer.Option(D.TEXNET_BATCH, "--batch", help="Photograph crops per iteration."),
+    size: int = typer.Option(D.TEXNET_SIZE, "--size", help="Side of the training crops (a multiple of 16)."),
+    resize: int = typer.Option(D.STYLE_CONTENT_RESIZE, "--resize", help="Photographs are first scaled so their shorter side is this."),
+    lr: float = typer.Option(D.TEXNET_LR, "--lr", help="Initial Adam learning rate (x0.7 from half the run, every tenth)."),
+    color_weight: ColorWeight = D.COLOR_WEIGHT,
+    spectrum_weight: float = typer.Option(D.STYLE_SPECTRUM_WEIGHT, "--spectrum-weight", help="Weight of the spectrum constraint (0 = off)."),
+    width: int = typer.Option(D.TEXNET_WIDTH, "--width", help="Channels per noise scale (Ulyanov et al. 2016: 8)."),
+    norm: str = typer.Option("instance", "--norm", help="instance (per photograph; ships) or batch (as texture networks)."),
+    seed: Seed = 0,
+    device: Device = "auto",
+    descriptor: DescriptorName = "auto",
+    descriptor_weights: DescriptorWeights = None,
+    resume: Resume = False,
+    finish: Finish = False,
+    checkpoint_every: CheckpointEvery = D.CHECKPOINT_EVERY,
+    preview: bool = typer.Option(True, "--preview/--no-preview", help="Also write OUTPUT with .png: photograph | style | result."),
+) -> None:
+    """Train a style network (Ulyanov et al. 2016 sec. 3.3) on one style image; Ctrl-C saves, --resume continues."""
+    path = resolve_texture(style)
+    bar, update = progress_bar(iters, f"train style {path.stem}")
+    with bar:
+        report = style_training.train_style(path, content, output, alpha, iters, batch, size, lr, color_weight=color_weight,
+                       spectrum_weight=spectrum_weight, descriptor=descriptor,
+                       descriptor_weights=weights_path(descriptor_weights), device=device, width=width, norm=norm,
+                       seed=seed, resize=resize, checkpoint_every=checkpoint_every, progress=update, resume=resume, finish=finish)
+    if preview and not report.interrupted:
+        style_training.write_preview(output, content)
+    report_training(output, report)

@@ -1,0 +1,79 @@
+"""Refinement: a few Gatys evaluations from a model's sample, the quality dial between a network's
+one pass and a full optimization (Gatys et al. 2015 with a trained model's image as the start).
+
+`start_image` turns an image file or a model's sample into a start, `refinement_target` finds the
+exemplar a model's samples are refined against, and `refine` runs the bounded evaluations with the
+model's own descriptor.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from texport.devices import resolve_device
+from texport.errors import TexportError
+from texport.models.checkpoints import load_stored_exemplar
+from texport.models.handle import PROPO
+from texport.models.loading import LoadedPropo, LoadedTexnet, load_propo, load_texnet, model_kind, sample_propo, sample_texnet
+from texport.objectives.descriptor import build_descriptor
+from texport.objectives.losses import PO_LAYERS
+from texport.objectives.objective import build_objective
+from texport.optimization.gatys import resize_start
+from texport.optimization.gatys import synthesize as gatys_synthesize
+from texport.textures.images import load_image
+
+
+def start_image(source: str | os.PathLike, texture: torch.Tensor, width: int, height: int, seed: int = 0,
+                device: str | torch.device = "cpu") -> torch.Tensor:
+    """A refinement's start [1, 3, height, width]: an image file if `source` is one, else a sample of
+    the model it names (a texture network's, or ProPO's for `texture`), drawn with `seed`."""
+
+    path = Path(source)
+    if path.is_file() and path.suffix.lower() != ".safetensors":
+        image = load_image(path)
+    elif model_kind(source) == PROPO:
+        image = sample_propo(load_propo(source, device), texture, (width, height), seed=seed)
+    else:
+        image = sample_texnet(load_texnet(source, device), (width, height), seed=seed)
+
+    return resize_start(image, width, height)
+
+
+def refinement_target(loaded: LoadedTexnet | LoadedPropo, texture: torch.Tensor | None) -> torch.Tensor:
+    """The exemplar a refinement matches: `texture` if given (ProPO needs it), else the one a texture
+    network's file keeps; a file made before texport kept it is one error naming the fix."""
+
+    if texture is not None:
+        return texture
+    if isinstance(loaded, LoadedPropo):
+        raise TexportError(f"{loaded.path.name} is a ProPO model: refining its samples needs the target texture")
+    stored = load_stored_exemplar(loaded.path)
+    if stored is None:
+        raise TexportError(f"{loaded.path.name} keeps no exemplar (made before texport stored it): give the image it was "
+                           f"trained on as the target texture, or retrain it")
+    return stored
+
+
+def refine(loaded: LoadedTexnet | LoadedPropo, images: torch.Tensor, iters: int, texture: torch.Tensor | None = None,
+           tileable: bool = False, device: str | torch.device = "auto", progress=None) -> torch.Tensor:
+    """Each image [N, 3, H, W] after `iters` bounded evaluations of the default objective against the model's
+    exemplar (texport.gatys with the image as the start), with the model's descriptor; tileable keeps wrapping."""
+
+    if iters < 1:
+        raise TexportError(f"refinement needs at least 1 evaluation, got {iters}")
+    target = refinement_target(loaded, texture)
+    dev = resolve_device(device)
+    identity = loaded.manifest["descriptor"]
+    descriptor = build_descriptor(identity.split(":")[0], PO_LAYERS, device=dev, expect_identity=identity)
+    objective = build_objective(target.to(dev), descriptor=descriptor, tileable=tileable, device=dev)
+    height, width = images.shape[-2:]
+    refined = []
+    for n, image in enumerate(images):
+        report = None if progress is None else (lambda step, value, n=n: progress(n * iters + step, value))
+        result = gatys_synthesize(None, (width, height), iters, objective=objective, device=dev, init=image[None],
+                                  progress=report)
+        refined.append(result.image)
+    return torch.cat(refined)
