@@ -1,4 +1,4 @@
-"""Could bf16 meet the fp16 tolerance if only texport's fp16 parts ran in it? (issue 10 item 4)
+"""Could bf16 meet the fp16 tolerance if only texport's fp16 parts ran in it?
 
 OpenVINO's bf16 runs the whole graph in bf16 (it cannot be told to keep parts in fp32: RESULTS.md
 "parity", 0.06-0.28 on texture networks). This asks the friendlier question in PyTorch on the CPU:

@@ -1,4 +1,4 @@
-"""Deployment benchmarks (issue 10 item 7): backends on this machine, engine builds, a large tile run.
+"""Deployment benchmarks: backends on this machine, engine builds, a large tile run.
 
 1. Backends (`texport.runtime.bench`): the shipped pebbles texture network at 256-2048 px and the ProPO
    model at 256 and 512 px, batch 1 (and 8 at 256 and 512 for the texture network), on torch eager

@@ -1,4 +1,4 @@
-"""Export parity (issue 10 item 2): exported graphs against the fp32 PyTorch model, on the 0-1 image.
+"""Export parity: exported graphs against the fp32 PyTorch model, on the 0-1 image.
 
 For every shipped model kind, the fp32 and fp16 ONNX graphs run through the CPU backends a user gets
 (texport.runtime.backends: onnxruntime, and when installed OpenVINO: f32 and bf16 on the fp32 graph, the
@@ -56,7 +56,7 @@ def runtimes(path: Path, precision: str) -> dict:
 def cases(model: str, sizes, seeds):
     """(size, feed, fp32 torch output) for every size, seed and (ProPO) exemplar."""
     if model == "propo":
-        graph = ProPOGraph(load_propo("propo").model).eval()
+        graph = ProPOGraph(load_propo("propo").network).eval()
         textures = [load_image(resolve_texture(n)) for n in ("pebbles", "red-peppers")]
         for size in sizes:
             for seed in seeds:

@@ -35,7 +35,7 @@ from texport.textures.datasets import open_dataset  # noqa: E402
 from texport.objectives.descriptor import build_descriptor  # noqa: E402
 from texport.textures.images import quantize  # noqa: E402
 from texport.models.loading import load_propo, sample_propo  # noqa: E402
-from texport.training.propo import DEFAULT_SPECTRUM_WEIGHT, train_propo  # noqa: E402
+from texport.training.propo import DEFAULT_SPECTRUM_WEIGHT, PropoRun, train_propo  # noqa: E402
 
 VARIANTS = {  # file key -> (what it changes, train_propo arguments); 'default' is what ships
     "raw": ("uniform [0, 1) start, no colour moment matching", {"noise_amplitude": 1.0, "color_match": False}),
@@ -94,7 +94,7 @@ def main() -> None:
         what, kwargs = VARIANTS[name]
         out = RUNS / f"{name}_{args.size}_{args.iters}_spectrum{kwargs.get('spectrum_weight', DEFAULT_SPECTRUM_WEIGHT):g}.safetensors"
         if not out.is_file():
-            train_propo(dataset, out, iters=args.iters, size=args.size, checkpoint_every=0, loaded=train, **kwargs)
+            train_propo(PropoRun.of(dataset, out, iters=args.iters, size=args.size, checkpoint_every=0, **kwargs), loaded=train)
         row = {"variant": f"{name}: {what}", **score(out, targets, args.eval_size, desc)}
         rows.append(row)
         print(json.dumps(row), flush=True)

@@ -143,7 +143,7 @@ def main() -> None:
     args = parser.parse_args()
     model = load_propo(args.model, args.device)
     if args.histogram_match is not None:
-        model.model.histogram_match = args.histogram_match
+        model.network.histogram_match = args.histogram_match
     manifest = model.manifest
     fraction = manifest["dataset"].get("held_out_fraction", 0.1)
     dataset = find_dataset(args.dataset)

@@ -1,4 +1,4 @@
-"""Scale-out benchmark (issue 25): `texport tile` and `texport batch` on a Ray cluster.
+"""Scale-out benchmark: `texport tile` and `texport batch` on a Ray cluster.
 
 Runs, each in a fresh process: a SIZE x SIZE pebbles tile (default 4096, --tile 1024) and a batch of
 COUNT pebbles textures at JOB px (default 32 at 512), in one process (1 thread, and all threads),
@@ -49,20 +49,21 @@ summary = {}
 if args["what"] == "tile":
     from texport.textures.images import PngRowWriter  # noqa: F401
     if args["ray"]:
-        from texport.scale.cluster import tile_on_ray
-        summary = tile_on_ray("pebbles", args["out"], args["size"], args["size"], args["tile"], 0, address=args["ray"],
-                              backend=args["backend"], threads=1)
+        from texport.scale.cluster import RayWorkers, tile_on_ray
+        from texport.scale.tiling import TileRequest
+        summary = tile_on_ray("pebbles", args["out"], TileRequest(args["size"], args["size"], args["tile"], 0),
+                              RayWorkers(args["ray"]), backend=args["backend"])
     else:
         from texport.runtime.backends import open_backend
-        from texport.scale.tiling import tile_image
-        summary = tile_image(open_backend("pebbles", args["backend"], low_memory=True), args["out"], args["size"],
-                             args["size"], args["tile"], 0)
+        from texport.scale.tiling import TileRequest, tile_image
+        summary = tile_image(open_backend("pebbles", args["backend"], low_memory=True), args["out"],
+                             TileRequest(args["size"], args["size"], args["tile"], 0))
     summary["path"] = str(summary["path"])
 else:
     if args["ray"]:
         from texport.scale.batch import load_jobs
-        from texport.scale.cluster import batch_on_ray
-        summary = batch_on_ray(load_jobs(args["jobs"], args["backend"]), args["ray"], threads=1)
+        from texport.scale.cluster import RayWorkers, batch_on_ray
+        summary = batch_on_ray(load_jobs(args["jobs"], args["backend"]), RayWorkers(args["ray"]))
     else:
         from texport.scale.batch import run_batch
         summary = run_batch(args["jobs"], backend=args["backend"])

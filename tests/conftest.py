@@ -51,7 +51,7 @@ def stylenet_model(tmp_path_factory) -> Path:
 
     from texport.models.checkpoints import load_stored_exemplar
     from texport.textures.images import save_image
-    from texport.training.style import train_style
+    from texport.training.style import StyleRun, train_style
 
     root = tmp_path_factory.mktemp("stylenet")
     photos = root / "photos"
@@ -60,7 +60,7 @@ def stylenet_model(tmp_path_factory) -> Path:
         shutil.copy(resolve_texture(name), photos / f"{name}.png")
     style = save_image(load_stored_exemplar(Path(__file__).parents[1] / "trained" / "cezanne.safetensors"), root / "style.png")
     out = root / "tiny-style.safetensors"
-    train_style(style, photos, out, iters=3, batch=2, size=32, resize=64, device="cpu")
+    train_style(StyleRun.of(style, photos, out, iters=3, batch=2, size=32, resize=64, device="cpu"))
     return out
 
 

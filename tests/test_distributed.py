@@ -30,8 +30,8 @@ from texport.textures.images import resolve_texture
 from texport.models.loading import load_texnet
 from texport.textures.noise import noise_field
 from texport.models.propo import LEVELS, ProPO, pseudo_optimizer_state
-from texport.training.propo import state_path, train_propo
-from texport.training.texnet import train_texnet
+from texport.training.propo import PropoRun, state_path, train_propo
+from texport.training.texnet import TexnetRun, train_texnet
 
 from conftest import one_error_line
 
@@ -48,8 +48,8 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def _record(train, monkeypatch, **kwargs) -> tuple[list[float], list[torch.Tensor]]:
-    """Run train(**kwargs) here (rank 0 when nproc is 2); returns the loss of every step (from the
+def _record(train, monkeypatch, run) -> tuple[list[float], list[torch.Tensor]]:
+    """Run train(run) here (rank 0 when nproc is 2); returns the loss of every step (from the
     progress callback's running mean) and the gradients of the first Adam step (after DDP's averaging)."""
     means: list[float] = []
     grads: list[torch.Tensor] = []
@@ -61,9 +61,9 @@ def _record(train, monkeypatch, **kwargs) -> tuple[list[float], list[torch.Tenso
         return step(self, *args, **kw)
 
     monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
-    train(progress=lambda done, loss: means.append(loss), **kwargs)
+    train(run, progress=lambda done, loss: means.append(loss))
     monkeypatch.setattr(torch.optim.Adam, "step", step)
-    assert len(means) == kwargs["iters"] <= 20  # the progress mean is over the last 20 steps: here, all
+    assert len(means) == run.schedule.iters <= 20  # the progress mean is over the last 20 steps: here, all
     losses = [k * m - (k - 1) * p for k, (m, p) in enumerate(zip(means, [0.0] + means), start=1)]
     return losses, grads
 
@@ -88,8 +88,8 @@ def test_two_ranks_train_propo_as_one_process_with_the_doubled_batch(dataset, tm
               device="cpu", checkpoint_every=2)
     one, two = tmp_path / "one", tmp_path / "two"
     one.mkdir(), two.mkdir()
-    single = _record(train_propo, monkeypatch, dataset=dataset, output=one / "m.safetensors", **kw)
-    ranks = _record(train_propo, monkeypatch, dataset=dataset, output=two / "m.safetensors", nproc=2, **kw)
+    single = _record(train_propo, monkeypatch, PropoRun.of(dataset, one / "m.safetensors", **kw))
+    ranks = _record(train_propo, monkeypatch, PropoRun.of(dataset, two / "m.safetensors", nproc=2, **kw))
     loss_diff, grad_diff = _compare(single, ranks)
     print(f"propo: per-step losses {single[0]} vs {ranks[0]}; max relative loss difference {loss_diff:.2e}, "
           f"first-step gradients {grad_diff:.2e}")
@@ -119,8 +119,8 @@ def test_two_ranks_train_a_texture_network_as_one_process_batchnorm_across_ranks
     between that and the 0.48 of the failure they guard against."""
     kw = dict(texture=resolve_texture("pebbles"), iters=ITERS, batch=BATCH, size=32, lr=1e-4, width=4,
               descriptor="random", device="cpu", checkpoint_every=0)
-    single = _record(train_texnet, monkeypatch, output=tmp_path / "one.safetensors", **kw)
-    ranks = _record(train_texnet, monkeypatch, output=tmp_path / "two.safetensors", nproc=2, **kw)
+    single = _record(train_texnet, monkeypatch, TexnetRun.of(output=tmp_path / "one.safetensors", **kw))
+    ranks = _record(train_texnet, monkeypatch, TexnetRun.of(output=tmp_path / "two.safetensors", nproc=2, **kw))
     loss_diff, grad_diff = _compare(single, ranks)
     nets = [load_texnet(tmp_path / f"{name}.safetensors").network for name in ("one", "two")]
     with torch.no_grad():

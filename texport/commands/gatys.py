@@ -25,7 +25,7 @@ from texport.commands.options import (
 from texport.devices import resolve_device
 from texport.errors import TexportError
 from texport.objectives.losses import color_distance
-from texport.objectives.objective import build_objective, build_style_objective
+from texport.objectives.objective import ObjectiveSpec, build_objective, build_style_objective
 from texport.optimization.gatys import check_request, level_budgets, synthesize, transfer_style
 from texport.optimization.refinement import start_image
 from texport.textures.images import load_image, resolve_texture, save_image, side_by_side
@@ -62,6 +62,10 @@ def gatys(
     coarse_to_fine: int = typer.Option(1, "--coarse-to-fine", help="Solve at 1/2^(K-1) of the size first, then each finer scale (same total cost)."),
 ) -> None:
     """Synthesize a texture by optimization (Gatys et al. 2015), the slow exact fallback; with --content, style transfer."""
+    check_output(output)
+    if compare is not None:
+        check_output(compare)
+    dev = resolve_device(device)
     if content is not None:
         clashes = [name for name, given in (("--tileable", tileable), ("--pyramid", pyramid > 1), ("--init", init),
                                             ("--coarse-to-fine", coarse_to_fine > 1), ("--layers", layers),
@@ -70,21 +74,24 @@ def gatys(
         if clashes:
             raise TexportError(f"style transfer (--content) starts from the photograph with the style networks' objective: "
                                f"drop {', '.join(clashes)}")
-        return gatys_style(texture, content, output, size, iters, alpha, color_weight, spectrum_weight, device,
-                            descriptor, descriptor_weights, size_limit, bits16, compare)
-    size = size or "256"
-
-    check_output(output)
-    if compare is not None:
-        check_output(compare)
-    width, height = check_request(size, iters, optimizer, coarse_to_fine, init is not None, size_limit)
+        photo = load_image(content)
+        width, height = check_request(size or (photo.shape[-1], photo.shape[-2]), iters, size_limit=size_limit,
+                                      has_start=True)
+        style_image = load_image(resolve_texture(texture))
+        style_objective = build_style_objective(style_image.to(dev), alpha, color_weight=color_weight,
+                                                spectrum_weight=spectrum_weight, descriptor=descriptor,
+                                                descriptor_weights=weights_path(descriptor_weights), device=dev)
+        bar, update = progress_bar(iters, f"gatys style {width}x{height}")
+        with bar:
+            result = transfer_style(style_image, photo, (width, height), iters, style_objective, update, device=dev,
+                                    size_limit=size_limit)
+        return report(result, output, bits16, compare, [photo, style_image])
+    width, height = check_request(size or "256", iters, optimizer, coarse_to_fine, init is not None, size_limit)
     exemplar = load_image(resolve_texture(texture))
-    dev = resolve_device(device)
-    objective = build_objective(  # validates loss, layers and descriptor before the progress bar starts
-        exemplar.to(dev), loss, parse_layers(layers), layer_weights, pyramid, color_weight, descriptor,
-        weights_path(descriptor_weights), tileable=tileable, device=dev, pooling=pooling,
-        spectrum_weight=spectrum_weight,
-    )
+    spec = ObjectiveSpec(loss, parse_layers(layers), layer_weights, pyramid, color_weight, spectrum_weight,
+                         descriptor=descriptor, descriptor_weights=weights_path(descriptor_weights), pooling=pooling)
+    # built here: it validates loss, layers and descriptor before the progress bar starts
+    objective = build_objective(exemplar.to(dev), spec, tileable=tileable, device=dev)
     if pyramid > 1:
         objective.check_octaves((height, width), "output")
     start = None
@@ -92,41 +99,19 @@ def gatys(
         start = start_image(init, exemplar, width, height, seed=seed, device=dev)
     bar, update = progress_bar(sum(level_budgets(iters, coarse_to_fine)), f"gatys {width}x{height}")
     with bar:
-        result = synthesize(exemplar, (width, height), iters, optimizer, seed=seed, device=dev, lr=lr,
-                            size_limit=size_limit, objective=objective, progress=update, init=start,
-                            coarse_to_fine=coarse_to_fine)
-    save_image(result.image, output, bits=16 if bits16 else 8)
-    if compare is not None:
-        save_image(side_by_side([exemplar, result.image]), compare)
-    terms = ", ".join(f"{k} {v:.4g}" for k, v in result.terms.items() if k != "total")
+        result = synthesize(exemplar, (width, height), iters, objective, update, optimizer=optimizer, seed=seed,
+                            device=dev, lr=lr, size_limit=size_limit, init=start, coarse_to_fine=coarse_to_fine)
     dist = float(color_distance(result.image, exemplar))
-    typer.echo(
-        f"wrote {output} ({width}x{height}) in {result.seconds:.1f} s, {result.evaluations} evaluations: "
-        f"loss {result.loss:.4g} ({terms}), colour distance {dist:.4f}, descriptor {result.descriptor[:28]}"
-    )
+    report(result, output, bits16, compare, [exemplar],
+           f", colour distance {dist:.4f}, descriptor {result.descriptor[:28]}")
 
 
-def gatys_style(style: str, content: Path, output: Path, size: Optional[str], iters: int, alpha: float,
-                 color_weight: float, spectrum_weight: float, device: str, descriptor: str,
-                 descriptor_weights: Optional[Path], size_limit: Optional[int], bits16: bool, compare: Optional[Path]) -> None:
-    """`gatys STYLE --content PHOTO`: the optimization reference of the style networks (same objective)."""
-    check_output(output)
-    if compare is not None:
-        check_output(compare)
-    photo = load_image(content)
-    width, height = check_request(size or (photo.shape[-1], photo.shape[-2]), iters, size_limit=size_limit, has_start=True)
-    style_image = load_image(resolve_texture(style))
-    dev = resolve_device(device)
-    objective = build_style_objective(style_image.to(dev), alpha, color_weight=color_weight, spectrum_weight=spectrum_weight,
-                                      descriptor=descriptor, descriptor_weights=weights_path(descriptor_weights),
-                                      device=dev)
-    bar, update = progress_bar(iters, f"gatys style {width}x{height}")
-    with bar:
-        result = transfer_style(style_image, photo, (width, height), iters, objective=objective, device=dev,
-                                size_limit=size_limit, progress=update)
+def report(result, output: Path, bits16: bool, compare: Optional[Path], inputs: list, extra: str = "") -> None:
+    """Write the result (and, with --compare, the inputs | result) and say what was written."""
     save_image(result.image, output, bits=16 if bits16 else 8)
     if compare is not None:
-        save_image(side_by_side([photo, style_image, result.image]), compare)
+        save_image(side_by_side([*inputs, result.image]), compare)
     terms = ", ".join(f"{k} {v:.4g}" for k, v in result.terms.items() if k != "total")
+    height, width = result.image.shape[-2:]
     typer.echo(f"wrote {output} ({width}x{height}) in {result.seconds:.1f} s, {result.evaluations} evaluations: "
-               f"loss {result.loss:.4g} ({terms})")
+               f"loss {result.loss:.4g} ({terms}){extra}")

@@ -20,69 +20,33 @@ from texport.textures.images import load_image, resolve_texture, save_image
 
 # Options shared by several commands: one name, one meaning, one help text.
 Device = Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")]
-
-
 DescriptorName = Annotated[str, typer.Option("--descriptor", help="auto, vgg19, vgg16-hed or random (tests only).")]
-
-
 DescriptorWeights = Annotated[Optional[Path], typer.Option("--descriptor-weights", help="Explicit descriptor weights file.")]
-
-
 Seed = Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives the same result (image n of a batch uses seed + n).")]
-
-
-Backend = Annotated[Optional[str], typer.Option(
+BackendSpec = Annotated[Optional[str], typer.Option(
     "--backend", help="torch, onnxruntime, openvino, tensorrt (an .engine) or auto (the fastest here); default: torch for "
                       "a texport model, onnxruntime for an .onnx, tensorrt for an engine; options as NAME:OPT+OPT, "
                       "e.g. torch:channels_last, openvino:bf16.")]
-
-
 Fp16 = Annotated[bool, typer.Option("--fp16", help="The fp16 graph (Gram matrices and other sensitive parts stay fp32).")]
-
-
 SizeLimit = Annotated[Optional[int], typer.Option("--size-limit", help=f"Largest accepted side (default {D.SIZE_LIMIT}, or TEXPORT_MAX_SIZE).")]
-
-
 Bits16 = Annotated[bool, typer.Option("--16bit", help="Write 16-bit PNGs.")]
-
-
 Target = Annotated[Optional[str], typer.Option("--texture", help="ProPO models: the target texture (any image, seen in training or not).")]
-
-
 ColorWeight = Annotated[float, typer.Option("--color-weight", help="Weight of the colour-distribution term.")]
-
-
 Resume = Annotated[bool, typer.Option("--resume", help="Continue OUTPUT from its last checkpoint (same settings).")]
-
-
 Finish = Annotated[bool, typer.Option("--finish", help="With --resume: end the stopped run where it is (a finished model).")]
-
-
 CheckpointEvery = Annotated[int, typer.Option("--checkpoint-every", help="Iterations between checkpoints.")]
-
-
 Nproc = Annotated[Optional[int], typer.Option(
     "--nproc", help="Train on N processes (DistributedDataParallel; gloo on CPU, NCCL on GPUs, one GPU each); the batch "
                     "is split between them, the result is one process's. Default 1, or torchrun's number.")]
-
-
 DdsFormat = Annotated[Optional[str], typer.Option("--format", help="DDS outputs: bc7 (the default), bc1, bc3 or rgba8 (uncompressed).")]
-
-
 DdsSrgb = Annotated[Optional[bool], typer.Option(
     "--srgb/--linear", help="DDS outputs: an sRGB DXGI format, mips averaged in linear light (the default), or a "
                             "linear (UNORM) one, mips averaged on the stored values.")]
-
-
 DdsMips = Annotated[bool, typer.Option("--mips", help="DDS outputs: the full mip chain down to 1x1 (tent filter; it wraps "
                                                       "around with --tileable).")]
-
-
 RayAddress = Annotated[Optional[str], typer.Option(
     "--ray", help="Run on a Ray cluster (pip install 'texport\\[ray]'): auto, ray://HOST:PORT, or local:N for a private "
                   "N-worker cluster on this machine for the run.")]
-
-
 RayThreads = Annotated[int, typer.Option("--ray-threads", help="With --ray: threads (and CPUs) per Ray worker.")]
 
 
@@ -158,10 +122,10 @@ def target_texture(handle, texture: Optional[str], texnet_may_take_one: bool = F
 
 def open_backend_noted(handle, backend: Optional[str], device: str, fp16: bool, low_memory: bool = False):
     """The backend for synth and tile (None: the model's default, backends.default_backend); its caveat on stderr."""
-    runner = open_backend(handle, backend, device, fp16, low_memory=low_memory)
-    if runner.caveat:
-        typer.echo(f"note: {runner.caveat}", err=True)
-    return runner
+    backend = open_backend(handle, backend, device, fp16, low_memory=low_memory)
+    if backend.caveat:
+        typer.echo(f"note: {backend.caveat}", err=True)
+    return backend
 
 
 def save_numbered(images, output: Path, bits16: bool, how: str, dds=None, tileable: bool = False) -> None:

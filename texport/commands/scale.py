@@ -10,7 +10,7 @@ import typer
 
 import texport.defaults as D
 from texport.commands.options import (
-    Backend,
+    BackendSpec,
     Bits16,
     Device,
     Fp16,
@@ -27,8 +27,9 @@ from texport.commands.options import (
 )
 from texport.models.handle import open_model
 from texport.scale.batch import load_jobs, run_batch
-from texport.scale.cluster import batch_on_ray, import_ray, tile_on_ray
-from texport.scale.tiling import tile_image
+from texport.scale.cluster import RayWorkers, batch_on_ray, tile_on_ray
+from texport.scale.connection import import_ray
+from texport.scale.tiling import TileRequest, tile_image
 from texport.textures.sizes import check_size, parse_size
 
 
@@ -40,7 +41,7 @@ def tile(
     seed: Seed = 0,
     tileable: bool = typer.Option(False, "--tileable", help="Wrap noise and seams around: the result tiles seamlessly."),
     texture: Target = None,
-    backend: Backend = None,
+    backend: BackendSpec = None,
     fp16: Fp16 = False,
     device: Device = "auto",
     size_limit: Optional[int] = typer.Option(D.TILE_SIZE_LIMIT, "--size-limit", help="Largest accepted side."),
@@ -55,19 +56,19 @@ def tile(
         import_ray()  # no Ray: its one line before any work
     handle = open_model(model).require_generator()
     target = target_texture(handle, texture)
-    runner = None if ray is not None else open_backend_noted(handle, backend, device, fp16, low_memory=True)  # bounded memory over speed
+    # bounded memory over speed
+    local = None if ray is not None else open_backend_noted(handle, backend, device, fp16, low_memory=True)
+    request = TileRequest(width, height, tile_size, seed, tileable, 16 if bits16 else 8)
     bar, update = progress_bar(1, f"tile {width}x{height}", show_loss=False)
-    bits = 16 if bits16 else 8
     start = time.perf_counter()
     with bar:
-        if runner is not None:
-            summary = tile_image(runner, output, width, height, tile_size, seed, tileable, target, bits,
-                                 progress=counter(update))
+        if local is not None:
+            summary = tile_image(local, output, request, target, progress=counter(update))
         else:
-            summary = tile_on_ray(handle, output, width, height, tile_size, seed, tileable, target, bits, address=ray,
-                                  backend=backend, device=device, fp16=fp16, threads=ray_threads, progress=counter(update))
+            summary = tile_on_ray(handle, output, request, RayWorkers(ray, ray_threads, device=device), target, backend,
+                                  fp16, progress=counter(update))
     seconds = time.perf_counter() - start
-    where = runner.describe() if runner is not None else describe_ray(summary)
+    where = local.describe() if local is not None else describe_ray(summary)
     typer.echo(f"wrote {output} ({width}x{height}, {summary['tiles']} tiles of {tile_size} + {summary['overlap']} px "
                f"on each side) on {where} in {seconds:.1f} s")
 
@@ -75,7 +76,7 @@ def tile(
 def batch(
     jobs: Path = typer.Argument(..., help="Job file, .csv with a header or .json (a list of objects): model, texture "
                                           "(ProPO only), size, seed, output, and optionally tileable; paths relative to it."),
-    backend: Backend = None,
+    backend: BackendSpec = None,
     fp16: Fp16 = False,
     device: Device = "auto",
     bits16: Bits16 = False,
@@ -92,7 +93,7 @@ def batch(
         if ray is None:
             summary = run_batch(loaded, device=device, progress=counter(update))
         else:
-            summary = batch_on_ray(loaded, ray, device=device, threads=ray_threads, progress=counter(update))
+            summary = batch_on_ray(loaded, RayWorkers(ray, ray_threads, device=device), progress=counter(update))
     where = f" on {describe_ray(summary)}" if "workers" in summary else ""
     skipped = f", skipped {summary['skipped']} already made" if summary["skipped"] else ""
     typer.echo(f"wrote {summary['written']} of {summary['jobs']} outputs{skipped}{where} in {time.perf_counter() - start:.1f} s")

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from texport.commands.options import (
-    Backend,
+    BackendSpec,
     Bits16,
     DdsFormat,
     DdsMips,
@@ -27,12 +27,12 @@ from texport.commands.options import (
 )
 from texport.errors import TexportError
 from texport.models.handle import open_model
-from texport.models.loading import check_count, load_propo, load_texnet, plan_stylize, sample_propo, sample_texnet
+from texport.models.loading import check_count, load_generator, plan_stylize, require_stages, sample, stage_sheet
 from texport.optimization.refinement import refine as refine_images
 from texport.optimization.refinement import refinement_target
 from texport.runtime.sampling import sample_with, stylize_with
 from texport.textures.dds import output_options
-from texport.textures.images import load_image, resolve_texture, save_image, side_by_side, stack_rows
+from texport.textures.images import load_image, resolve_texture, save_image
 from texport.textures.sizes import plan_size
 
 
@@ -49,7 +49,7 @@ def synth(
     bits16: Bits16 = False,
     texture: Target = None,
     stages: bool = typer.Option(False, "--stages", help="ProPO models: also write OUT-stages.png (noise, x1..x5, target per row)."),
-    backend: Backend = None,
+    backend: BackendSpec = None,
     fp16: Fp16 = False,
     refine: int = typer.Option(0, "--refine", help="Then N Gatys evaluations of the default objective per image (texture networks: against their exemplar)."),
     dds_format: DdsFormat = None,
@@ -66,36 +66,26 @@ def synth(
     plan = plan_size(size, handle.size_multiple, handle.min_side, tileable, snap, size_limit)  # the one size plan
     target = target_texture(handle, texture, texnet_may_take_one=bool(refine),
                              texnet_use="ProPO models, or the target of --refine")
-    if stages and not handle.is_propo:
-        raise TexportError("--stages shows ProPO's stages: this is a texture network")
+    if stages:
+        require_stages(handle)
     if handle.format != "texport" or backend not in (None, "torch") or fp16:
         if stages or refine:
             raise TexportError("--stages and --refine need the PyTorch model (a shipped name or .safetensors) on the torch "
                                "backend: exported graphs and engines run as they are")
-
-        runner = open_backend_noted(handle, backend, device, fp16)
+        runtime = open_backend_noted(handle, backend, device, fp16)
         start = time.perf_counter()
-        images = sample_with(runner, plan, seed, count, target)
-        save_numbered(images, output, bits16, f"from {handle.path.name} on {runner.describe()} in {time.perf_counter() - start:.2f} s",
-                       dds, tileable)
-        return
-    if handle.is_propo:
-        loaded = load_propo(handle, device)
-        start = time.perf_counter()
-        result = sample_propo(loaded, target, plan, seed=seed, count=count, stages=stages)
-        seconds = time.perf_counter() - start
-        images = result[-1] if stages else result
-        if stages:
-            sheet = stack_rows([side_by_side([*(s[n:n + 1] for s in result), target], height=128) for n in range(count)])
-            save_image(sheet, output.with_name(f"{output.stem}-stages.png"))
-    else:
-        loaded = load_texnet(handle, device)
-        if refine:  # a model file without its exemplar fails here, before any work
-
-            target = refinement_target(loaded, target)
-        start = time.perf_counter()
-        images = sample_texnet(loaded, plan, seed=seed, count=count)
-        seconds = time.perf_counter() - start
+        images = sample_with(runtime, plan, seed, count, target)
+        how = f"from {handle.path.name} on {runtime.describe()} in {time.perf_counter() - start:.2f} s"
+        return save_numbered(images, output, bits16, how, dds, tileable)
+    loaded = load_generator(handle, device)
+    if refine:  # a texture network's file without its exemplar fails here, before any work
+        target = refinement_target(loaded, target)
+    start = time.perf_counter()
+    images = sample(loaded, plan, seed, count, target, stages)
+    seconds = time.perf_counter() - start
+    if stages:
+        save_image(stage_sheet(images, target), output.with_name(f"{output.stem}-stages.png"))
+        images = images[-1]
     how = f"from {loaded.name} in {seconds:.2f} s"
     if refine:
         bar, update = progress_bar(refine * images.shape[0], f"refine {images.shape[-1]}x{images.shape[-2]}")
@@ -114,7 +104,7 @@ def stylize(
     noise_scale: float = typer.Option(1.0, "--noise-scale", help="Noise amplitude, >= 0: 0 is none, "
                                                                  "1 is as trained (the paper's fig. 5 knob; the shipped model barely responds to it)."),
     seed: Seed = 0,
-    backend: Backend = None,
+    backend: BackendSpec = None,
     fp16: Fp16 = False,
     device: Device = "auto",
     size_limit: SizeLimit = None,
@@ -125,9 +115,9 @@ def stylize(
     handle = open_model(model).require_stylenet()
     photo = load_image(resolve_texture(content))
     plan = plan_stylize(handle, photo, size, noise_scale, size_limit)  # every request error before the model loads
-    runner = open_backend_noted(handle, backend, device, fp16)
+    runtime = open_backend_noted(handle, backend, device, fp16)
     start = time.perf_counter()
-    image = stylize_with(runner, photo, plan, seed, noise_scale)
+    image = stylize_with(runtime, photo, plan, seed, noise_scale)
     seconds = time.perf_counter() - start
     save_image(image, output, bits=16 if bits16 else 8)
-    typer.echo(f"wrote {output} ({plan.width}x{plan.height}) from {handle.path.name} on {runner.describe()} in {seconds:.2f} s")
+    typer.echo(f"wrote {output} ({plan.width}x{plan.height}) from {handle.path.name} on {runtime.describe()} in {seconds:.2f} s")

@@ -26,7 +26,6 @@ from texport.commands.options import (
     report_training,
     weights_path,
 )
-from texport.textures.datasets import open_dataset
 from texport.textures.images import parse_box, resolve_texture
 
 train_app = typer.Typer(help="Train texture models: texture networks (one texture), ProPO (any texture) or style "
@@ -63,12 +62,14 @@ def train_texnet(
     """Train a texture network (Ulyanov et al. 2016) on one exemplar; Ctrl-C saves, --resume continues."""
     path = resolve_texture(texture)
     box = parse_box(crop) if crop else None
+    run = texnet_training.TexnetRun.of(
+        path, output, iters=iters, batch=batch, lr=lr, seed=seed, checkpoint_every=checkpoint_every, device=device,
+        nproc=nproc, size=size, crop=box, scales=scales, width=width, norm=norm, init=init, loss=loss,
+        layers=parse_layers(layers), color_weight=color_weight, spectrum_weight=spectrum_weight, descriptor=descriptor,
+        descriptor_weights=weights_path(descriptor_weights), resume=resume, finish=finish)
     bar, update = progress_bar(iters, f"train texnet {path.stem}")
     with bar:
-        report = texnet_training.train_texnet(path, output, iters, batch, size, lr, loss, parse_layers(layers), color_weight, descriptor,
-                       weights_path(descriptor_weights), device, scales, width=width, norm=norm, seed=seed,
-                       crop=box, checkpoint_every=checkpoint_every, progress=update, spectrum_weight=spectrum_weight,
-                       resume=resume, finish=finish, init=init, nproc=nproc)
+        report = texnet_training.train_texnet(run, progress=update)
     if report.rank:  # another process of a torchrun run: rank 0 writes the preview and reports
         raise typer.Exit(130 if report.interrupted else 0)
     if preview:
@@ -105,15 +106,17 @@ def train_propo(
     preview: bool = typer.Option(True, "--preview/--no-preview", help="Also write OUTPUT with .png: stages on unseen textures."),
 ) -> None:
     """Train ProPO (Shi & Qiao 2020) on a set of textures; Ctrl-C saves, --resume continues."""
-    propo_training.check_propo_run(iters, batch, lr, output, size, resize, held_out, nproc)  # before the dataset is decoded
-    data = open_dataset(dataset, "train", resize, min_side=min(64, size), held_out_fraction=held_out, limit=limit)
+    run = propo_training.PropoRun.of(
+        dataset, output, iters=iters, batch=batch, lr=lr, seed=seed, checkpoint_every=checkpoint_every, device=device,
+        nproc=nproc, size=size, resize=resize, held_out_fraction=held_out, limit=limit, incremental=incremental,
+        color_input=color_input, color_match=color_match, histogram_match=histogram_match,
+        noise_amplitude=noise_amplitude, color_weight=color_weight, spectrum_weight=spectrum_weight,
+        descriptor=descriptor, descriptor_weights=weights_path(descriptor_weights), resume=resume, finish=finish)
+    propo_training.check_propo_run(run)  # before the dataset is decoded
+    data = propo_training.open_training_set(run.data)
     bar, update = progress_bar(iters, "train propo")
     with bar:
-        report = propo_training.train_propo(dataset, output, iters, size, resize, lr, batch, color_weight, color_input=color_input,
-                       noise_amplitude=noise_amplitude, color_match=color_match, histogram_match=histogram_match, incremental=incremental, held_out_fraction=held_out, descriptor=descriptor,
-                       descriptor_weights=weights_path(descriptor_weights), device=device,
-                       seed=seed, resume=resume, checkpoint_every=checkpoint_every, progress=update, loaded=data,
-                       spectrum_weight=spectrum_weight, finish=finish, nproc=nproc)
+        report = propo_training.train_propo(run, progress=update, loaded=data)
     if report.rank:  # another process of a torchrun run: rank 0 writes the preview and reports
         raise typer.Exit(130 if report.interrupted else 0)
     if preview:
@@ -121,7 +124,7 @@ def train_propo(
     state = f"interrupted after {report.iterations} of {report.planned}" if report.interrupted else f"{report.iterations}"
     typer.echo(f"wrote {output}: {state} iterations in {report.seconds:.0f} s on {len(data)} training images "
                f"({data.other_split} held out; skipped {data.skipped}), loss {report.loss:.4g}, "
-               f"per stage {propo_training.describe_stage_losses(report.stages)}")
+               f"per stage {propo_training.describe_stage_losses(report.terms)}")
     if report.interrupted:
         raise typer.Exit(130)
 
@@ -137,6 +140,7 @@ def train_style(
     size: int = typer.Option(D.TEXNET_SIZE, "--size", help="Side of the training crops (a multiple of 16)."),
     resize: int = typer.Option(D.STYLE_CONTENT_RESIZE, "--resize", help="Photographs are first scaled so their shorter side is this."),
     lr: float = typer.Option(D.TEXNET_LR, "--lr", help="Initial Adam learning rate (x0.7 from half the run, every tenth)."),
+    loss: str = typer.Option(D.LOSS, "--loss", help="The style term: gram+color (default), gram, sw+color or sw."),
     color_weight: ColorWeight = D.COLOR_WEIGHT,
     spectrum_weight: float = typer.Option(D.STYLE_SPECTRUM_WEIGHT, "--spectrum-weight", help="Weight of the spectrum constraint (0 = off)."),
     width: int = typer.Option(D.TEXNET_WIDTH, "--width", help="Channels per noise scale (Ulyanov et al. 2016: 8)."),
@@ -152,12 +156,14 @@ def train_style(
 ) -> None:
     """Train a style network (Ulyanov et al. 2016 sec. 3.3) on one style image; Ctrl-C saves, --resume continues."""
     path = resolve_texture(style)
+    run = style_training.StyleRun.of(
+        path, content, output, iters=iters, batch=batch, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
+        device=device, size=size, resize=resize, width=width, norm=norm, alpha=alpha, loss=loss,
+        color_weight=color_weight, spectrum_weight=spectrum_weight, descriptor=descriptor,
+        descriptor_weights=weights_path(descriptor_weights), resume=resume, finish=finish)
     bar, update = progress_bar(iters, f"train style {path.stem}")
     with bar:
-        report = style_training.train_style(path, content, output, alpha, iters, batch, size, lr, color_weight=color_weight,
-                       spectrum_weight=spectrum_weight, descriptor=descriptor,
-                       descriptor_weights=weights_path(descriptor_weights), device=device, width=width, norm=norm,
-                       seed=seed, resize=resize, checkpoint_every=checkpoint_every, progress=update, resume=resume, finish=finish)
+        report = style_training.train_style(run, progress=update)
     if preview and not report.interrupted:
         style_training.write_preview(output, content)
     report_training(output, report)

@@ -25,12 +25,17 @@ from texport.models.handle import Model, open_model
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # texport/
 
 
+def source_files() -> list[Path]:
+    """Every module of the package, its subpackages' included, in a fixed order."""
+    return sorted(PACKAGE_ROOT.rglob("*.py"))
+
+
 @functools.lru_cache(maxsize=1)
-def _code_hash() -> str:
-    """texport's own source, every module of every subpackage: a change to how graphs are built (e.g.
-    their numerics) re-exports them."""
+def code_hash() -> str:
+    """texport's own source: a change to how graphs are built (e.g. their numerics), in any stage,
+    re-exports them."""
     digest = hashlib.sha256()
-    for file in sorted(PACKAGE_ROOT.rglob("*.py")):
+    for file in source_files():
         digest.update(file.relative_to(PACKAGE_ROOT).as_posix().encode() + file.read_bytes())
     return digest.hexdigest()
 
@@ -39,7 +44,7 @@ def cached_onnx(model: str | os.PathLike | Model, fp16: bool) -> Path:
     """The model's main ONNX graph, exported once per model file, precision and texport source."""
     model = open_model(model)
     path = model.path
-    key = hashlib.sha256(f"{sha256_file(path)}:{fp16}:{__version__}:{_code_hash()}:{torch.__version__}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{sha256_file(path)}:{fp16}:{__version__}:{code_hash()}:{torch.__version__}".encode()).hexdigest()[:16]
     out = cache_folder("onnx") / f"{path.stem}-{'fp16' if fp16 else 'fp32'}-{key}.onnx"
     if not out.is_file():
         export_onnx(specs_for(model, "fp16" if fp16 else "fp32", split=False)[0], out)

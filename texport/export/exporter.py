@@ -24,11 +24,11 @@ from texport.errors import TexportError
 from texport.export.graphs import GraphSpec, propo_specs, stylenet_specs, texnet_specs
 from texport.export.onnx import DEFAULT_OPSET, export_onnx
 from texport.export.tensorrt import InputProfile, build_engine, import_flavour
+from texport.models.formats import export_format
 from texport.models.handle import PROPO, STYLENET, Model, open_model
 from texport.models.loading import load_propo, load_stylenet, load_texnet
 
-FORMATS = {".onnx": "onnx", ".engine": "tensorrt", ".plan": "tensorrt"}
-PARITY = {"fp32": 1e-4, "fp16": 1e-2}  # issue 10: max abs difference on the 0-1 image
+PARITY = {"fp32": 1e-4, "fp16": 1e-2}  # the largest max abs difference on the 0-1 image an export may show
 PARITY_FP32 = PARITY["fp32"]
 DEFAULT_SIZES = defaults.ENGINE_SIZES
 DEFAULT_TEXTURE_SIZES = defaults.ENGINE_TEXTURE_SIZES
@@ -43,10 +43,8 @@ class Exported:
 
 
 def output_format(path: Path) -> str:
-    fmt = FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise TexportError(f"cannot tell the format of {path.name}: use one of {', '.join(FORMATS)}")
-    return fmt
+    """The export format OUT's suffix names ("onnx" or "engine", texport.models.formats.FORMATS)."""
+    return export_format(path).name
 
 
 def specs_for(model: Model, precision: str = "fp32", size: int = 64, split: bool = True) -> list[GraphSpec]:
@@ -58,13 +56,27 @@ def specs_for(model: Model, precision: str = "fp32", size: int = 64, split: bool
     return texnet_specs(load_texnet(model, "cpu"), size=size, precision=precision)
 
 
+@dataclass(frozen=True)
+class EngineOptions:
+    """A TensorRT engine's build: its optimization profile (batch 1..batch; image sides min, opt, max,
+    min None: the model's smallest; ProPO's texture sides), the flavour, and the builder's settings."""
+    batch: int = 1
+    sizes: tuple[int | None, int, int] = DEFAULT_SIZES
+    texture_sizes: tuple[int, int, int] = DEFAULT_TEXTURE_SIZES
+    flavour: str | None = None  # tensorrt or tensorrt-rtx (default: tensorrt if installed, else tensorrt-rtx)
+    workspace_mb: int | None = None
+    compute_capabilities: list[str] | None = None  # tensorrt-rtx targets, e.g. ["8.6", "8.9"]
+    timing_cache: str | os.PathLike | None = None
+
+
 def export(output: str | os.PathLike, model: str | os.PathLike | Model | None = None, fp16: bool = False,
-           opset: int = DEFAULT_OPSET, check: bool = True, batch: int = 1,
-           sizes: tuple[int | None, int, int] = DEFAULT_SIZES,
-           texture_sizes: tuple[int, int, int] = DEFAULT_TEXTURE_SIZES, flavour: str | None = None,
-           workspace_mb: int | None = None, compute_capabilities: list[str] | None = None,
-           timing_cache: str | os.PathLike | None = None) -> list[Exported]:
-    """Export `model` (default: the shipped model named by OUT's stem) to OUT (and its companions)."""
+           opset: int = DEFAULT_OPSET, check: bool = True, **engine) -> list[Exported]:
+    """Export `model` (default: the shipped model named by OUT's stem) to OUT (and its companions), in
+    the format OUT's suffix names (texport.models.formats.FORMATS). engine: EngineOptions' fields, for
+    .engine / .plan outputs (batch, sizes, texture_sizes, flavour, workspace_mb, compute_capabilities,
+    timing_cache)."""
+    options = EngineOptions(**engine)
+    batch, sizes, texture_sizes, flavour = options.batch, options.sizes, options.texture_sizes, options.flavour
     out = Path(output)
     fmt = output_format(out)
     model = open_model(model if model is not None else out.stem)  # one-line errors before any work
@@ -77,7 +89,7 @@ def export(output: str | os.PathLike, model: str | os.PathLike | Model | None = 
     _check_sides("image", sizes, model.size_multiple, model.min_side)  # the user's mistake in any format
     if model.kind == PROPO:
         _check_sides("texture", texture_sizes, 1, model.min_side)
-    if fmt == "tensorrt":
+    if fmt == "engine":
         import_flavour(flavour)  # fail before the export when no TensorRT is installed
     precision = "fp16" if fp16 else "fp32"
     specs = specs_for(model, precision, split=fmt == "onnx")  # an engine is built from the main graph only
@@ -97,8 +109,8 @@ def export(output: str | os.PathLike, model: str | os.PathLike | Model | None = 
     with tempfile.TemporaryDirectory(prefix="texport-export-") as tmp:
         onnx_path = export_onnx(spec, Path(tmp) / f"{out.stem}.onnx", opset)
         diff = onnx_parity(spec, onnx_path) if check else float("nan")
-        sidecar = build_engine(onnx_path, out, profiles, flavour, precision, workspace_mb, compute_capabilities,
-                               timing_cache, metadata={"model": spec.metadata})
+        sidecar = build_engine(onnx_path, out, profiles, flavour, precision, options.workspace_mb,
+                               options.compute_capabilities, options.timing_cache, metadata={"model": spec.metadata})
     return [Exported(out, spec.name, diff, sidecar)]
 
 

@@ -1,6 +1,6 @@
 """Deployable graphs: each shipped model kind as modules with named tensor inputs and outputs.
 
-What an engine sees (issue 10 item 2): a texture network maps `noise` [B, K*C, H, W] to `image`
+What an engine sees: a texture network maps `noise` [B, K*C, H, W] to `image`
 [B, 3, H, W]; ProPO maps `noise` [B, 3, H, W] and `texture` [B, 3, h, w] to `image`, and splits
 into `texture` -> one named tensor per statistic (`encode`) and `noise` + those tensors -> `image`
 (`synth`), for engines that reuse a texture's statistics across frames. A style network maps
@@ -199,7 +199,7 @@ def stylenet_specs(loaded: LoadedStylenet, size: int = 64, batch: int = 1, preci
 def propo_specs(loaded: LoadedPropo, size: int = 64, texture_size: int = 64, batch: int = 1,
                 precision: str = "fp32", split: bool = True) -> list[GraphSpec]:
     """The whole graph, then (with split) the encode / synth pair."""
-    propo = loaded.model
+    propo = loaded.network
     dev = next(propo.parameters()).device
     noise = noise_field(0, 3, size, size, batch=batch, device=dev)
     # a real texture (the shipped pebbles) as the example: parity is checked on it

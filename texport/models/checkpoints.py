@@ -15,11 +15,11 @@ from typing import Mapping
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from texport import __version__
 from texport.errors import TexportError
-from texport.files import atomic_path
+from texport.files import write_bytes_atomic
 
 FORMAT = "texport-model"
 FORMAT_VERSION = 1
@@ -34,13 +34,13 @@ def save_checkpoint(path: str | os.PathLike, state: Mapping[str, torch.Tensor], 
                     exemplar: torch.Tensor | None = None) -> None:
     """Write weights (and the exemplar [1, 3, H, W] in [0, 1], as 8 bits) and manifest atomically
     (an existing file is replaced only by a complete one)."""
-
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, "texport_version": __version__, **manifest}
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
     if exemplar is not None:
         tensors[EXEMPLAR_KEY] = (exemplar.detach().float().cpu()[0].clamp(0, 1) * 255).round().to(torch.uint8).contiguous()
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={MANIFEST_KEY: json.dumps(header, sort_keys=True)})
+    # serialized in memory, then written by Python: a failed write (the disk full) is an OSError that
+    # texport.files turns into one line, and the earlier file stays
+    write_bytes_atomic(path, save(tensors, metadata={MANIFEST_KEY: json.dumps(header, sort_keys=True)}))
 
 
 def read_manifest(path: str | os.PathLike) -> dict:

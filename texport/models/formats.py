@@ -1,13 +1,18 @@
-"""Readers of exported model files: ONNX graphs (metadata, input shapes) and TensorRT engines' JSON sidecars.
+"""The model file formats in one table (FORMATS), and the readers of exported ones: ONNX graphs
+(metadata, input shapes) and TensorRT engines' JSON sidecars.
 
-A model handle (texport.models.handle) reads what an exported file says about itself through these,
-without importing the exporters that wrote it: reading a file needs only onnx and json.
+Every question about a format is answered from the table, as Ultralytics' `export_formats()` does:
+which suffixes name it, whether `texport export` writes it, and which runtime backends run it with
+which options (the first backend is the one used when none is named). A model handle
+(texport.models.handle) reads what an exported file says about itself through the readers, without
+importing the exporters that wrote it: reading a file needs only onnx and json.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
@@ -15,7 +20,50 @@ import onnx
 from texport.errors import TexportError
 from texport.files import sha256_file
 
+TORCH_OPTIONS = ("channels_last", "compile", "cuda_graphs")
+OPENVINO_OPTIONS = ("bf16",)
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str  # what a handle's `format` says
+    suffixes: tuple[str, ...]  # the file suffixes that name it
+    exported: bool  # `texport export OUT` writes it
+    backends: dict[str, tuple[str, ...]]  # the backends that run it (default first) -> their "NAME:OPT+OPT" options
+    what: str
+
+
+FORMATS = (
+    Format("texport", (".safetensors",), False, {"torch": TORCH_OPTIONS, "onnxruntime": (), "openvino": OPENVINO_OPTIONS},
+           "PyTorch weights with their JSON manifest (trained or shipped; onnxruntime and OpenVINO run its cached ONNX export)"),
+    Format("onnx", (".onnx",), True, {"onnxruntime": (), "openvino": OPENVINO_OPTIONS},
+           "ONNX graph with texport metadata, checked against PyTorch when exported"),
+    Format("engine", (".engine", ".plan"), True, {"tensorrt": ()},
+           "TensorRT engine with its JSON sidecar (tensorrt-rtx builds without a GPU)"),
+)
+BACKENDS = tuple(dict.fromkeys(name for row in FORMATS for name in row.backends))  # torch, onnxruntime, openvino, tensorrt
+MODEL_SUFFIXES = tuple(suffix for row in FORMATS for suffix in row.suffixes)
 FLAVOURS = {"tensorrt-rtx": "tensorrt_rtx", "tensorrt": "tensorrt"}  # engine flavour -> its Python module
+
+
+def format_of(path: str | os.PathLike) -> Format | None:
+    """The table's row a file's suffix names, or None."""
+    suffix = Path(path).suffix.lower()
+    return next((row for row in FORMATS if suffix in row.suffixes), None)
+
+
+def export_format(path: str | os.PathLike) -> Format:
+    """The format `texport export` writes for this output path (one-line error if none)."""
+    row = format_of(path)
+    if row is None or not row.exported:
+        suffixes = [s for r in FORMATS if r.exported for s in r.suffixes]
+        raise TexportError(f"cannot tell the format of {Path(path).name}: use one of {', '.join(suffixes)}")
+    return row
+
+
+def backend_options(backend: str) -> tuple[str, ...]:
+    """The options a backend takes, whatever format it runs."""
+    return tuple(dict.fromkeys(o for row in FORMATS for o in row.backends.get(backend, ())))
 SIDECAR_FORMAT = "texport-engine/1"
 
 

@@ -19,20 +19,19 @@ from pathlib import Path
 
 import texport.models.checkpoints as checkpoints
 from texport.errors import TexportError
-from texport.models.formats import read_graph, read_sidecar
+from texport.models.formats import format_of, read_graph, read_sidecar
 from texport.models.propo import MIN_SIDE, SIZE_MULTIPLE
 
 TEXNET = "texnet"
 PROPO = "propo"
 STYLENET = "stylenet"
 KINDS = (TEXNET, PROPO, STYLENET)
-ENGINE_SUFFIXES = (".engine", ".plan")
 
 
 @dataclass(frozen=True)
 class Model:
     path: Path
-    format: str  # "texport" (.safetensors weights), "onnx" or "engine"
+    format: str  # a name of texport.models.formats.FORMATS: "texport" (.safetensors weights), "onnx" or "engine"
     kind: str  # TEXNET, PROPO or STYLENET
     size_multiple: int  # every side the graph takes is a multiple of this (texture and style networks: 2^(scales-1))
     min_side: int  # and at least this (ProPO: pool4 must keep 2x2 pixels; style networks: see _from_weights)
@@ -80,7 +79,7 @@ def shipped_models() -> dict[str, Path]:
 def resolve_model(name_or_path: str | os.PathLike) -> Path:
     """The file a shipped name or a path means (one-line error if there is none)."""
     path = Path(name_or_path)
-    if path.exists() or path.suffix in (".safetensors", ".onnx", *ENGINE_SUFFIXES) or os.sep in str(name_or_path):
+    if path.exists() or format_of(path) is not None or os.sep in str(name_or_path):
         if not path.is_file():
             raise TexportError(f"model file not found: {path}")
         return path
@@ -95,12 +94,9 @@ def open_model(source: str | os.PathLike | Model) -> Model:
     if isinstance(source, Model):
         return source
     path = resolve_model(source)
-    suffix = path.suffix.lower()
-    if suffix == ".onnx":
-        return _from_onnx(path)
-    if suffix in ENGINE_SUFFIXES:
-        return _from_engine(path)
-    return _from_weights(path)
+    readers = {"onnx": _from_onnx, "engine": _from_engine}
+    row = format_of(path)
+    return readers.get(row.name if row is not None else "texport", _from_weights)(path)
 
 
 def _from_weights(path: Path) -> Model:

@@ -25,6 +25,7 @@ from texport.models.propo import LEVELS, MIN_SIDE, SIZE_MULTIPLE, ProPO, pseudo_
 from texport.models.stylenet import StyleNetwork
 from texport.models.texnet import TextureNetwork
 from texport.objectives.descriptor import build_descriptor
+from texport.textures.images import side_by_side, stack_rows
 from texport.textures.sizes import MIN_SIZE, SizePlan, plan_size
 
 
@@ -111,7 +112,7 @@ def sample_texnet(
 
 @dataclass
 class LoadedPropo:
-    model: ProPO
+    network: ProPO
     manifest: dict
     path: Path
 
@@ -160,7 +161,7 @@ def sample_propo(
     result is the list of stage images [noise, x^1, ..., x^5], each [count, 3, H, W].
     """
 
-    propo = model.model
+    propo = model.network
     plan = plan_size(size, SIZE_MULTIPLE, MIN_SIDE, tileable, snap, size_limit)
     width, height, gw, gh = plan.width, plan.height, plan.grid_width, plan.grid_height
     check_count(count)
@@ -173,6 +174,37 @@ def sample_propo(
         rows.append([im[:, :, :height, :width].clamp(0, 1).float().cpu() for im in images])
     columns = [torch.cat(col) for col in zip(*rows)]
     return columns if stages else columns[0]
+
+
+def load_generator(source: str | os.PathLike | Model, device: str | torch.device = "cpu") -> LoadedTexnet | LoadedPropo:
+    """A model that synthesizes from noise (a texture network or ProPO), loaded as its kind says."""
+    model = open_model(source).require_generator()
+    return load_propo(model, device) if model.is_propo else load_texnet(model, device)
+
+
+def sample(loaded: LoadedTexnet | LoadedPropo, size: int | str | tuple[int, int] | SizePlan = 256, seed: int = 0,
+           count: int = 1, texture: torch.Tensor | None = None, stages: bool = False) -> torch.Tensor | list[torch.Tensor]:
+    """count images [count, 3, H, W] from either kind on PyTorch (sample_texnet, or sample_propo like
+    `texture`); stages=True (ProPO): the list of stage images, the last one the result."""
+    if isinstance(loaded, LoadedPropo):
+        if texture is None:
+            raise TexportError(f"{loaded.path.name} is a ProPO model: it needs a target texture")
+        return sample_propo(loaded, texture, size, seed=seed, count=count, stages=stages)
+    if stages:
+        require_stages(loaded)
+    return sample_texnet(loaded, size, seed=seed, count=count)
+
+
+def require_stages(model: Model | LoadedTexnet | LoadedPropo) -> None:
+    """Stage images exist for ProPO only (its pseudo-optimizer steps, Shi & Qiao 2020 fig. 6)."""
+    if not (model.is_propo if isinstance(model, Model) else isinstance(model, LoadedPropo)):
+        raise TexportError("--stages shows ProPO's stages: this is a texture network")
+
+
+def stage_sheet(stages: list[torch.Tensor], texture: torch.Tensor) -> torch.Tensor:
+    """ProPO's stages as one picture: per image a row noise, x^1 ... x^5, target, 128 px high (Shi & Qiao 2020 fig. 6)."""
+    count = stages[0].shape[0]
+    return stack_rows([side_by_side([*(s[n:n + 1] for s in stages), texture], height=128) for n in range(count)])
 
 
 def model_kind(source: str | os.PathLike | Model) -> str:

@@ -23,7 +23,6 @@ PO_LAYERS = ("relu1_1", "pool1", "pool2", "pool3", "pool4")  # Shi & Qiao 2020 s
 TEXNET_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")  # Ulyanov et al. 2016
 PYRAMID_LAYERS = ("pool1", "conv3_2")  # Snelgrove 2017 sec. 4
 PYRAMID_OCTAVES = 5
-CONTENT_LAYER = "relu4_2"
 DIVERSITY_LAYER = "conv4_2"  # Shi & Qiao 2020 eq. 11
 COLOR_DIRECTIONS = 64
 COLOR_SEED = 0
@@ -185,7 +184,7 @@ def color_distance(a: torch.Tensor, b: torch.Tensor, directions: int = COLOR_DIR
 
 
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean squared feature difference at the content layer (relu4_2 by convention), per item."""
+    """Mean squared feature difference at the content layer (texport.defaults.STYLE_CONTENT_LAYER), per item."""
     return (features.float() - target.float()).pow(2).mean(dim=(1, 2, 3))
 
 

@@ -54,14 +54,24 @@ def parse_loss(name: str) -> tuple[str, bool]:
 
 @dataclass
 class ObjectiveSpec:
-    """Everything that defines an objective except the exemplar (recorded by anything trained with it)."""
+    """Everything that defines an objective except the exemplar (recorded by anything trained with it,
+    as_dict), and the descriptor it is measured with (recorded by its identity). Training runs and
+    refinement take one, so every trainer and the quality dial say which loss they optimize."""
     loss: str = DEFAULT_LOSS
-    layers: Sequence[str] = losses.PO_LAYERS
+    layers: Sequence[str] | None = None  # None: the PO layers, or Snelgrove's (pool1, conv3_2) when octaves > 1
     layer_weights: str | Mapping[str, float] = "normalized"
     octaves: int = 1
     color_weight: float = DEFAULT_COLOR_WEIGHT
     spectrum_weight: float = DEFAULT_SPECTRUM_WEIGHT
     sw_seed: int = 0
+    descriptor: str = "auto"  # auto, vgg19, vgg16-hed or random (tests)
+    descriptor_weights: str | None = None  # an explicit weights file
+    pooling: str = "avg"  # the descriptor's pooling: avg or max
+
+    def __post_init__(self):
+        if self.layers is None:
+            self.layers = losses.PYRAMID_LAYERS if self.octaves > 1 else losses.PO_LAYERS
+        self.layers = tuple(self.layers)
 
     def as_dict(self) -> dict:
         return {
@@ -191,29 +201,30 @@ class TextureObjective:
 
 def build_objective(
     exemplar: torch.Tensor,
-    loss: str = DEFAULT_LOSS,
-    layers: Sequence[str] | None = None,
-    layer_weights: str | Mapping[str, float] = "normalized",
-    octaves: int = 1,
-    color_weight: float = DEFAULT_COLOR_WEIGHT,
-    descriptor: str | Descriptor = "auto",
-    descriptor_weights: str | None = None,
+    spec: ObjectiveSpec | str | None = None,
+    *,
+    descriptor: Descriptor | str | None = None,
     tileable: bool = False,
     device: torch.device | str = "cpu",
-    pooling: str = "avg",
-    spectrum_weight: float = DEFAULT_SPECTRUM_WEIGHT,
+    **settings,
 ) -> TextureObjective:
     """Build the descriptor (trimmed to the layers used) and the objective in one call.
 
-    layers default to the PO set (Shi & Qiao 2020), or to Snelgrove's (pool1, conv3_2) when octaves > 1.
+    spec: an ObjectiveSpec, or its loss (default gram+color) with its other fields as keyword settings
+    (layers, layer_weights, octaves, color_weight, spectrum_weight, descriptor_weights, pooling).
+    descriptor: a built Descriptor to reuse, or a name (auto, vgg19, vgg16-hed, random).
     """
-    parse_loss(loss)
-    if layers is None:
-        layers = losses.PYRAMID_LAYERS if octaves > 1 else losses.PO_LAYERS
-    if not isinstance(descriptor, Descriptor):
-        descriptor = build_descriptor(descriptor, layers, pooling=pooling, weights_file=descriptor_weights, device=device)
-    spec = ObjectiveSpec(loss=loss, layers=tuple(layers), layer_weights=layer_weights, octaves=octaves,
-                         color_weight=color_weight, spectrum_weight=spectrum_weight)
+    if isinstance(descriptor, str):
+        settings["descriptor"] = descriptor
+        descriptor = None
+    if not isinstance(spec, ObjectiveSpec):
+        spec = ObjectiveSpec(loss=spec or DEFAULT_LOSS, **settings)
+    elif settings:
+        raise TypeError(f"give an ObjectiveSpec or settings, not both ({', '.join(settings)})")
+    parse_loss(spec.loss)
+    if descriptor is None:
+        descriptor = build_descriptor(spec.descriptor, spec.layers, pooling=spec.pooling,
+                                      weights_file=spec.descriptor_weights, device=device)
     return TextureObjective(descriptor, exemplar, spec, tileable=tileable)
 
 
@@ -278,9 +289,8 @@ class StyleObjective:
         terms = self.texture.evaluate(x, feats)
         if feats[0][self.content_layer].shape != target.shape:
             raise TexportError(f"the image ({x.shape[-1]}x{x.shape[-2]}) and its content photograph differ in size")
-        target = target.float()
-        diff = (feats[0][self.content_layer].float() - target).pow(2).mean(dim=(1, 2, 3))
-        terms["content"] = diff / target.pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-12)
+        diff = losses.content_loss(feats[0][self.content_layer], target)
+        terms["content"] = diff / target.float().pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-12)
         terms["total"] = terms["total"] + self.content_scale * terms["content"]
         return terms
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -27,14 +27,14 @@ import texport.defaults as defaults
 from texport.devices import available_memory, resolve_device
 from texport.errors import TexportError
 from texport.objectives.objective import (
-    DEFAULT_ALPHA,
-    DEFAULT_COLOR_WEIGHT,
-    DEFAULT_LOSS,
+    ObjectiveSpec,
+    StyleObjective,
     TextureObjective,
     build_objective,
     build_style_objective,
 )
 from texport.progress import StepProgress
+from texport.settings import fill
 from texport.textures.sizes import check_size, parse_size
 
 OPTIMIZERS = ("lbfgs", "adam")
@@ -60,56 +60,55 @@ class GatysResult:
     snapshots: dict[int, torch.Tensor] = field(default_factory=dict)  # evaluations -> best image so far (at that scale)
 
 
-def synthesize(
-    texture: torch.Tensor,
-    size: int | str | tuple[int, int] = 256,
-    iters: int = DEFAULT_ITERS,
-    optimizer: str = defaults.GATYS_OPTIMIZER,
-    loss: str = DEFAULT_LOSS,
-    layers: Sequence[str] | None = None,
-    layer_weights: str | Mapping[str, float] = "normalized",
-    octaves: int = 1,
-    color_weight: float = DEFAULT_COLOR_WEIGHT,
-    tileable: bool = False,
-    seed: int = 0,
-    device: str | torch.device = "auto",
-    descriptor: str = "auto",
-    descriptor_weights: str | None = None,
-    lr: float = defaults.GATYS_LR,
-    size_limit: int | None = None,
-    objective: TextureObjective | None = None,
-    progress: StepProgress | None = None,
-    init: torch.Tensor | None = None,
-    coarse_to_fine: int = 1,
-    snapshots: Sequence[int] = (),
-) -> GatysResult:
+@dataclass(frozen=True)
+class GatysOptions:
+    """How an optimization runs, apart from its objective and budget."""
+    optimizer: str = defaults.GATYS_OPTIMIZER  # lbfgs (L-BFGS-B, bounded) or adam (projected)
+    lr: float = defaults.GATYS_LR  # Adam's, pixels in [0, 1]
+    seed: int = 0  # the starting noise
+    device: str | torch.device = "auto"
+    size_limit: int | None = None
+    init: torch.Tensor | None = None  # a start [1, 3, h, w] in [0, 1] instead of noise (resized to the size)
+    coarse_to_fine: int = 1  # K > 1: solve at 1/2^(K-1) of the size first, then each finer scale
+    snapshots: Sequence[int] = ()  # evaluation counts at which to keep the best image so far
+    tileable: bool = False  # with a built-here objective: circular padding, the result wraps around
+
+
+def synthesize(texture: torch.Tensor | None, size: int | str | tuple[int, int] = 256, iters: int = DEFAULT_ITERS,
+               objective: TextureObjective | StyleObjective | ObjectiveSpec | None = None, progress: StepProgress | None = None,
+               **settings) -> GatysResult:
     """Synthesize a texture like `texture` ([1, 3, h, w] in [0, 1]) at `size` (N or WxH).
 
     iters counts loss-and-gradient evaluations (one per Adam step; L-BFGS-B uses one or more per
-    iteration), so the budget is the same compute whichever optimizer runs. init ([1, 3, h, w] in
-    [0, 1], resized to `size` if it differs) replaces the starting noise. coarse_to_fine K > 1 splits
-    the budget over K scales (`level_budgets`) so the whole run costs about `iters` full-size evaluations.
-    snapshots: evaluation counts at which to keep the best image so far (quality-vs-time curves).
+    iteration), so the budget is the same compute whichever optimizer runs. objective: a built
+    TextureObjective (then `texture` may be None), or an ObjectiveSpec; settings: GatysOptions' fields
+    (optimizer, lr, seed, device, size_limit, init, coarse_to_fine, snapshots, tileable) and, with no
+    built objective, ObjectiveSpec's (loss, layers, color_weight, ...). init replaces the starting
+    noise. coarse_to_fine K > 1 splits the budget over K scales (`level_budgets`) so the whole run costs
+    about `iters` full-size evaluations. snapshots keep the best image so far (quality-vs-time curves).
     """
-    width, height = check_request(size, iters, optimizer, coarse_to_fine, init is not None, size_limit)
-    dev = resolve_device(device)
+    parts = fill({"options": GatysOptions, "spec": ObjectiveSpec}, settings)
+    options = parts["options"]
+    coarse_to_fine, init = options.coarse_to_fine, options.init
+    width, height = check_request(size, iters, options.optimizer, coarse_to_fine, init is not None, options.size_limit)
+    dev = resolve_device(options.device)
     check_fits(width, height, dev)
-    if objective is None:
-        objective = build_objective(texture.to(dev), loss, layers, layer_weights, octaves, color_weight, descriptor,
-                                    descriptor_weights, tileable=tileable, device=dev)
+    if objective is None or isinstance(objective, ObjectiveSpec):  # else a built one (texture, or style bound to a photo)
+        spec = objective or parts["spec"]
+        objective = build_objective(texture.to(dev), spec, tileable=options.tileable, device=dev)
     sizes = level_sizes(width, height, coarse_to_fine, objective)
     budgets = level_budgets(iters, coarse_to_fine)
     if init is None:
-        gen = torch.Generator().manual_seed(seed)
+        gen = torch.Generator().manual_seed(options.seed)
         x = torch.rand(1, 3, sizes[0][1], sizes[0][0], generator=gen)
     else:
         x = resize_start(init, width, height)
-    run = _lbfgs if optimizer == "lbfgs" else _adam
+    run = _lbfgs if options.optimizer == "lbfgs" else _adam
     circular = objective.padding == "circular"
     history: list[float] = []
     times: list[float] = []
     kept: dict[int, torch.Tensor] = {}
-    wanted = set(snapshots)
+    wanted = set(options.snapshots)
     start = time.perf_counter()
     for level, ((w, h), budget) in enumerate(zip(sizes, budgets)):
         scale = len(sizes) - 1 - level  # 0 at full size
@@ -125,7 +124,7 @@ def synthesize(
             if progress:
                 progress(done + step, value)
 
-        x, level_history = run(level_objective, x.to(dev), budget, report, lr)
+        x, level_history = run(level_objective, x.to(dev), budget, report, options.lr)
         history += level_history
     image = x
     seconds = time.perf_counter() - start
@@ -256,31 +255,23 @@ def _adam(objective, x0, iters, progress, lr):
     return best["x"], history
 
 
-def transfer_style(
-    style: torch.Tensor,
-    content: torch.Tensor,
-    size: int | str | tuple[int, int] | None = None,
-    iters: int = DEFAULT_ITERS,
-    alpha: float | None = None,
-    objective=None,
-    device: str | torch.device = "auto",
-    size_limit: int | None = None,
-    progress: StepProgress | None = None,
-    snapshots: Sequence[int] = (),
-    **objective_options,
-) -> GatysResult:
+def transfer_style(style: torch.Tensor, content: torch.Tensor, size: int | str | tuple[int, int] | None = None,
+                   iters: int = DEFAULT_ITERS, objective: StyleObjective | None = None,
+                   progress: StepProgress | None = None, **settings) -> GatysResult:
     """Gatys et al. 2016 style transfer with the style networks' objective (eq. 6 of Ulyanov et al. 2016):
     the photograph `content` [1, 3, h, w] (resized to `size`, default its own) in the style of `style`,
-    optimized from the photograph itself. objective: a `StyleObjective` to reuse (its alpha and
-    terms; `alpha` and objective_options build one otherwise: texport.objectives.objective.build_style_objective)."""
-
+    optimized from the photograph itself. objective: a `StyleObjective` to reuse; settings: GatysOptions'
+    device, size_limit and snapshots, and without an objective build_style_objective's options (alpha,
+    color_weight, spectrum_weight, loss, descriptor, ...)."""
+    options = GatysOptions(**{key: settings.pop(key) for key in ("device", "size_limit", "snapshots") if key in settings})
     width, height = check_request(size if size is not None else (content.shape[-1], content.shape[-2]), iters,
-                                  size_limit=size_limit, has_start=True)
-    dev = resolve_device(device)
+                                  size_limit=options.size_limit, has_start=True)
+    dev = resolve_device(options.device)
     check_fits(width, height, dev)
     photo = resize_start(content, width, height)
     if objective is None:
-        objective = build_style_objective(style.to(dev), DEFAULT_ALPHA if alpha is None else alpha, device=dev,
-                                          **objective_options)
-    return synthesize(None, (width, height), iters, objective=objective.bind(photo.to(dev)), device=dev, init=photo,
-                      progress=progress, snapshots=snapshots)
+        objective = build_style_objective(style.to(dev), device=dev, **settings)
+    elif settings:
+        raise TypeError(f"give a StyleObjective or its options, not both ({', '.join(settings)})")
+    return synthesize(None, (width, height), iters, objective.bind(photo.to(dev)), progress, device=dev, init=photo,
+                      snapshots=options.snapshots)

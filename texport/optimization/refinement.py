@@ -16,13 +16,18 @@ import torch
 from texport.devices import resolve_device
 from texport.errors import TexportError
 from texport.models.checkpoints import load_stored_exemplar
-from texport.models.handle import PROPO
-from texport.models.loading import LoadedPropo, LoadedTexnet, load_propo, load_texnet, model_kind, sample_propo, sample_texnet
+from texport.models.formats import format_of
+from texport.models.loading import (
+    LoadedPropo,
+    LoadedTexnet,
+    load_generator,
+    sample,
+)
 from texport.objectives.descriptor import build_descriptor
-from texport.objectives.losses import PO_LAYERS
-from texport.objectives.objective import build_objective
+from texport.objectives.objective import ObjectiveSpec, build_objective
 from texport.optimization.gatys import resize_start
 from texport.optimization.gatys import synthesize as gatys_synthesize
+from texport.progress import StepProgress
 from texport.textures.images import load_image
 
 
@@ -30,15 +35,11 @@ def start_image(source: str | os.PathLike, texture: torch.Tensor, width: int, he
                 device: str | torch.device = "cpu") -> torch.Tensor:
     """A refinement's start [1, 3, height, width]: an image file if `source` is one, else a sample of
     the model it names (a texture network's, or ProPO's for `texture`), drawn with `seed`."""
-
     path = Path(source)
-    if path.is_file() and path.suffix.lower() != ".safetensors":
+    if path.is_file() and format_of(path) is None:
         image = load_image(path)
-    elif model_kind(source) == PROPO:
-        image = sample_propo(load_propo(source, device), texture, (width, height), seed=seed)
-    else:
-        image = sample_texnet(load_texnet(source, device), (width, height), seed=seed)
-
+    else:  # a model: resolved once into its handle, loaded, sampled
+        image = sample(load_generator(source, device), (width, height), seed, texture=texture)
     return resize_start(image, width, height)
 
 
@@ -58,22 +59,25 @@ def refinement_target(loaded: LoadedTexnet | LoadedPropo, texture: torch.Tensor 
 
 
 def refine(loaded: LoadedTexnet | LoadedPropo, images: torch.Tensor, iters: int, texture: torch.Tensor | None = None,
-           tileable: bool = False, device: str | torch.device = "auto", progress=None) -> torch.Tensor:
-    """Each image [N, 3, H, W] after `iters` bounded evaluations of the default objective against the model's
-    exemplar (texport.gatys with the image as the start), with the model's descriptor; tileable keeps wrapping."""
-
+           tileable: bool = False, device: str | torch.device = "auto", progress: StepProgress | None = None,
+           objective: ObjectiveSpec | None = None) -> torch.Tensor:
+    """Each image [N, 3, H, W] after `iters` bounded evaluations of `objective` (default: the default
+    objective, its loss included) against the model's exemplar (texport.optimization.gatys with the image
+    as the start), measured with the model's own descriptor; tileable keeps wrapping."""
     if iters < 1:
         raise TexportError(f"refinement needs at least 1 evaluation, got {iters}")
+    spec = objective or ObjectiveSpec()
     target = refinement_target(loaded, texture)
     dev = resolve_device(device)
     identity = loaded.manifest["descriptor"]
-    descriptor = build_descriptor(identity.split(":")[0], PO_LAYERS, device=dev, expect_identity=identity)
-    objective = build_objective(target.to(dev), descriptor=descriptor, tileable=tileable, device=dev)
+    descriptor = build_descriptor(identity.split(":")[0], spec.layers, pooling=spec.pooling, device=dev,
+                                  expect_identity=identity)
+    built = build_objective(target.to(dev), spec, descriptor=descriptor, tileable=tileable, device=dev)
     height, width = images.shape[-2:]
     refined = []
     for n, image in enumerate(images):
         report = None if progress is None else (lambda step, value, n=n: progress(n * iters + step, value))
-        result = gatys_synthesize(None, (width, height), iters, objective=objective, device=dev, init=image[None],
+        result = gatys_synthesize(None, (width, height), iters, objective=built, device=dev, init=image[None],
                                   progress=report)
         refined.append(result.image)
     return torch.cat(refined)

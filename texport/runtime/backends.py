@@ -38,13 +38,11 @@ from texport.errors import TexportError
 from texport.export.cache import onnx_file
 from texport.export.graphs import ProPOGraph, StyleGraph, TexnetGraph, in_precision
 from texport.export.tensorrt import RuntimeCache, import_flavour
-from texport.models.formats import read_graph, read_metadata
+from texport.models.formats import BACKENDS, FORMATS, backend_options, read_graph, read_metadata
 from texport.models.handle import PROPO, STYLENET, Model, open_model
 from texport.models.loading import load_propo, load_stylenet, load_texnet
 
-BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
-# "NAME:OPT+OPT" options each backend takes (parse_backend)
-BACKEND_OPTIONS = {"torch": {"channels_last", "compile", "cuda_graphs"}, "openvino": {"bf16"}}
+FORMAT_ROWS = {row.name: row for row in FORMATS}
 
 
 def parse_backend(spec: str) -> tuple[str, dict[str, bool]]:
@@ -53,7 +51,7 @@ def parse_backend(spec: str) -> tuple[str, dict[str, bool]]:
     if name not in BACKENDS and name != "auto":
         raise TexportError(f"unknown backend {name!r}: use auto, {', '.join(BACKENDS)}")
     chosen = {o: True for o in opts.split("+") if o}
-    allowed = BACKEND_OPTIONS.get(name, set())
+    allowed = set(backend_options(name))
     bad = set(chosen) - allowed
     if bad:
         raise TexportError(f"unknown {name} option(s) {', '.join(sorted(bad))}: "
@@ -127,7 +125,7 @@ class TorchBackend(Backend):
         if cuda_graphs and dev.type != "cuda":
             raise TexportError("CUDA graphs need a CUDA device")
         if self.kind == PROPO:
-            graph = ProPOGraph(load_propo(model, dev).model)
+            graph = ProPOGraph(load_propo(model, dev).network)
         elif self.kind == STYLENET:
             graph = StyleGraph(load_stylenet(model, dev).network)
         else:
@@ -178,10 +176,9 @@ class OnnxRuntimeBackend(Backend):
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()  # the same CPU share as torch
         # No memory-pattern caching: with sizes changing from call to call it kept every size's buffers.
-        # The arena keeps buffers between runs; without it every run page-faults its buffers afresh
-        # (texture network, 2 CPU cores: 895 vs 376 ms at 1024 px, 1370 vs 510 ms at 1216 px), but
-        # with it a process holds about twice a run's working set (1216 px: 2.5 GB vs 1.4 GB peak).
-        # low_memory (texport tile) drops it.
+        # The arena keeps buffers between runs; without it every run page-faults its buffers afresh and
+        # is much slower, but with it a process holds about twice a run's working set. low_memory
+        # (texport tile) drops it: bounded memory over speed.
         options.enable_cpu_mem_arena = not low_memory
         options.enable_mem_pattern = False
         # Idle worker threads sleep instead of spinning: they share the CPU with torch in the same process.
@@ -326,7 +323,7 @@ def open_backend(model: str | os.PathLike | Model, backend: str | None = None, d
     """A backend for `model` (a handle, or a shipped name, .safetensors, .onnx or TensorRT .engine / .plan).
 
     None: the model's default backend (`default_backend`); "auto": the fastest available here (`available`).
-    `backend` may carry options, "torch:channels_last+compile" (BACKEND_OPTIONS), or pass them as keywords.
+    `backend` may carry options, "torch:channels_last+compile" (texport.models.formats.FORMATS), or pass them as keywords.
     low_memory=True asks for bounded memory over speed (onnxruntime drops its arena; others ignore it).
     """
     model = open_model(model)
@@ -361,6 +358,7 @@ def backend_spec(name: str, options: dict[str, bool]) -> str:
 
 
 def default_backend(model: Model) -> str:
-    """What runs a model when the user names no backend: an engine its runtime, an ONNX file
-    onnxruntime, a texport model PyTorch (the reference the exported graphs are checked against)."""
-    return {"engine": "tensorrt", "onnx": "onnxruntime"}.get(model.format, "torch")
+    """What runs a model when the user names no backend, the first of its format's backends: an engine
+    its runtime, an ONNX file onnxruntime, a texport model PyTorch (the reference the exported graphs
+    are checked against)."""
+    return next(iter(FORMAT_ROWS[model.format].backends))

@@ -17,12 +17,13 @@ import os
 import platform
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, astuple, dataclass
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+import texport.defaults as defaults
 from texport import __version__
 from texport.errors import TexportError
 from texport.models.handle import PROPO, Model, open_model
@@ -30,8 +31,8 @@ from texport.runtime.backends import Backend, available, open_backend, parse_bac
 from texport.textures.images import load_image, resolve_texture
 from texport.textures.noise import noise_field
 
-DEFAULT_SIZES = (256, 512, 1024, 2048)
-DEFAULT_BATCHES = (1, 8)
+DEFAULT_SIZES = defaults.BENCH_SIZES
+DEFAULT_BATCHES = defaults.BENCH_BATCHES
 
 
 @dataclass
@@ -97,12 +98,12 @@ class FlopModel:
         self.coefficients = None
         if model.format != "texport":
             return  # counted only for texport models (the graph they came from is not at hand)
-        runner = open_backend(model, "torch", "cpu")
+        backend = open_backend(model, "torch", "cpu")
         counts = []
         for side in self.SIDES:
-            z = noise_field(0, runner.noise_channels, side, side)
+            z = noise_field(0, backend.noise_channels, side, side)
             with FlopCounterMode(display=False) as counter, torch.no_grad():
-                runner(z, texture)
+                backend(z, texture)
             counts.append(counter.get_total_flops() / 1e9)
         vandermonde = torch.tensor([[1.0, s, s * s] for s in self.SIDES], dtype=torch.float64)
         self.coefficients = torch.linalg.solve(vandermonde, torch.tensor(counts, dtype=torch.float64)).tolist()
@@ -114,15 +115,25 @@ class FlopModel:
         return a + b * side + c * side * side
 
 
-def bench(model: str | os.PathLike | Model, backends: list[str] | None = None, sizes=DEFAULT_SIZES, batches=DEFAULT_BATCHES,
-          warmup: int = 2, runs: int = 10, fp16: bool = False, device: str = "auto", texture: torch.Tensor | None = None,
-          progress=None) -> list[BenchRow]:
-    """Time `model` on each backend (default: every one available here that runs its format) at
-    each size and batch; `runs` timed runs after `warmup` untimed ones per configuration.
+@dataclass(frozen=True)
+class Timing:
+    """How each configuration is timed: untimed warm-up runs, then timed runs, in a precision on a device."""
+    warmup: int = defaults.BENCH_WARMUP
+    runs: int = defaults.BENCH_RUNS
+    fp16: bool = False
+    device: str = "auto"
 
-    A backend may carry options: "torch:channels_last+compile", "openvino:bf16" (backends.BACKEND_OPTIONS).
+
+def bench(model: str | os.PathLike | Model, backends: list[str] | None = None, sizes=DEFAULT_SIZES, batches=DEFAULT_BATCHES,
+          texture: torch.Tensor | None = None, progress=None, **timing) -> list[BenchRow]:
+    """Time `model` on each backend (default: every one available here that runs its format) at
+    each size and batch; `runs` timed runs after `warmup` untimed ones per configuration (timing: Timing's
+    fields, warmup, runs, fp16, device).
+
+    A backend may carry options: "torch:channels_last+compile", "openvino:bf16" (texport.models.formats.FORMATS).
     When no configuration could run, one TexportError says why (the first reason).
     """
+    warmup, runs, fp16, device = astuple(Timing(**timing))
     if runs < 1 or warmup < 0:
         raise TexportError(f"timed runs must be at least 1 and warm-up runs at least 0, got {runs}, {warmup}")
     if not sizes or not batches or min(sizes) < 1 or min(batches) < 1:
@@ -135,20 +146,20 @@ def bench(model: str | os.PathLike | Model, backends: list[str] | None = None, s
     flops = FlopModel(model, texture)
     rows = []
     for name, chosen in specs:
-        label = runner_label = name + ("".join(f"+{o}" for o in chosen) if chosen else "")
+        label = label_with_options = name + ("".join(f"+{o}" for o in chosen) if chosen else "")
         try:
-            runner = open_backend(model, name, device, fp16, **chosen)
+            backend = open_backend(model, name, device, fp16, **chosen)
         except TexportError as exc:
             rows += [BenchRow(label, "fp16" if fp16 else "fp32", device, "", s, b, skipped=str(exc)) for s in sizes for b in batches]
             continue
-        dev_name = device_name(runner.device)
-        tex = texture if runner.kind == PROPO else None
+        dev_name = device_name(backend.device)
+        tex = texture if backend.kind == PROPO else None
         for side in sizes:
             for batch in batches:
-                row = BenchRow(runner_label, runner.precision, runner.device, dev_name, side, batch)
+                row = BenchRow(label_with_options, backend.precision, backend.device, dev_name, side, batch)
                 rows.append(row)
                 try:
-                    _time(runner, row, side, batch, tex, warmup, runs, flops(side))
+                    _time(backend, row, side, batch, tex, warmup, runs, flops(side))
                 except (RuntimeError, MemoryError, TexportError) as exc:  # out of memory, profile limits
                     row.skipped = " ".join(str(exc).split())[:160]
                 if progress is not None:
@@ -167,21 +178,21 @@ def runnable(model: Model, device: str = "auto") -> list[str]:
     return [n for n in names if n != "torch"] if model.format == "onnx" else names
 
 
-def _time(runner: Backend, row: BenchRow, side: int, batch: int, texture, warmup: int, runs: int, gflop) -> None:
-    if side % runner.size_multiple or side < runner.min_side:
-        raise TexportError(f"this model takes sides that are multiples of {runner.size_multiple} (at least "
-                           f"{runner.min_side}), not {side}")
-    z = noise_field(0, runner.noise_channels, side, side, batch=batch)
-    cuda = runner.device.startswith("cuda")
+def _time(backend: Backend, row: BenchRow, side: int, batch: int, texture, warmup: int, runs: int, gflop) -> None:
+    if side % backend.size_multiple or side < backend.min_side:
+        raise TexportError(f"this model takes sides that are multiples of {backend.size_multiple} (at least "
+                           f"{backend.min_side}), not {side}")
+    z = noise_field(0, backend.noise_channels, side, side, batch=batch)
+    cuda = backend.device.startswith("cuda")
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     reset = _reset_peak_rss()
     for _ in range(warmup):
-        runner(z, texture)
+        backend(z, texture)
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        runner(z, texture)
+        backend(z, texture)
         times.append(time.perf_counter() - start)
     median = statistics.median(times)
     row.median_ms = median * 1e3
@@ -192,8 +203,8 @@ def _time(runner: Backend, row: BenchRow, side: int, batch: int, texture, warmup
         row.gflop_per_image = gflop
         row.gflops = gflop * batch / median
     if cuda:
-        row.peak_memory_mb = torch.cuda.max_memory_allocated() / 2**20 if runner.name == "torch" else None
-        row.memory_kind = "torch allocator peak" if runner.name == "torch" else "not measured (outside torch's allocator)"
+        row.peak_memory_mb = torch.cuda.max_memory_allocated() / 2**20 if backend.name == "torch" else None
+        row.memory_kind = "torch allocator peak" if backend.name == "torch" else "not measured (outside torch's allocator)"
     else:
         row.peak_memory_mb = _peak_rss_mb()
         row.memory_kind = "peak RSS of the process" + ("" if reset else " (not resettable: since start)")

@@ -29,7 +29,8 @@ import torch
 
 from texport.errors import TexportError
 from texport.files import sha256_file, write_bytes_atomic
-from texport.models.handle import ENGINE_SUFFIXES, Model, open_model
+from texport.models.formats import format_of
+from texport.models.handle import Model, open_model
 from texport.progress import CountProgress
 from texport.runtime.backends import backend_spec, choose_backend, open_backend
 from texport.runtime.sampling import sample_with
@@ -138,7 +139,7 @@ def load_jobs(path: str | os.PathLike, backend: str | None = None, device: str =
             name = value("model")
             if not name:
                 raise TexportError("no model")
-            if (base / name).exists() or Path(name).suffix in (".safetensors", ".onnx", *ENGINE_SUFFIXES) or os.sep in name:
+            if (base / name).exists() or format_of(name) is not None or os.sep in name:
                 name = str(base / name)  # a file (an absolute path stays as it is); else a shipped model's name
             if name not in models:
                 models[name] = open_model(name)
@@ -185,9 +186,9 @@ def is_done(job: Job) -> bool:
     return read_png_text(job.output, JOB_KEY) == job.render.record
 
 
-def render(runner, job: Render, texture: torch.Tensor | None) -> bytes:
+def render(backend, job: Render, texture: torch.Tensor | None) -> bytes:
     """One output's PNG bytes, its job in the tEXt chunk."""
-    image = sample_with(runner, job.plan, job.seed, 1, texture, tileable=job.tileable)
+    image = sample_with(backend, job.plan, job.seed, 1, texture, tileable=job.tileable)
     return add_png_text(encode_png(image, job.bits), JOB_KEY, job.record)
 
 
@@ -224,12 +225,12 @@ def run_batch(jobs: str | os.PathLike | list[Job], backend: str | None = None, d
     if not isinstance(jobs, list):
         jobs = load_jobs(jobs, backend, device, fp16, bits)
     todo, summary = pending(jobs)
-    backends, textures = Recent(), Recent()
+    opened, textures = Recent(), Recent()
     for n, job in enumerate(todo, 1):
-        runner = backends.get_or((str(job.model.path), job.backend, job.fp16),
-                                 lambda: open_backend(job.model, job.backend, device, job.fp16))
+        job_backend = opened.get_or((str(job.model.path), job.backend, job.fp16),
+                                    lambda: open_backend(job.model, job.backend, device, job.fp16))
         texture = None if job.texture is None else textures.get_or(str(job.texture), lambda: load_image(job.texture))
-        write_bytes_atomic(job.output, render(runner, job.render, texture))
+        write_bytes_atomic(job.output, render(job_backend, job.render, texture))
         summary["written"] = n
         if progress is not None:
             progress(1, len(todo))

@@ -21,7 +21,8 @@ what is specific to textures.
   SIGTERM) leaves no partial file.
 - Same code, same bytes: workers run tiling.compute_band and batch.render, the functions the
   single-process paths run, so at the same thread count per worker on the same machine the output
-  is byte for byte the single-process one (across machines: within the backends' parity tolerance).
+  is byte for byte the single-process one: `--ray-threads 1`, the default, against OMP_NUM_THREADS=1.
+  Other thread counts: a few pixels one level apart; across machines: within the backends' parity tolerance.
 - Failures: an actor whose process dies is restarted (MAX_RESTARTS) and its unfinished tasks are
   retried (MAX_TASK_RETRIES); the restarted actor reopens its model on its next task.
 """
@@ -49,8 +50,8 @@ from texport.runtime.backends import backend_spec, choose_backend, open_backend
 from texport.scale.batch import Recent, pending
 from texport.scale.batch import render as make
 from texport.scale.connection import Cluster, connect, import_ray
-from texport.scale.tiling import assemble, compute_band, crossfade_head, plan_tiles
-from texport.textures.images import PngRowWriter, load_image, png_rows
+from texport.scale.tiling import Sums, TileRequest, assemble, compute_band, crossfade_head, plan_tiles
+from texport.textures.images import load_image, png_rows, write_png_bands
 
 MAX_RESTARTS = 3  # an actor's process may die this many times in one run
 MAX_TASK_RETRIES = 3  # and each of its tasks may be retried this many times
@@ -128,11 +129,11 @@ class Worker:
     def __init__(self, threads: int):
         torch.set_num_threads(threads)
         self.threads = threads
-        self.runners, self.targets = Recent(RECENT), Recent(RECENT)
+        self.backends, self.targets = Recent(RECENT), Recent(RECENT)
         self.busy, self.tasks = 0.0, 0
 
-    def _runner(self, source: Source):
-        return self.runners.get_or(source.key, lambda: self._open(source))
+    def _backend(self, source: Source):
+        return self.backends.get_or(source.key, lambda: self._open(source))
 
     def _open(self, source: Source):
         import ray
@@ -158,25 +159,25 @@ class Worker:
 
     def ready(self, source: Source | None = None) -> dict:
         """Opens the model (the run's start waits for every worker's) and says where the worker runs."""
-        described = self._runner(source).describe() if source is not None else None
+        described = self._backend(source).describe() if source is not None else None
         return {"host": os.uname().nodename, "pid": os.getpid(), "threads": torch.get_num_threads(), "backend": described}
 
     def band(self, source: Source, plan, y0: int, target: Target | None, bits: int = 8):
         """One band (tiling.compute_band): a texture network's PNG scanlines, or ProPO's (sums, weights)."""
-        runner, texture = self._runner(source), self._texture(target)
+        backend, texture = self._backend(source), self._texture(target)
         _test_fault()
         start = time.perf_counter()
-        result = compute_band(runner, plan, y0, texture)
+        result = compute_band(backend, plan, y0, texture)
         out = (result[0].numpy(), result[1].numpy()) if plan.propo else png_rows(result, bits)
         self._count(start)
         return out
 
     def job(self, source: Source, render, target: Target | None) -> bytes:
         """One batch job's PNG bytes (batch.render)."""
-        runner, texture = self._runner(source), self._texture(target)
+        backend, texture = self._backend(source), self._texture(target)
         _test_fault()
         start = time.perf_counter()
-        data = make(runner, render, texture)
+        data = make(backend, render, texture)
         self._count(start)
         return data
 
@@ -277,26 +278,35 @@ def _finish(ray, actors: list, summary: dict, started: float, workers: list[dict
 # -- the two commands -----------------------------------------------------------------------------
 
 
-def tile_on_ray(model, output: str | os.PathLike, width: int, height: int, tile: int = 1024, seed: int = 0,
-                tileable: bool = False, texture: torch.Tensor | None = None, bits: int = 8, *, address: str,
-                backend: str | None = None, device: str = "auto", fp16: bool = False, threads: int = 1,
-                inflight: int | None = None, progress: CountProgress | None = None) -> dict:
-    """tiling.tile_image on a Ray cluster: the same PNG, its bands computed by workers (one band per
-    task, at most `inflight` out, default two per worker). Returns tile_image's summary plus the
-    cluster's: workers, threads, hosts, backend, tasks, startup and total seconds, worker seconds (summed
-    over workers) and driver seconds (taking results and writing the file, not waiting)."""
+@dataclass(frozen=True)
+class RayWorkers:
+    """Where and how a run computes on Ray: the cluster (scale.connection), each worker's threads (and
+    CPUs), at most `inflight` tasks submitted and not yet taken (default two per worker), the device."""
+    address: str
+    threads: int = 1
+    inflight: int | None = None
+    device: str = "auto"
 
+
+def tile_on_ray(model, output: str | os.PathLike, request: TileRequest, workers: RayWorkers,
+                texture: torch.Tensor | None = None, backend: str | None = None, fp16: bool = False,
+                progress: CountProgress | None = None) -> dict:
+    """tiling.tile_image on a Ray cluster: the same PNG, its bands computed by workers (one band per
+    task). Returns tile_image's summary plus the cluster's: workers, threads, hosts, backend, tasks,
+    startup and total seconds, worker seconds (summed over workers) and driver seconds (taking results
+    and writing the file, not waiting)."""
     ray = import_ray()
     handle = open_model(model)
-    plan = plan_tiles(handle, width, height, tile, seed, tileable, texture is not None)
+    plan = plan_tiles(handle, request, texture is not None)
+    bits = request.bits
     if bits not in (8, 16):
         raise TexportError(f"bits must be 8 or 16, got {bits}")
     started = time.perf_counter()
-    with connect(address, threads) as cluster:
-        source = _source(ray, handle, backend, device, fp16, True, {})
+    with connect(workers.address, workers.threads) as cluster:
+        source = _source(ray, handle, backend, workers.device, fp16, True, {})
         target = _target(ray, texture) if texture is not None else None
-        with _workers(ray, cluster, threads, len(plan.bands)) as actors:
-            workers = [_get(ray, r) for r in [a.ready.remote(source) for a in actors]]
+        with _workers(ray, cluster, workers.threads, len(plan.bands)) as actors:
+            ready = [_get(ray, r) for r in [a.ready.remote(source) for a in actors]]
             summary = {**plan.summary(), "startup_seconds": time.perf_counter() - started}
             per_band = len(plan.columns)
 
@@ -309,36 +319,28 @@ def tile_on_ray(model, output: str | os.PathLike, width: int, height: int, tile:
                 order = [order[-1], *order[:-1]]
             calls = [lambda a, y0=y0: a.band.remote(source, plan, y0, target, bits) for y0 in order]
             waited = [0.0]
-            refs = _in_order(ray, actors, calls, inflight or 2 * len(actors), done, waited)
-            writer = PngRowWriter(output, width, height, bits)
-            taking = time.perf_counter()
-            try:
+            refs = _in_order(ray, actors, calls, workers.inflight or 2 * len(actors), done, waited)
+            def sums(ref) -> Sums:
+                acc, wsum = _get(ray, ref)
+                return torch.from_numpy(acc.copy()), torch.from_numpy(wsum.copy())
+
+            def bands():  # texture networks: finished scanlines; ProPO: sums, cross-faded here
                 if not plan.propo:
-                    for ref in refs:
-                        writer.write_rows(_get(ray, ref))
-                else:
-                    def sums(ref):
-                        acc, wsum = _get(ray, ref)
-                        return torch.from_numpy(acc.copy()), torch.from_numpy(wsum.copy())
+                    yield from (_get(ray, ref) for ref in refs)
+                    return
+                head, rest = None, map(sums, refs)
+                if plan.wraps_rows:
+                    last = next(refs)
+                    head = tuple(t.clone() for t in crossfade_head(plan, sums(last)))
+                    rest = map(sums, itertools.chain(refs, [last]))
+                yield from assemble(plan, rest, head)
 
-                    head = None
-                    if plan.wraps_rows:
-                        last = next(refs)
-                        head = tuple(t.clone() for t in crossfade_head(plan, sums(last)))
-                        rest = map(sums, itertools.chain(refs, [last]))
-                    else:
-                        rest = map(sums, refs)
-                    for band in assemble(plan, rest, head):
-                        writer.write(band)
-                summary["path"] = writer.close()
-            except BaseException:
-                writer.abort()
-                raise
-            return _finish(ray, actors, summary, started, workers, (taking, waited[0]))
+            taking = time.perf_counter()
+            summary["path"] = write_png_bands(output, request.width, request.height, bits, bands())
+            return _finish(ray, actors, summary, started, ready, (taking, waited[0]))
 
 
-def batch_on_ray(jobs: list, address: str, *, device: str = "auto", threads: int = 1, inflight: int | None = None,
-                 progress: CountProgress | None = None) -> dict:
+def batch_on_ray(jobs: list, workers: RayWorkers, progress: CountProgress | None = None) -> dict:
     """texport.scale.batch's jobs on a Ray cluster: the ones still to do (batch.pending), each a task whose
     PNG bytes the driver writes (atomically, in job order, at most `inflight` out, default two per
     worker). Returns batch.run_batch's counts and, if any job ran, the cluster's summary, as tile_on_ray's."""
@@ -347,17 +349,17 @@ def batch_on_ray(jobs: list, address: str, *, device: str = "auto", threads: int
         return counts
     ray = import_ray()
     started = time.perf_counter()
-    with connect(address, threads) as cluster:
+    with connect(workers.address, workers.threads) as cluster:
         refs: dict = {}
         sources = {}
         for job in jobs:  # every model's bytes in the object store once, before any work
             key = (str(job.model.path), job.backend, job.fp16)
             if key not in sources:
-                sources[key] = _source(ray, job.model, job.backend, device, job.fp16, False, refs)
+                sources[key] = _source(ray, job.model, job.backend, workers.device, job.fp16, False, refs)
         targets = Recent(4)
-        with _workers(ray, cluster, threads, len(jobs)) as actors:
+        with _workers(ray, cluster, workers.threads, len(jobs)) as actors:
             first = sources[(str(jobs[0].model.path), jobs[0].backend, jobs[0].fp16)]
-            workers = [_get(ray, r) for r in [a.ready.remote(first) for a in actors]]
+            ready = [_get(ray, r) for r in [a.ready.remote(first) for a in actors]]
             summary = {"startup_seconds": time.perf_counter() - started}
 
             def done() -> None:
@@ -371,6 +373,6 @@ def batch_on_ray(jobs: list, address: str, *, device: str = "auto", threads: int
                 return lambda a: a.job.remote(source, job.render, target)
 
             waited, taking = [0.0], time.perf_counter()
-            for job, ref in zip(jobs, _in_order(ray, actors, map(call, jobs), inflight or 2 * len(actors), done, waited)):
+            for job, ref in zip(jobs, _in_order(ray, actors, map(call, jobs), workers.inflight or 2 * len(actors), done, waited)):
                 write_bytes_atomic(job.output, _get(ray, ref))
-            return {**counts, "written": len(jobs), **_finish(ray, actors, summary, started, workers, (taking, waited[0]))}
+            return {**counts, "written": len(jobs), **_finish(ray, actors, summary, started, ready, (taking, waited[0]))}

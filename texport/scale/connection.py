@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import threading
 from dataclasses import dataclass
 from typing import Iterator
@@ -20,6 +21,9 @@ from typing import Iterator
 from texport.errors import TexportError
 
 LOCAL = "local:"
+CLIENT = "ray://"
+PROBE_SECONDS = 10  # a cluster's port that does not answer within this is one error, not Ray's minutes of retries
+BOOTSTRAP_FILE = "/tmp/ray/ray_current_cluster"  # where a node started by `ray start` leaves its address ("auto")
 
 
 def import_ray():
@@ -110,6 +114,7 @@ def connect(address: str, threads: int = 1) -> Iterator[Cluster]:
                 ray.init(num_cpus=workers * threads, include_dashboard=False, _node_ip_address="127.0.0.1",
                          configure_logging=False, log_to_driver=False)
         else:
+            check_reachable(address)
             try:
                 ray.init(address=address, configure_logging=False, log_to_driver=False)
             except (ConnectionError, ValueError, RuntimeError) as exc:
@@ -121,3 +126,28 @@ def connect(address: str, threads: int = 1) -> Iterator[Cluster]:
     finally:
         ray.shutdown()
         _restore_sigterm(saved, only_callable=False)
+
+
+def check_reachable(address: str) -> None:
+    """A one-line error, within PROBE_SECONDS, if nothing answers at the cluster's address: `HOST:PORT`
+    (a node's GCS), `ray://HOST:PORT` (a Ray Client server) or `auto` (RAY_ADDRESS, else the address a
+    local `ray start` left in BOOTSTRAP_FILE; with neither, ray.init says so at once itself). Left
+    alone, ray.init retries a silent address for minutes."""
+    target = address
+    if address in ("auto", ""):
+        target = os.environ.get("RAY_ADDRESS", "")
+        if not target and os.path.isfile(BOOTSTRAP_FILE):
+            with open(BOOTSTRAP_FILE) as file:
+                target = file.read().strip()
+        if not target or target == "auto":
+            return
+    host, _, port = target.removeprefix(CLIENT).rpartition(":")
+    if not host or not port.isdigit():
+        raise TexportError(f"cannot connect to the Ray cluster at {address!r}: give auto, HOST:PORT, ray://HOST:PORT or local:N")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_SECONDS).close()
+    except OSError as exc:
+        reason = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__).lower()
+        where = f" ({target}, from {'RAY_ADDRESS' if os.environ.get('RAY_ADDRESS') else BOOTSTRAP_FILE})" if target != address else ""
+        raise TexportError(f"cannot connect to the Ray cluster at {address!r}{where}: {reason} at {host}:{port} "
+                           f"within {PROBE_SECONDS} s") from None

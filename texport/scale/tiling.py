@@ -24,7 +24,9 @@ shipped models).
 The work is split so that one process and a cluster (texport.cluster) run the same code:
 `plan_tiles` fixes the geometry, `compute_band` makes one band's pixels (texture networks: its
 finished rows; ProPO: its weighted sums), and `assemble` joins ProPO's sums in order. Whoever runs
-the bands, the arithmetic is the same, so the outputs are byte for byte the same.
+the bands, the arithmetic is the same, so at the same number of threads per process the outputs are
+byte for byte the same. Between thread counts, PyTorch's CPU kernels split their sums differently: a
+few pixels of a tile may differ by one level (tests/test_tiling.py bounds it).
 """
 
 from __future__ import annotations
@@ -35,12 +37,13 @@ from typing import Iterable, Iterator
 
 import torch
 
+import texport.defaults as defaults
 from texport.errors import TexportError
 from texport.models.handle import PROPO
 from texport.models.texnet import receptive_radius
 from texport.progress import CountProgress
 from texport.runtime.backends import Backend
-from texport.textures.images import PngRowWriter
+from texport.textures.images import write_png_bands
 from texport.textures.noise import noise_at
 from texport.textures.sizes import tileable_size
 
@@ -57,20 +60,25 @@ def weight_profile(tile: int, overlap: int) -> torch.Tensor:
     return torch.minimum(torch.ones(n), torch.minimum((i + 0.5) / ramp, (n - i - 0.5) / ramp))
 
 
-def tile_image(runner: Backend, output: str | os.PathLike, width: int, height: int, tile: int = 1024, seed: int = 0,
-               tileable: bool = False, texture: torch.Tensor | None = None, bits: int = 8,
+@dataclass(frozen=True)
+class TileRequest:
+    """What a tiled output is asked for, on any machine or cluster: its size, the tile side, the noise
+    seed, whether it wraps around, and the PNG's bits per channel."""
+    width: int
+    height: int
+    tile: int = defaults.TILE  # a multiple of the model's grid (ProPO: at least 2 x PROPO_OVERLAP)
+    seed: int = 0
+    tileable: bool = False
+    bits: int = 8
+
+
+def tile_image(backend: Backend, output: str | os.PathLike, request: TileRequest, texture: torch.Tensor | None = None,
                progress: CountProgress | None = None) -> dict:
-    """Write a width x height texture from `runner` to `output` (PNG) tile by tile; returns a summary."""
-    bands = iter_bands(runner, width, height, tile, seed, tileable, texture, progress)
+    """Write the requested texture from `backend` to `output` (PNG) tile by tile; returns a summary.
+    texture: ProPO's target."""
+    bands = iter_bands(backend, request, texture, progress)
     summary = next(bands)
-    writer = PngRowWriter(output, width, height, bits)
-    try:
-        for band in bands:
-            writer.write(band)
-        summary["path"] = writer.close()
-    except BaseException:
-        writer.abort()
-        raise
+    summary["path"] = write_png_bands(output, request.width, request.height, request.bits, bands)
     return summary
 
 
@@ -120,10 +128,10 @@ class TilePlan:
                 "height": self.height}
 
 
-def plan_tiles(model, width: int, height: int, tile: int = 1024, seed: int = 0, tileable: bool = False,
-               has_texture: bool = False) -> TilePlan:
+def plan_tiles(model, request: TileRequest, has_texture: bool = False) -> TilePlan:
     """Check a tiling request against a model (a Backend or a texport.models.handle.Model: its kind, grid and
     noise channels) and fix its geometry; one-line errors."""
+    width, height, tile, seed, tileable = request.width, request.height, request.tile, request.seed, request.tileable
 
     multiple = model.size_multiple
     if tile < multiple or tile % multiple:
@@ -142,7 +150,7 @@ def plan_tiles(model, width: int, height: int, tile: int = 1024, seed: int = 0, 
 Sums = tuple[torch.Tensor, torch.Tensor]  # ProPO: a band's weighted sum [3, window, width] and weights [1, window, width]
 
 
-def compute_band(runner: Backend, plan: TilePlan, y0: int, texture: torch.Tensor | None = None,
+def compute_band(backend: Backend, plan: TilePlan, y0: int, texture: torch.Tensor | None = None,
                  progress: CountProgress | None = None) -> torch.Tensor | Sums:
     """The band starting at row y0: texture networks its finished rows [3, rows, width]; ProPO the
     weighted sums of its tiles over rows [y0 - overlap, y0 + tile + overlap), for `assemble`."""
@@ -157,7 +165,7 @@ def compute_band(runner: Backend, plan: TilePlan, y0: int, texture: torch.Tensor
         for x0 in plan.columns:
             xs = torch.arange(x0 - overlap, x0 + tile + overlap)
             cols = min(tile, width - x0)
-            image = runner(noise_at(seed, plan.channels, ys, xs % width if tileable else xs), texture)[0]
+            image = backend(noise_at(seed, plan.channels, ys, xs % width if tileable else xs), texture)[0]
             band[:, :, x0:x0 + cols] = image[:, overlap:overlap + rows, overlap:overlap + cols].float().cpu()
             if progress is not None:
                 progress(1, total)
@@ -171,7 +179,7 @@ def compute_band(runner: Backend, plan: TilePlan, y0: int, texture: torch.Tensor
         keep = torch.ones(window, dtype=torch.bool) if tileable else (xs >= 0) & (xs < width)
         cols = (xs % width if tileable else xs)[keep]
         z = noise_at(seed, plan.channels, ys, xs % width if tileable else xs)
-        image = runner(z, texture)[0].float().cpu()
+        image = backend(z, texture)[0].float().cpu()
         w = profile[:, None] * profile[None, :]
         acc.index_add_(2, cols, (image * w)[:, :, keep])
         wsum.index_add_(2, cols, w[None][:, :, keep])
@@ -218,13 +226,13 @@ def assemble(plan: TilePlan, bands: Iterable[torch.Tensor | Sums], head: Sums | 
         carry = (acc[:, tile:tile + 2 * overlap].clone(), wsum[:, tile:tile + 2 * overlap].clone())
 
 
-def iter_bands(runner: Backend, width: int, height: int, tile: int = 1024, seed: int = 0, tileable: bool = False,
-               texture: torch.Tensor | None = None, progress: CountProgress | None = None):
+def iter_bands(backend: Backend, request: TileRequest, texture: torch.Tensor | None = None,
+               progress: CountProgress | None = None):
     """Yields a summary dict, then the image's rows top to bottom as float bands [3, rows, width]."""
-    plan = plan_tiles(runner, width, height, tile, seed, tileable, texture is not None)
+    plan = plan_tiles(backend, request, texture is not None)
 
     def band(y0: int) -> torch.Tensor | Sums:
-        return compute_band(runner, plan, y0, texture, progress)
+        return compute_band(backend, plan, y0, texture, progress)
 
     # Wrap-around cross-fades: computed first (and the last band again at the end, rather than held).
     head = crossfade_head(plan, band(plan.bands[-1])) if plan.wraps_rows else None

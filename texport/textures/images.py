@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import struct
 import zlib
 from importlib import resources
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from texport.errors import TexportError
-from texport.files import atomic_path
+from texport.files import atomic_path, write_error
 
 READ_FORMATS = ("png", "jpg", "jpeg", "tga", "webp", "bmp")
 
@@ -181,7 +182,19 @@ class PngRowWriter:
 
     def _idat(self, data: bytes) -> None:
         if data:
-            self._file.write(_chunk(b"IDAT", data))
+            self._write(_chunk(b"IDAT", data))
+
+    def _write(self, data: bytes | None) -> None:
+        """Append to the temporary file (None: close it); a failed write (the disk full) drops the partial
+        file and is one error naming the output."""
+        try:
+            if data is None:
+                self._file.close()
+            else:
+                self._file.write(data)
+        except OSError as exc:
+            self.abort()
+            raise write_error(self.path, exc) from None
 
     def close(self) -> Path:
         """Finish the file (all rows must have been written) and move it into place."""
@@ -189,19 +202,36 @@ class PngRowWriter:
             self.abort()
             raise ValueError(f"only {self.rows} of {self.height} rows were written")
         self._idat(self._deflate.flush())
-        self._file.write(_chunk(b"IEND", b""))
-        self._file.close()
+        self._write(_chunk(b"IEND", b""))
+        self._write(None)
         self._atomic.__exit__(None, None, None)
         return self.path
 
     def abort(self) -> None:
         """Drop the partial file (the target, if it existed, is untouched)."""
         if not self._file.closed:
-            self._file.close()
+            with contextlib.suppress(OSError):  # the unflushed tail of a full disk: the file is dropped anyway
+                self._file.close()
         try:
             self._atomic.__exit__(RuntimeError, RuntimeError("aborted"), None)
         except RuntimeError:
             pass
+
+
+def write_png_bands(path: str | os.PathLike, width: int, height: int, bits: int, bands: Iterable) -> Path:
+    """Write bands top to bottom into one PNG, atomically: float [3, rows, width] tensors in [0, 1], or
+    scanlines already made by `png_rows` (uint8 arrays). A failure or an interrupt leaves no file."""
+    writer = PngRowWriter(path, width, height, bits)
+    try:
+        for band in bands:
+            if isinstance(band, np.ndarray):
+                writer.write_rows(band)
+            else:
+                writer.write(band)
+        return writer.close()
+    except BaseException:
+        writer.abort()
+        raise
 
 
 def save_image(image: torch.Tensor, path: str | os.PathLike, bits: int = 8) -> Path:

@@ -33,16 +33,12 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
-from torch import nn
 
 import texport.defaults as defaults
-import texport.objectives.losses as losses
-import texport.objectives.spectrum as spectrum
 import texport.textures.noise as noise_lib
 from texport.devices import resolve_device
 from texport.errors import TexportError
@@ -51,21 +47,34 @@ from texport.models.handle import PROPO
 from texport.models.loading import load_propo, sample_propo
 from texport.models.propo import DEFAULT_WIDTHS, LEVELS, SIZE_MULTIPLE, ProPO, pseudo_optimizer_state
 from texport.objectives.descriptor import build_descriptor
+from texport.objectives.objective import ObjectiveSpec
 from texport.progress import StepProgress
 from texport.textures.datasets import DEFAULT_HELD_OUT, DEFAULT_RESIZE, TextureDataset, open_dataset
 from texport.textures.images import load_image, save_image, shipped_textures, side_by_side, stack_rows
 from texport.training.distributed import processes, role
-from texport.training.runs import check_run, load_optimizer_state, save_optimizer_state, state_path
+from texport.training.propo_stages import (
+    DEFAULT_COLOR_WEIGHT,
+    DEFAULT_SPECTRUM_WEIGHT,
+    StageLosses,
+    _Stages,
+    stage_objective,
+)
+from texport.training.runs import (
+    RunOutput,
+    Schedule,
+    TrainReport,
+    build_run,
+    check_run,
+    load_optimizer_state,
+    noise_record,
+    save_optimizer_state,
+    state_path,
+)
 
 DEFAULT_ITERS = defaults.PROPO_ITERS
 DEFAULT_SIZE = defaults.PROPO_SIZE
 DEFAULT_LR = defaults.PROPO_LR
 BETAS = (0.5, 0.999)
-DEFAULT_COLOR_WEIGHT = defaults.PROPO_COLOR_WEIGHT
-# The spectrum term per stage (x m, like the colour term). Ten times texport.objective's weight: matched
-# 400-step runs on 64 px crops scored a held-out median objective of 0.57 at 60 against 0.75 at 6, the
-# Gram loss and the judge better too (RESULTS.md, `propo_ablation.py --section propo-ablation-spectrum`).
-DEFAULT_SPECTRUM_WEIGHT = defaults.PROPO_SPECTRUM_WEIGHT
 DEFAULT_NOISE_AMPLITUDE = defaults.PROPO_NOISE_AMPLITUDE
 INCREMENTAL_START = 8
 NOISE_SEED_OFFSET = 1 << 30
@@ -75,7 +84,6 @@ NOISE_SEED_OFFSET = 1 << 30
 ITEM_SEED_STRIDE = 1 << 40
 TARGET_DRAWS = "per item: torch.Generator(seed * 1000003 + step + item * 2**40)"
 OPTIMIZER_STATE = "propo-optimizer-state"
-
 
 
 def learning_rate(step: int, iters: int, lr: float) -> float:
@@ -128,165 +136,101 @@ def draw_targets(data: TextureDataset, sampler: IncrementalSampler, seed: int, s
     return torch.cat(targets)
 
 
-class _Stages(nn.Module):
-    """ProPO.run as a module's forward: DistributedDataParallel averages the gradients of what runs
-    through its own forward (which arms its hooks), so the stages run through it."""
-
-    def __init__(self, model: ProPO):
-        super().__init__()
-        self.model = model
-
-    def forward(self, noise: torch.Tensor, statistics: dict, final_features: bool = False):
-        return self.model.run(noise, statistics, final_features=final_features)
-
-
-def relative_gram_loss(features: dict, target_grams: dict, levels) -> torch.Tensor:
-    """sum over levels of ||G(F) - G_target||^2 / ||G_target||^2, per batch item."""
-    total = 0
-    for lv in levels:
-        target = target_grams[lv].float()
-        err = (losses.gram(features[lv]) - target).pow(2).sum(dim=(1, 2))
-        total = total + err / target.pow(2).sum(dim=(1, 2)).clamp_min(1e-30)
-    return total
+@dataclass(frozen=True)
+class PropoData:
+    """What ProPO learns from: the training split of a folder or zip archive of texture images, scaled so
+    their shortest side is `resize`, and crops of `size` drawn from them."""
+    dataset: Path
+    size: int = DEFAULT_SIZE  # a multiple of 16 (the paper: 256)
+    resize: int = DEFAULT_RESIZE
+    held_out_fraction: float = DEFAULT_HELD_OUT  # folders kept out of training (sha1 of their names)
+    limit: int | None = None  # at most this many training images (quick runs)
+    incremental: bool = False  # grow the training set during the run (experimental)
 
 
-@dataclass
-class StageLosses:
-    """Per-stage terms of one evaluation, averaged over the batch: lists indexed by stage - 1."""
-    gram: list[float]
-    color: list[float]
-    total: float
-    spectrum: list[float] = field(default_factory=list)
-
-    def as_dict(self) -> dict:
-        return {"gram": self.gram, "color": self.color, "spectrum": self.spectrum, "total": self.total}
+@dataclass(frozen=True)
+class PropoArchitecture:
+    """The pseudo-optimizers and what each stage is fed (texport.models.propo.ProPO)."""
+    widths: tuple[int, ...] = DEFAULT_WIDTHS
+    color_input: bool = True
+    noise_amplitude: float = DEFAULT_NOISE_AMPLITUDE
+    color_match: bool = True
+    histogram_match: bool = True
 
 
-def stage_objective(model: ProPO, noise: torch.Tensor, target: torch.Tensor, color_weight: float,
-                    spectrum_weight: float = DEFAULT_SPECTRUM_WEIGHT, run: Callable | None = None
-                    ) -> tuple[torch.Tensor, StageLosses]:
-    """Eq. 10 plus the colour and spectrum terms: mean over stages m of (relative Gram loss on levels
-    1..m + m x colour + m x spectrum), the last against each target's own periodic component.
-    run: what runs the stages (model.run, or its DistributedDataParallel wrapper)."""
-    with torch.no_grad():
-        statistics = model.target_statistics(target)
-        directions = losses.random_directions(losses.COLOR_DIRECTIONS, 3, losses.COLOR_SEED, target.device)
-        colors = losses.sorted_projections(target, directions)
-        spectra = spectrum.reference_spectrum(target, *noise.shape[-2:]) if spectrum_weight > 0 else None
-    images, feats = (run or model.run)(noise, statistics, final_features=True)
-    total, gram_terms, color_terms, spectrum_terms = 0, [], [], []
-    for m, (image, f) in enumerate(zip(images, feats), start=1):
-        g = relative_gram_loss(f, statistics, model.levels[:m]).mean()
-        c = losses.color_loss(image, colors, directions).mean()
-        total = total + g + color_weight * m * c
-        if spectra is not None:
-            sp = spectrum.spectrum_loss(image, spectra).mean()
-            total = total + spectrum_weight * m * sp
-            spectrum_terms.append(float(sp.detach()))
-        gram_terms.append(float(g.detach()))
-        color_terms.append(float(c.detach()))
-    total = total / len(images)
-    return total, StageLosses(gram_terms, color_terms, float(total.detach()), spectrum_terms)
+@dataclass(frozen=True)
+class PropoRun:
+    """One ProPO training run (Shi & Qiao 2020): `PropoRun.of(dataset, output, **settings)`.
+
+    The objective's loss is the stages' Gram + colour objective (gram+color); its weights scale with
+    the stage number (stage_objective)."""
+    data: PropoData
+    network: PropoArchitecture
+    objective: ObjectiveSpec
+    schedule: Schedule
+    output: RunOutput
+
+    @classmethod
+    def of(cls, dataset: str | os.PathLike, output: str | os.PathLike, **settings) -> "PropoRun":
+        """From flat settings (iters, size, resize, lr, batch, color_weight, widths, resume, ...; see the parts)."""
+        if "widths" in settings:
+            settings["widths"] = tuple(settings["widths"])
+        return build_run(cls, dict(settings, dataset=Path(dataset), path=Path(output)), KIND_DEFAULTS)
 
 
-@torch.no_grad()
-def evaluate(model: ProPO, targets: list[torch.Tensor], size: int, color_weight: float = DEFAULT_COLOR_WEIGHT,
-             seed: int = 0, spectrum_weight: float = DEFAULT_SPECTRUM_WEIGHT) -> StageLosses:
-    """Stage losses averaged over fixed (target, noise) pairs: a noise-free yardstick for a training run."""
-    was_training = model.training
-    model.eval()
-    dev = next(model.parameters()).device
-    results = [stage_objective(model, noise_lib.noise_field(seed + i, 3, size, size, device=dev), t.to(dev), color_weight,
-                               spectrum_weight)[1] for i, t in enumerate(targets)]
-    model.train(was_training)
-    n = len(results)
-
-    def mean(term: str) -> list[float]:
-        return [sum(getattr(r, term)[i] for r in results) / n for i in range(len(getattr(results[0], term)))]
-
-    return StageLosses(mean("gram"), mean("color"), sum(r.total for r in results) / n, mean("spectrum"))
+KIND_DEFAULTS = {"iters": DEFAULT_ITERS, "batch": 1, "lr": DEFAULT_LR, "color_weight": DEFAULT_COLOR_WEIGHT,
+                 "spectrum_weight": DEFAULT_SPECTRUM_WEIGHT, "layers": LEVELS}
 
 
-@dataclass
-class TrainReport:
-    path: Path
-    iterations: int
-    planned: int
-    seconds: float
-    loss: float
-    stages: dict
-    interrupted: bool = False
-    history: list[float] = field(default_factory=list)
-    rank: int = 0  # a run on several processes: rank 0 writes and reports, the others return this too
-
-
-def check_propo_run(iters: int, batch: int, lr: float, output: str | os.PathLike, size: int, resize: int,
-                    held_out_fraction: float, nproc: int | None = None) -> Path:
+def check_propo_run(run: PropoRun) -> Path:
     """Every check a ProPO run makes before any work (the CLI calls it before decoding the dataset)."""
-    out = check_run(iters, batch, lr, output, nproc)
-    if size < SIZE_MULTIPLE or size % SIZE_MULTIPLE:
-        raise TexportError(f"the training crop side must be a multiple of {SIZE_MULTIPLE}, got {size}")
-    if resize < size:
-        raise TexportError(f"images are resized to {resize}, smaller than the training crop side {size}")
-    if not 0 <= held_out_fraction < 1:
-        raise TexportError(f"the held-out fraction must be in [0, 1), got {held_out_fraction}")
+    out = check_run(run.schedule, run.output)
+    data, objective = run.data, run.objective
+    if objective.loss != "gram+color" or tuple(objective.layers) != tuple(LEVELS) or objective.octaves != 1:
+        raise TexportError(f"ProPO's stages are trained on their Gram + colour objective at {', '.join(LEVELS)} "
+                           f"(loss gram+color), not {objective.loss} at {', '.join(objective.layers)}")
+    if data.size < SIZE_MULTIPLE or data.size % SIZE_MULTIPLE:
+        raise TexportError(f"the training crop side must be a multiple of {SIZE_MULTIPLE}, got {data.size}")
+    if data.resize < data.size:
+        raise TexportError(f"images are resized to {data.resize}, smaller than the training crop side {data.size}")
+    if not 0 <= data.held_out_fraction < 1:
+        raise TexportError(f"the held-out fraction must be in [0, 1), got {data.held_out_fraction}")
     return out
 
 
-def train_propo(
-    dataset: str | os.PathLike,
-    output: str | os.PathLike,
-    iters: int = DEFAULT_ITERS,
-    size: int = DEFAULT_SIZE,
-    resize: int = DEFAULT_RESIZE,
-    lr: float = DEFAULT_LR,
-    batch: int = 1,
-    color_weight: float = DEFAULT_COLOR_WEIGHT,
-    widths: tuple[int, ...] = DEFAULT_WIDTHS,
-    color_input: bool = True,
-    noise_amplitude: float = DEFAULT_NOISE_AMPLITUDE,
-    color_match: bool = True,
-    histogram_match: bool = True,
-    incremental: bool = False,
-    held_out_fraction: float = DEFAULT_HELD_OUT,
-    descriptor: str = "auto",
-    descriptor_weights: str | None = None,
-    device: str | torch.device = "auto",
-    seed: int = 0,
-    resume: bool = False,
-    checkpoint_every: int = defaults.CHECKPOINT_EVERY,
-    limit: int | None = None,
-    progress: StepProgress | None = None,
-    loaded: TextureDataset | None = None,
-    spectrum_weight: float = DEFAULT_SPECTRUM_WEIGHT,
-    finish: bool = False,
-    nproc: int | None = None,
-) -> TrainReport:
+def open_training_set(data: PropoData) -> TextureDataset:
+    """The training split the run's data part names, decoded (the images at least 64 px or the crop side)."""
+    return open_dataset(data.dataset, "train", data.resize, min_side=min(64, data.size),
+                        held_out_fraction=data.held_out_fraction, limit=data.limit)
+
+
+def train_propo(run: PropoRun, progress: StepProgress | None = None, loaded: TextureDataset | None = None) -> TrainReport:
     """Train ProPO on the training split of `dataset` (a folder or zip archive) and save it to `output`.
 
-    resume continues `output` from its last checkpoint (every setting the same); finish (with resume)
+    output.resume continues `output` from its last checkpoint (every setting the same); output.finish (with resume)
     makes the stopped run a finished model at the iterations it has done, e.g. to ship a copy of a
-    long run that goes on elsewhere. nproc trains on that many processes (texport.distributed_training);
+    long run that goes on elsewhere. schedule.nproc trains on that many processes (texport.training.distributed);
     the batch is split between them and the result is that of one process, up to rounding.
+    loaded: the training split already opened (open_dataset), e.g. by the CLI before its progress bar.
     """
+    data_spec, arch, objective_spec, schedule, output = run.data, run.network, run.objective, run.schedule, run.output
+    size, resize, held_out_fraction, incremental = data_spec.size, data_spec.resize, data_spec.held_out_fraction, data_spec.incremental
+    iters, batch, lr, seed = schedule.iters, schedule.batch, schedule.lr, schedule.seed
+    color_weight, spectrum_weight = objective_spec.color_weight, objective_spec.spectrum_weight
+    resume, finish, nproc = output.resume, output.finish, schedule.nproc
     call = {k: v for k, v in locals().items() if k != "progress"}  # what the other processes are given
-    if finish and not resume:
-        raise TexportError("finishing ends a stopped run: resume it to finish it")
-    out = check_propo_run(iters, batch, lr, output, size, resize, held_out_fraction, nproc)
-    if resume and not (out.is_file() and state_path(out).is_file()):
-        raise TexportError(f"nothing to resume: {out} and {state_path(out).name} must both exist")
-    dev = resolve_device(device)
-    data = loaded or open_dataset(dataset, "train", resize, min_side=min(64, size),
-                                  held_out_fraction=held_out_fraction, limit=limit)
-    call["loaded"] = data  # the other processes of a run on several get the decoded images
-    with processes(nproc, dev, train_propo, call) as ranks:  # ranks: None for one process
+    out = check_propo_run(run)
+    dev = resolve_device(schedule.device)
+    data = loaded or open_training_set(data_spec)
+    # the other processes of a run on several get the decoded images
+    with processes(nproc, dev, train_propo, {"run": run, "loaded": data}) as ranks:  # ranks: None for one process
         leader, first, count, dev = role(ranks, batch, dev)  # the leader writes the files and shows progress
         if not leader:
             progress = None
-        desc = build_descriptor(descriptor, LEVELS, weights_file=descriptor_weights, device=dev)
+        desc = build_descriptor(objective_spec.descriptor, LEVELS, weights_file=objective_spec.descriptor_weights, device=dev)
         torch.manual_seed(seed)
-        model = ProPO(desc, widths=widths, color_input=color_input, noise_amplitude=noise_amplitude,
-                     color_match=color_match, histogram_match=histogram_match).to(dev).train()
+        model = ProPO(desc, widths=arch.widths, color_input=arch.color_input, noise_amplitude=arch.noise_amplitude,
+                      color_match=arch.color_match, histogram_match=arch.histogram_match).to(dev).train()
         opt = torch.optim.Adam(model.pseudo_optimizers.parameters(), lr=lr, betas=BETAS)
         settings = {"iterations_planned": iters, "size": size, "resize": resize, "lr": lr, "betas": list(BETAS),
                     "batch": batch, "schedule": "constant, then linear to 0 over the second half (Shi & Qiao 2020)",
@@ -323,12 +267,11 @@ def train_propo(
         sampler = IncrementalSampler(len(data), iters, seed, incremental)
         manifest_base = {
             "kind": PROPO,
-            "name": out.stem,
+            "name": output.name or out.stem,
             "architecture": model.config(),
             "size_multiple": SIZE_MULTIPLE,
             "levels": list(LEVELS),
-            "noise": {"contract": "texport.noise/1 lowbias32 uniform[0,1) 24-bit", "channels": 3,
-                      "batch_seed": "seed + item"},
+            "noise": noise_record(3),
             "descriptor": desc.identity,
             "dataset": dict(data.describe(), held_out_fraction=held_out_fraction, held_out_rule="sha1(folder) < fraction"),
         }
@@ -383,7 +326,7 @@ def train_propo(
                     history.append(round(sum(s.total for s in window[-10:]) / len(window[-10:]), 5))
                 if progress is not None:
                     progress(step, sum(s.total for s in window[-20:]) / len(window[-20:]))
-                if checkpoint_every and step % checkpoint_every == 0 and step < iters:
+                if schedule.checkpoint_every and step % schedule.checkpoint_every == 0 and step < iters:
                     save(interrupted=False)
         except KeyboardInterrupt:
             interrupted = True

@@ -1,24 +1,93 @@
-"""What every training run shares (texture, style and ProPO networks): the checks before any work,
-the resume checks, the loss log the manifest keeps, the report, and the optimizer state beside the model.
+"""What every training run shares (texture, style and ProPO networks): the run spec's common parts,
+the checks before any work, the resume checks, the manifest's shared records, the loss log, the
+report, and the optimizer state beside the model.
 
-A run writes OUTPUT.safetensors (weights + manifest) and OUTPUT.state.safetensors (Adam's moments,
-never pickled) at every checkpoint; `--resume` continues only the same run (check_same_run).
+A run is described by one spec per kind (TexnetRun, PropoRun, StyleRun in their trainers' modules),
+made of parts: the data, the network, the objective (texport.objectives.objective.ObjectiveSpec,
+its loss included), the Schedule and the RunOutput. `build_run` fills a spec from flat settings, as
+the CLI and Python callers hold them. A run writes OUTPUT.safetensors (weights + manifest) and
+OUTPUT.state.safetensors (Adam's moments, never pickled) at every checkpoint; `--resume` continues
+only the same run (check_same_run).
 """
 
 from __future__ import annotations
 
-import os
+import hashlib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, TypeVar
 
 import torch
 
+import texport.defaults as defaults
 from texport.errors import TexportError
 from texport.models.checkpoints import load_checkpoint, save_checkpoint
+from texport.settings import fill
 from texport.training.distributed import check_nproc
 
 HISTORY_EVERY = 10  # iterations per entry of the manifest's loss history
+NOISE_CONTRACT = "texport.noise/1 lowbias32 uniform[0,1) 24-bit"  # as the manifest records it
+Spec = TypeVar("Spec")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How long and how fast a run trains, and on what."""
+    iters: int  # Adam steps
+    batch: int  # samples per step
+    lr: float  # the initial learning rate (each trainer has its own decay)
+    seed: int = 0  # weights and every draw of the run
+    checkpoint_every: int = defaults.CHECKPOINT_EVERY  # steps between checkpoints (0: only at the end)
+    device: str = "auto"
+    nproc: int | None = None  # training processes sharing each batch (None: one, or torchrun's)
+
+
+@dataclass(frozen=True)
+class RunOutput:
+    """Where a run writes its model, and whether it continues a stopped one."""
+    path: Path  # OUTPUT.safetensors
+    resume: bool = False  # continue OUTPUT from its last checkpoint (every setting the same)
+    finish: bool = False  # with resume: end the stopped run where it is, as a finished model
+    name: str | None = None  # the model's name in its manifest (default: the file's stem)
+
+
+def build_run(spec_class: type[Spec], settings: dict, defaults_of_kind: dict) -> Spec:
+    """A run spec from flat settings ({"iters": 10, "loss": "sw+color", ...}): each setting goes to the
+    part of `spec_class` that has a field of that name (texport.settings.fill); a part's missing fields
+    take the kind's defaults, then the part's own."""
+    return spec_class(**fill(typing.get_type_hints(spec_class), settings, defaults_of_kind))
+
+
+def check_run(schedule: Schedule, output: RunOutput) -> Path:
+    """The checks every training run makes before any work: the schedule, the output path, and that a
+    resumed run has its files. nproc must divide the batch."""
+    if output.finish and not output.resume:
+        raise TexportError("finishing ends a stopped run: resume it to finish it")
+    if schedule.iters < 1 or schedule.batch < 1:
+        raise TexportError(f"training iterations and batch must be positive (got {schedule.iters}, {schedule.batch})")
+    check_nproc(schedule.nproc, schedule.batch)
+    if schedule.lr <= 0:
+        raise TexportError(f"the learning rate must be positive, got {schedule.lr}")
+    out = Path(output.path)
+    if out.suffix != ".safetensors":
+        raise TexportError(f"a model is written as a .safetensors file, got {out.name}")
+    if not (out.parent if str(out.parent) else Path(".")).is_dir():
+        raise TexportError(f"output folder does not exist: {out.parent}")
+    if output.resume and not (out.is_file() and state_path(out).is_file()):
+        raise TexportError(f"nothing to resume: {out} and {state_path(out).name} must both exist")
+    return out
+
+
+def noise_record(channels: int, **extra: str) -> dict:
+    """The manifest's record of the noise a network reads (texport.textures.noise's contract)."""
+    return {"contract": NOISE_CONTRACT, "channels": channels, "batch_seed": "seed + item", **extra}
+
+
+def image_record(path: Path, image, **extra) -> dict:
+    """The manifest's record of an exemplar or style image: its name, file, sha256 and size."""
+    return {"name": path.stem, "file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "size": [image.shape[-1], image.shape[-2]], **extra}
 
 
 class LossLog:
@@ -65,26 +134,10 @@ class TrainReport:
     planned: int
     seconds: float
     loss: float  # mean objective over the last iterations
-    terms: dict[str, float]
+    terms: dict  # each term's recent mean (ProPO: each term's list over the stages)
     interrupted: bool = False
     history: list[float] = field(default_factory=list)
     rank: int = 0  # a run on several processes: rank 0 writes and reports, the others return this too
-
-
-def check_run(iters: int, batch: int, lr: float, output: str | os.PathLike, nproc: int | None = None) -> Path:
-    """The checks every training run makes before any work (texture networks, ProPO): the output path.
-    nproc: the number of training processes (None: one, or torchrun's), which must divide the batch."""
-    if iters < 1 or batch < 1:
-        raise TexportError(f"training iterations and batch must be positive (got {iters}, {batch})")
-    check_nproc(nproc, batch)
-    if lr <= 0:
-        raise TexportError(f"the learning rate must be positive, got {lr}")
-    out = Path(output)
-    if out.suffix != ".safetensors":
-        raise TexportError(f"a model is written as a .safetensors file, got {out.name}")
-    if not (out.parent if str(out.parent) else Path(".")).is_dir():
-        raise TexportError(f"output folder does not exist: {out.parent}")
-    return out
 
 
 def check_same_run(out: Path, manifest: dict, settings: dict, manifest_base: dict, keys: Sequence[str]) -> None:

@@ -13,9 +13,9 @@ same settings and draws what an unbroken run would: each crop and each noise is 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -28,16 +28,27 @@ from texport.models.handle import STYLENET, open_model
 from texport.models.loading import load_stylenet, stylize_planned
 from texport.models.stylenet import StyleNetwork
 from texport.models.texnet import NORMS
-from texport.objectives.objective import DEFAULT_ALPHA, DEFAULT_COLOR_WEIGHT, DEFAULT_CONTENT_LAYER, build_style_objective
+from texport.objectives.losses import PO_LAYERS
+from texport.objectives.objective import (
+    DEFAULT_ALPHA,
+    DEFAULT_CONTENT_LAYER,
+    ObjectiveSpec,
+    build_style_objective,
+)
 from texport.progress import StepProgress
 from texport.textures.datasets import open_dataset
 from texport.textures.images import load_exemplar, load_image, save_image, side_by_side
 from texport.training.runs import (
     LossLog,
+    RunOutput,
+    Schedule,
     TrainReport,
+    build_run,
     check_run,
     check_same_run,
+    image_record,
     load_optimizer_state,
+    noise_record,
     save_optimizer_state,
     state_path,
 )
@@ -58,72 +69,95 @@ def content_batch(photos, step: int, batch: int, size: int, seed: int) -> torch.
     return torch.cat(crops)
 
 
-def train_style(
-    style: str | os.PathLike,
-    content: str | os.PathLike,
-    output: str | os.PathLike,
-    alpha: float = DEFAULT_ALPHA,
-    iters: int = defaults.STYLE_ITERS,
-    batch: int = defaults.TEXNET_BATCH,
-    size: int = defaults.TEXNET_SIZE,
-    lr: float = defaults.TEXNET_LR,
-    content_layer: str = DEFAULT_CONTENT_LAYER,
-    color_weight: float = DEFAULT_COLOR_WEIGHT,
-    spectrum_weight: float = defaults.STYLE_SPECTRUM_WEIGHT,
-    descriptor: str = "auto",
-    descriptor_weights: str | None = None,
-    device: str | torch.device = "auto",
-    scales: int = defaults.TEXNET_SCALES,
-    width: int = defaults.TEXNET_WIDTH,
-    norm: str = "instance",
-    seed: int = 0,
-    resize: int = CONTENT_RESIZE,
-    name: str | None = None,
-    checkpoint_every: int = defaults.CHECKPOINT_EVERY,
-    progress: StepProgress | None = None,
-    resume: bool = False,
-    finish: bool = False,
-) -> TrainReport:
-    """Train a StyleNetwork for the style image `style` on the photographs in `content` (a folder or a
-    zip) and save it (safetensors + manifest, the style image kept in the file) to `output`.
+@dataclass(frozen=True)
+class StyleData:
+    """What a style network learns from: one style image and a folder or zip of photographs, scaled so
+    their shorter side is `resize`, then cropped to `size` squares."""
+    style: Path
+    content: Path
+    size: int = defaults.TEXNET_SIZE  # a multiple of the network's grid, at least 32
+    resize: int = CONTENT_RESIZE
+
+
+@dataclass(frozen=True)
+class StyleArchitecture:
+    """The generator (texport.models.stylenet.StyleNetwork)."""
+    scales: int = defaults.TEXNET_SCALES
+    width: int = defaults.TEXNET_WIDTH
+    norm: str = "instance"
+
+
+@dataclass(frozen=True)
+class ContentTerm:
+    """The content term of eq. 6 (Ulyanov et al. 2016): its weight relative to the style term, and its tap."""
+    alpha: float = DEFAULT_ALPHA
+    content_layer: str = DEFAULT_CONTENT_LAYER
+
+
+@dataclass(frozen=True)
+class StyleRun:
+    """One style-network training run (Ulyanov et al. 2016 sec. 3.3): `StyleRun.of(style, content, output, **settings)`."""
+    data: StyleData
+    network: StyleArchitecture
+    objective: ObjectiveSpec
+    content_term: ContentTerm
+    schedule: Schedule
+    output: RunOutput
+
+    @classmethod
+    def of(cls, style: str | os.PathLike, content: str | os.PathLike, output: str | os.PathLike, **settings) -> "StyleRun":
+        """From flat settings (alpha, iters, batch, size, resize, lr, width, norm, resume, ...; see the parts)."""
+        return build_run(cls, dict(settings, style=Path(style), content=Path(content), path=Path(output)), KIND_DEFAULTS)
+
+
+KIND_DEFAULTS = {"iters": defaults.STYLE_ITERS, "batch": defaults.TEXNET_BATCH, "lr": defaults.TEXNET_LR,
+                 "spectrum_weight": defaults.STYLE_SPECTRUM_WEIGHT}
+
+
+def train_style(run: StyleRun, progress: StepProgress | None = None) -> TrainReport:
+    """Train a StyleNetwork for the style image `data.style` on the photographs in `data.content` (a folder or a
+    zip) and save it (safetensors + manifest, the style image kept in the file) to `output.path`.
 
     Photographs are scaled so their shorter side is `resize`, then cropped to `size` squares: the
     ratio sets how much of a scene a crop holds, so stylizing photographs of about `resize` px
     matches training. resume and finish as for texture networks.
     """
-    if finish and not resume:
-        raise TexportError("finishing ends a stopped run: resume it to finish it")
+    data, arch, objective_spec, schedule, output = run.data, run.network, run.objective, run.schedule, run.output
+    style_path, content, size, resize = data.style, data.content, data.size, data.resize
+    scales, width, norm = arch.scales, arch.width, arch.norm
+    iters, batch, lr, seed = schedule.iters, schedule.batch, schedule.lr, schedule.seed
+    resume, finish = output.resume, output.finish
+    if objective_spec.octaves != 1 or tuple(objective_spec.layers) != tuple(PO_LAYERS):
+        raise TexportError(f"a style network's style term is measured at the PO layers ({', '.join(PO_LAYERS)}), single scale")
+    if schedule.nproc not in (None, 1):
+        raise TexportError("style networks train on one process")
     if norm not in NORMS:
         raise TexportError(f"unknown norm {norm!r}: choose {' or '.join(NORMS)}")
-    out = check_run(iters, batch, lr, output)
-    if resume and not (out.is_file() and state_path(out).is_file()):
-        raise TexportError(f"nothing to resume: {out} and {state_path(out).name} must both exist")
+    out = check_run(schedule, output)
     multiple = 2 ** (scales - 1)
     if size < 32 or size % multiple:
         raise TexportError(f"the training crop side must be a multiple of {multiple} and at least 32, got {size}")
     if resize < size:
         raise TexportError(f"photographs are scaled to {resize} px, smaller than the {size} px crops")
-    style_path = Path(style)
     style_image = load_exemplar(style_path)
     photos = open_dataset(content, split="all", resize=resize, min_side=size)
     if len(photos) < MIN_PHOTOS:
         raise TexportError(f"{content} holds {len(photos)} usable photograph(s): a style network needs at least {MIN_PHOTOS}")
-    dev = resolve_device(device)
-    objective = build_style_objective(style_image.to(dev), alpha, content_layer, color_weight, spectrum_weight,
-                                      descriptor=descriptor, descriptor_weights=descriptor_weights, device=dev)
+    dev = resolve_device(schedule.device)
+    objective = build_style_objective(style_image.to(dev), run.content_term.alpha, run.content_term.content_layer,
+                                      objective_spec.color_weight, objective_spec.spectrum_weight, objective_spec.loss,
+                                      descriptor=objective_spec.descriptor,
+                                      descriptor_weights=objective_spec.descriptor_weights, device=dev)
     torch.manual_seed(seed)
     net = StyleNetwork(scales, 3, width, norm).to(dev).train()
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     manifest_base = {
         "kind": STYLENET,
-        "name": name or out.stem,
+        "name": output.name or out.stem,
         "architecture": net.config(),
         "size_multiple": net.size_multiple,
-        "noise": {"contract": "texport.noise/1 lowbias32 uniform[0,1) 24-bit", "channels": net.input_channels,
-                  "batch_seed": "seed + item", "scaled_by": "noise_scale, at inference (Ulyanov et al. 2016 fig. 5)"},
-        "style": {"name": style_path.stem, "file": style_path.name,
-                  "sha256": hashlib.sha256(style_path.read_bytes()).hexdigest(),
-                  "size": [style_image.shape[-1], style_image.shape[-2]]},
+        "noise": noise_record(net.input_channels, scaled_by="noise_scale, at inference (Ulyanov et al. 2016 fig. 5)"),
+        "style": image_record(style_path, style_image),
         "content": {**photos.describe(), "crop": size},
         "descriptor": objective.descriptor.identity,
         "objective": objective.as_dict(),
@@ -178,7 +212,7 @@ def train_style(
             log.add(done, logged)
             if progress is not None:
                 progress(done, log.loss())
-            if checkpoint_every and done % checkpoint_every == 0 and done < iters:
+            if schedule.checkpoint_every and done % schedule.checkpoint_every == 0 and done < iters:
                 save(interrupted=False)
     except KeyboardInterrupt:
         interrupted = True

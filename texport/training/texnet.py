@@ -22,29 +22,37 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import torch
 
 import texport.defaults as defaults
-import texport.objectives.losses as losses
 from texport.devices import resolve_device
 from texport.errors import TexportError
 from texport.models.checkpoints import check_state, load_checkpoint, save_checkpoint
 from texport.models.handle import TEXNET, resolve_model
 from texport.models.loading import load_texnet, sample_texnet
 from texport.models.texnet import NORMS, TextureNetwork
-from texport.objectives.objective import DEFAULT_COLOR_WEIGHT, DEFAULT_LOSS, DEFAULT_SPECTRUM_WEIGHT, build_objective
+from texport.objectives.objective import (
+    ObjectiveSpec,
+    build_objective,
+)
 from texport.progress import StepProgress
 from texport.textures.images import load_exemplar, save_image, side_by_side
 from texport.training.distributed import all_reduce_batchnorm, processes, role
 from texport.training.runs import (
     LossLog,
+    RunOutput,
+    Schedule,
     TrainReport,
+    build_run,
     check_run,
     check_same_run,
+    image_record,
     load_optimizer_state,
+    noise_record,
     save_optimizer_state,
     state_path,
 )
@@ -116,69 +124,82 @@ def _load_init(init: str | os.PathLike, net: TextureNetwork) -> dict:
             "iterations": done.get("iterations"), "seconds": done.get("seconds"), "objective": manifest.get("objective")}
 
 
-def train_texnet(
-    texture: str | os.PathLike,
-    output: str | os.PathLike,
-    iters: int = DEFAULT_ITERS,
-    batch: int = DEFAULT_BATCH,
-    size: int = DEFAULT_SIZE,
-    lr: float = DEFAULT_LR,
-    loss: str = DEFAULT_LOSS,
-    layers: Sequence[str] | None = None,
-    color_weight: float = DEFAULT_COLOR_WEIGHT,
-    descriptor: str = "auto",
-    descriptor_weights: str | None = None,
-    device: str | torch.device = "auto",
-    scales: int = defaults.TEXNET_SCALES,
-    noise_channels: int = 3,
-    width: int = DEFAULT_WIDTH,
-    norm: str = "batch",
-    seed: int = 0,
-    crop: Sequence[int] | None = None,
-    name: str | None = None,
-    checkpoint_every: int = defaults.CHECKPOINT_EVERY,
-    progress: StepProgress | None = None,
-    spectrum_weight: float = DEFAULT_SPECTRUM_WEIGHT,
-    resume: bool = False,
-    finish: bool = False,
-    init: str | os.PathLike | None = None,
-    nproc: int | None = None,
-) -> TrainReport:
+@dataclass(frozen=True)
+class TexnetData:
+    """What a texture network learns from: one exemplar (a part of it, with crop), and the side of the
+    generated training images."""
+    texture: Path
+    size: int = DEFAULT_SIZE  # a multiple of the network's grid, at least 16
+    crop: tuple[int, int, int, int] | None = None  # x, y, w, h of the exemplar (e.g. to leave out a label)
+
+
+@dataclass(frozen=True)
+class TexnetArchitecture:
+    """The generator (texport.models.texnet.TextureNetwork), and the trained network it may start from."""
+    scales: int = defaults.TEXNET_SCALES
+    noise_channels: int = 3
+    width: int = DEFAULT_WIDTH
+    norm: str = "batch"
+    init: str | None = None  # a trained texture network (name or file) of the same architecture
+
+
+@dataclass(frozen=True)
+class TexnetRun:
+    """One texture-network training run (Ulyanov et al. 2016): `TexnetRun.of(texture, output, **settings)`."""
+    data: TexnetData
+    network: TexnetArchitecture
+    objective: ObjectiveSpec
+    schedule: Schedule
+    output: RunOutput
+
+    @classmethod
+    def of(cls, texture: str | os.PathLike, output: str | os.PathLike, **settings) -> "TexnetRun":
+        """From flat settings (iters, batch, lr, loss, layers, size, width, resume, ...; see the parts)."""
+        if settings.get("layers") is not None:
+            settings["layers"] = tuple(settings["layers"])
+        else:
+            settings.pop("layers", None)
+        if settings.get("crop") is not None:
+            settings["crop"] = tuple(settings["crop"])
+        return build_run(cls, dict(settings, texture=Path(texture), path=Path(output)), KIND_DEFAULTS)
+
+
+KIND_DEFAULTS = {"iters": DEFAULT_ITERS, "batch": DEFAULT_BATCH, "lr": DEFAULT_LR}
+
+
+def train_texnet(run: TexnetRun, progress: StepProgress | None = None) -> TrainReport:
     """Train a TextureNetwork on the exemplar at `texture` and save it (safetensors + manifest) to `output`.
 
-    crop (x, y, w, h) trains on part of the exemplar, e.g. without a printed label; it is recorded.
-    resume continues `output` from its last checkpoint; every setting must be the same. finish (with
-    resume) makes the stopped run a finished model at the iterations it has done. init starts from the
+    data.crop (x, y, w, h) trains on part of the exemplar, e.g. without a printed label; it is recorded.
+    output.resume continues `output` from its last checkpoint; every setting must be the same. output.finish (with
+    resume) makes the stopped run a finished model at the iterations it has done. network.init starts from the
     weights of a trained texture network of the same architecture (a shipped name or a model file)
     instead of random ones: fine-tuning on a changed objective costs a fraction of training anew; the
-    starting model is recorded. nproc trains on that many processes (texport.distributed_training);
+    starting model is recorded. schedule.nproc trains on that many processes (texport.training.distributed);
     the batch is split between them and the result is that of one process, up to rounding.
     """
-    call = {k: v for k, v in locals().items() if k != "progress"}  # what the other processes are given
-    if finish and not resume:
-        raise TexportError("finishing ends a stopped run: resume it to finish it")
+    data, arch, objective_spec, schedule, output = run.data, run.network, run.objective, run.schedule, run.output
+    texture_path, size, crop = data.texture, data.size, data.crop
+    scales, noise_channels, width, norm, init = arch.scales, arch.noise_channels, arch.width, arch.norm, arch.init
+    iters, batch, lr, seed = schedule.iters, schedule.batch, schedule.lr, schedule.seed
+    resume, finish, nproc = output.resume, output.finish, schedule.nproc
     if init is not None and resume:
         raise TexportError("a start model begins a new run: a resumed run already has its weights")
     if norm not in NORMS:
         raise TexportError(f"unknown norm {norm!r}: choose {' or '.join(NORMS)}")
-    out = check_run(iters, batch, lr, output, nproc)
-    if resume and not (out.is_file() and state_path(out).is_file()):
-        raise TexportError(f"nothing to resume: {out} and {state_path(out).name} must both exist")
+    out = check_run(schedule, output)
     net_multiple = 2 ** (scales - 1)
     if size < 16 or size % net_multiple:
         raise TexportError(f"the training image side must be a multiple of {net_multiple} and at least 16, got {size}")
     if width < 1:
         raise TexportError(f"channels per noise scale must be positive, got {width}")
-    texture_path = Path(texture)
     exemplar = load_exemplar(texture_path, crop)
-    dev = resolve_device(device)
-    with processes(nproc, dev, train_texnet, call) as ranks:  # ranks: None for one process
+    dev = resolve_device(schedule.device)
+    with processes(nproc, dev, train_texnet, {"run": run}) as ranks:  # ranks: None for one process
         leader, first, count, dev = role(ranks, batch, dev)  # the leader writes the files and shows progress
         if not leader:
             progress = None
-        objective = build_objective(exemplar.to(dev), loss, layers or losses.PO_LAYERS, color_weight=color_weight,
-                                    descriptor=descriptor, descriptor_weights=descriptor_weights, tileable=True, device=dev,
-                                    spectrum_weight=spectrum_weight)
+        objective = build_objective(exemplar.to(dev), objective_spec, tileable=True, device=dev)
         torch.manual_seed(seed)
         net = TextureNetwork(scales, noise_channels, width, norm=norm)
         started_from = _load_init(init, net) if init is not None else None
@@ -188,15 +209,11 @@ def train_texnet(
         opt = torch.optim.Adam(net.parameters(), lr=lr)
         manifest_base = {
             "kind": TEXNET,
-            "name": name or out.stem,
+            "name": output.name or out.stem,
             "architecture": net.config(),
             "size_multiple": net.size_multiple,
-            "noise": {"contract": "texport.noise/1 lowbias32 uniform[0,1) 24-bit", "channels": net.input_channels,
-                      "batch_seed": "seed + item"},
-            "texture": {"name": texture_path.stem, "file": texture_path.name,
-                        "sha256": hashlib.sha256(texture_path.read_bytes()).hexdigest(),
-                        "size": [exemplar.shape[-1], exemplar.shape[-2]],
-                        "crop": list(crop) if crop is not None else None},
+            "noise": noise_record(net.input_channels),
+            "texture": image_record(texture_path, exemplar, crop=list(crop) if crop is not None else None),
             "descriptor": objective.descriptor.identity,
             "objective": objective.spec.as_dict(),
         }
@@ -260,7 +277,7 @@ def train_texnet(
                 log.add(done, logged)
                 if progress is not None:
                     progress(done, log.loss())
-                if checkpoint_every and done % checkpoint_every == 0 and done < iters:
+                if schedule.checkpoint_every and done % schedule.checkpoint_every == 0 and done < iters:
                     save(interrupted=False)
         except KeyboardInterrupt:
             interrupted = True  # the `done` iterations completed are kept
