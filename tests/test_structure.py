@@ -207,3 +207,21 @@ def test_the_onnx_cache_key_reads_every_subpackage():
     assert hashed == {p.relative_to(PACKAGE).as_posix() for p in MODULES.values()}
     assert {"export/graphs.py", "models/texnet.py", "models/propo.py"} <= hashed
     assert len(code_hash()) == 64
+
+
+def test_the_cli_loads_a_command_when_it_runs_and_its_help_line_is_its_docstring():
+    """`texport --help`, `--version` and completion import no torch: commands load by name (cli.COMMANDS)."""
+    import subprocess
+    import sys
+
+    from texport.commands.cli import COMMANDS, load_command
+
+    modules = {p.stem for p in (PACKAGE / "commands").glob("*.py")} - {"__init__", "cli", "options"}
+    assert {module for module, _, _ in COMMANDS.values()} == modules  # every command group is reachable
+    for name, (_, _, line) in COMMANDS.items():
+        assert " ".join(load_command(name).help.split()) == line, name
+    code = ("import sys; from texport.commands.cli import main; "
+            "codes = [main(['--help']), main(['--version'])]; "
+            "assert codes == [0, 0] and 'torch' not in sys.modules, (codes, 'torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

@@ -2,39 +2,87 @@
 
 User errors (TexportError, bad options) print one line on stderr and exit with 2; Ctrl-C exits 130
 and SIGTERM 143, after a training run has saved its checkpoint.
+
+Commands are loaded when they run (COMMANDS, as click's lazily loaded subcommands): a command
+module imports its stage's code, torch included, at its top, and `texport --help`, `--version` and
+shell completion should not wait for that. Nothing imports this module but the entry point, so
+loading by name here cannot hide an import cycle.
 """
 
 from __future__ import annotations
 
+import importlib
 import signal
 import sys
 from typing import Optional
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from texport import __version__
-from texport.commands import deploy, gatys, scale, synth, tools, train
 from texport.errors import TexportError
+
+# name: (module in texport.commands, its function or typer app, the line `texport --help` shows: the docstring's)
+COMMANDS = {
+    "gatys": ("gatys", "gatys", "Synthesize a texture by optimization (Gatys et al. 2015), the slow exact fallback; "
+                                "with --content, style transfer."),
+    "train": ("train", "train_app", "Train texture models: texture networks (one texture), ProPO (any texture) or "
+                                    "style networks (one style, any photograph)."),
+    "synth": ("synth", "synth", "Synthesize textures from a trained model in one forward pass (ProPO: like --texture)."),
+    "stylize": ("synth", "stylize", "Restyle a photograph with a trained style network in one forward pass (Ulyanov et "
+                                    "al. 2016 sec. 3.3)."),
+    "export": ("deploy", "export_model", "Export a model for deployment (ProPO .onnx also writes NAME.encode.onnx and "
+                                         "NAME.synth.onnx beside OUTPUT)."),
+    "bench": ("deploy", "bench_command", "Latency, images/s, megapixels/s, GFLOP/s and peak memory per backend, size and "
+                                         "batch."),
+    "tile": ("scale", "tile", "Large textures in tiles with bounded memory (texture networks: tiles join exactly); "
+                              "--ray: bands on a cluster."),
+    "batch": ("scale", "batch", "One PNG per job; a rerun skips outputs already made by the same job (recorded in each "
+                                "PNG)."),
+    "dds": ("tools", "dds_command", "Convert an image into a DDS GPU texture (BC7, BC1, BC3 or RGBA8; with --mips, the "
+                                    "mip chain)."),
+    "models": ("tools", "models", "List the shipped models, or print one model's manifest as JSON."),
+    "info": ("tools", "info", "Versions, devices, shipped textures and which descriptor weights are available."),
+}
+
+
+def load_command(name: str) -> click.Command:
+    """The click command (or group) of COMMANDS[name], its module imported now."""
+    module, attribute, _ = COMMANDS[name]
+    target = getattr(importlib.import_module(f"texport.commands.{module}"), attribute)
+    if not isinstance(target, typer.Typer):  # a function: the one command of an app of its own
+        function, target = target, typer.Typer(pretty_exceptions_enable=False, add_completion=False)
+        target.command(name)(function)
+    return typer.main.get_command(target)
+
+
+class LazyCommand(click.Command):
+    """A command known by its name and help line until it runs (or its own help or completion is asked)."""
+
+    def __init__(self, name: str):
+        super().__init__(name, help=COMMANDS[name][2], short_help=COMMANDS[name][2], add_help_option=False)
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        return load_command(self.name).make_context(info_name, args, parent=parent, **extra)
+
+
+class LazyGroup(TyperGroup):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return LazyCommand(name) if name in COMMANDS else None
+
 
 app = typer.Typer(
     name="texport",
+    cls=LazyGroup,
     help="Neural texture synthesis that ships: Gatys optimization, texture networks, ProPO; ONNX and TensorRT export.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=True,
 )
-
-app.command()(gatys.gatys)
-app.add_typer(train.train_app, name="train")
-app.command()(synth.synth)
-app.command()(synth.stylize)
-app.command("export")(deploy.export_model)
-app.command("bench")(deploy.bench_command)
-app.command()(scale.tile)
-app.command()(scale.batch)
-app.command("dds")(tools.dds_command)
-app.command()(tools.models)
-app.command()(tools.info)
 
 
 def _version(value: bool) -> None:

@@ -81,7 +81,7 @@ def _load_multiscale(source, kind: str, network_class: type, loaded_class: type,
 
 @torch.no_grad()
 def sample_texnet(
-    model: LoadedTexnet | TextureNetwork,
+    loaded: LoadedTexnet | TextureNetwork,
     size: int | str | tuple[int, int] | SizePlan = 256,
     seed: int = 0,
     count: int = 1,
@@ -92,7 +92,7 @@ def sample_texnet(
     batch: int = 1,
 ) -> torch.Tensor:
     """count textures [count, 3, H, W] in [0, 1] on the CPU; image n uses noise seed seed + n."""
-    network = model.network if isinstance(model, LoadedTexnet) else model
+    network = loaded.network if isinstance(loaded, LoadedTexnet) else loaded
     plan = plan_size(size, network.size_multiple, network.size_multiple, tileable, snap, size_limit)
     width, height, gw, gh = plan.width, plan.height, plan.grid_width, plan.grid_height
     check_count(count)
@@ -145,7 +145,7 @@ def load_propo(source: str | os.PathLike | Model, device: str | torch.device = "
 
 @torch.no_grad()
 def sample_propo(
-    model: LoadedPropo,
+    loaded: LoadedPropo,
     texture: torch.Tensor,
     size: int | str | tuple[int, int] | SizePlan = 256,
     seed: int = 0,
@@ -161,7 +161,7 @@ def sample_propo(
     result is the list of stage images [noise, x^1, ..., x^5], each [count, 3, H, W].
     """
 
-    propo = model.network
+    propo = loaded.network
     plan = plan_size(size, SIZE_MULTIPLE, MIN_SIDE, tileable, snap, size_limit)
     width, height, gw, gh = plan.width, plan.height, plan.grid_width, plan.grid_height
     check_count(count)

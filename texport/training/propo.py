@@ -65,6 +65,7 @@ from texport.training.runs import (
     TrainReport,
     build_run,
     check_run,
+    check_same_run,
     load_optimizer_state,
     noise_record,
     save_optimizer_state,
@@ -84,6 +85,8 @@ NOISE_SEED_OFFSET = 1 << 30
 ITEM_SEED_STRIDE = 1 << 40
 TARGET_DRAWS = "per item: torch.Generator(seed * 1000003 + step + item * 2**40)"
 OPTIMIZER_STATE = "propo-optimizer-state"
+# a resumed run must have been started with these settings (and the same architecture and descriptor)
+RESUME_KEYS = ("size", "resize", "batch", "color_weight", "spectrum_weight", "incremental", "seed", "iterations_planned")
 
 
 def learning_rate(step: int, iters: int, lr: float) -> float:
@@ -245,13 +248,8 @@ def train_propo(run: PropoRun, progress: StepProgress | None = None, loaded: Tex
         if resume:
             state, manifest = load_checkpoint(out, kind=PROPO)
             previous = manifest.get("training", {})
-            for key in ("size", "resize", "batch", "color_weight", "spectrum_weight", "incremental", "seed", "iterations_planned"):
-                if previous.get(key) != settings[key]:
-                    raise TexportError(f"cannot resume {out}: it was trained with {key}={previous.get(key)!r}, not {settings[key]!r}")
-            if manifest.get("architecture") != model.config():
-                raise TexportError(f"cannot resume {out}: architecture {manifest.get('architecture')} differs from {model.config()}")
-            if manifest.get("descriptor") != desc.identity:
-                raise TexportError(f"cannot resume {out}: it was trained with descriptor {manifest.get('descriptor', '')[:40]}...")
+            check_same_run(out, manifest, {key: settings[key] for key in RESUME_KEYS},
+                           {"architecture": model.config(), "descriptor": desc.identity}, ("architecture", "descriptor"))
             check_state(out, model.pseudo_optimizers, pseudo_optimizer_state(state))
             extra = load_optimizer_state(state_path(out), opt, OPTIMIZER_STATE)
             start_step = int(extra["step"])
