@@ -41,6 +41,10 @@ HELD_OUT_FRACTION = 0.1  # folders of a dataset kept out of training
 
 CHECKPOINT_EVERY = 100  # training iterations between checkpoints
 
+# Descriptor passes of Gatys, refinement and training: bf16 where the hardware computes it natively
+# (texport.devices.resolve_precision); benchmarks/precision.py measures what it buys and costs
+PRECISION = "auto"
+
 # Sizes
 SIZE_LIMIT = 8192  # largest side synth and gatys accept (TEXPORT_MAX_SIZE overrides)
 TILE_SIZE_LIMIT = 65536  # largest side of a tiled output

@@ -1,5 +1,6 @@
 """Where work runs: the torch device (a clear error instead of a CUDA traceback when no GPU is there),
-and the environment variables that the processes a run starts (Ray's, the training ranks) inherit."""
+the precision of descriptor passes, and the environment variables that the processes a run starts
+(Ray's, the training ranks) inherit."""
 
 from __future__ import annotations
 
@@ -55,3 +56,30 @@ def environment(variables: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of CPUs that compute bf16 natively
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), as Linux reports it."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            flags = next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return any(flag in flags for flag in BF16_CPU_FLAGS)
+
+
+def resolve_precision(name: str, device: torch.device | str) -> str:
+    """'fp32' or 'bf16' for descriptor passes: 'auto' is bf16 on a CUDA GPU that supports it and on a CPU
+    with native bf16 (where it about halves the time of a pass), else fp32."""
+    if name not in PRECISIONS:
+        raise TexportError(f"unknown precision {name!r}: choose {', '.join(PRECISIONS)}")
+    if name != "auto":
+        return name
+    device = torch.device(device)
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"

@@ -15,6 +15,7 @@ from texport.commands.options import (
     DescriptorName,
     DescriptorWeights,
     Device,
+    Precision,
     Seed,
     SizeLimit,
     check_output,
@@ -54,6 +55,7 @@ def gatys(
     descriptor: DescriptorName = "auto",
     descriptor_weights: DescriptorWeights = None,
     pooling: str = typer.Option("avg", "--pooling", help="Descriptor pooling: avg (default) or max."),
+    precision: Precision = D.PRECISION,
     lr: float = typer.Option(D.GATYS_LR, "--lr", help="Adam learning rate (pixels in [0, 1])."),
     size_limit: SizeLimit = None,
     bits16: Bits16 = False,
@@ -80,7 +82,8 @@ def gatys(
         style_image = load_image(resolve_texture(texture))
         style_objective = build_style_objective(style_image.to(dev), alpha, color_weight=color_weight,
                                                 spectrum_weight=spectrum_weight, descriptor=descriptor,
-                                                descriptor_weights=weights_path(descriptor_weights), device=dev)
+                                                descriptor_weights=weights_path(descriptor_weights), device=dev,
+                                                precision=precision)
         bar, update = progress_bar(iters, f"gatys style {width}x{height}")
         with bar:
             result = transfer_style(style_image, photo, (width, height), iters, style_objective, update, device=dev,
@@ -89,7 +92,8 @@ def gatys(
     width, height = check_request(size or "256", iters, optimizer, coarse_to_fine, init is not None, size_limit)
     exemplar = load_image(resolve_texture(texture))
     spec = ObjectiveSpec(loss, parse_layers(layers), layer_weights, pyramid, color_weight, spectrum_weight,
-                         descriptor=descriptor, descriptor_weights=weights_path(descriptor_weights), pooling=pooling)
+                         descriptor=descriptor, descriptor_weights=weights_path(descriptor_weights), pooling=pooling,
+                         precision=precision)
     # built here: it validates loss, layers and descriptor before the progress bar starts
     objective = build_objective(exemplar.to(dev), spec, tileable=tileable, device=dev)
     if pyramid > 1:

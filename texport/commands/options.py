@@ -27,6 +27,9 @@ BackendSpec = Annotated[Optional[str], typer.Option(
     "--backend", help="torch, onnxruntime, openvino, tensorrt (an .engine) or auto (the fastest here); default: torch for "
                       "a texport model, onnxruntime for an .onnx, tensorrt for an engine; options as NAME:OPT+OPT, "
                       "e.g. torch:channels_last, openvino:bf16.")]
+Precision = Annotated[str, typer.Option(
+    "--precision", help="Descriptor passes: auto (bf16 where the CPU has AVX512-BF16 or AMX, or on a CUDA GPU; fp32 "
+                        "elsewhere), fp32 or bf16. Images, Gram matrices, losses and optimizer state stay fp32.")]
 Fp16 = Annotated[bool, typer.Option("--fp16", help="The fp16 graph (Gram matrices and other sensitive parts stay fp32).")]
 SizeLimit = Annotated[Optional[int], typer.Option("--size-limit", help=f"Largest accepted side (default {D.SIZE_LIMIT}, or TEXPORT_MAX_SIZE).")]
 Bits16 = Annotated[bool, typer.Option("--16bit", help="Write 16-bit PNGs.")]

@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+import texport.defaults as D
 from texport.commands.options import (
     BackendSpec,
     Bits16,
@@ -16,6 +17,7 @@ from texport.commands.options import (
     DdsSrgb,
     Device,
     Fp16,
+    Precision,
     Seed,
     SizeLimit,
     Target,
@@ -28,6 +30,7 @@ from texport.commands.options import (
 from texport.errors import TexportError
 from texport.models.handle import open_model
 from texport.models.loading import check_count, load_generator, plan_stylize, require_stages, sample, stage_sheet
+from texport.objectives.objective import ObjectiveSpec
 from texport.optimization.refinement import refine as refine_images
 from texport.optimization.refinement import refinement_target
 from texport.runtime.sampling import sample_with, stylize_with
@@ -52,6 +55,7 @@ def synth(
     backend: BackendSpec = None,
     fp16: Fp16 = False,
     refine: int = typer.Option(0, "--refine", help="Then N Gatys evaluations of the default objective per image (texture networks: against their exemplar)."),
+    precision: Precision = D.PRECISION,
     dds_format: DdsFormat = None,
     srgb: DdsSrgb = None,
     mips: DdsMips = False,
@@ -91,7 +95,8 @@ def synth(
         bar, update = progress_bar(refine * images.shape[0], f"refine {images.shape[-1]}x{images.shape[-2]}")
         start = time.perf_counter()
         with bar:
-            images = refine_images(loaded, images, refine, texture=target, tileable=tileable, device=device, progress=update)
+            images = refine_images(loaded, images, refine, texture=target, tileable=tileable, device=device, progress=update,
+                                   objective=ObjectiveSpec(precision=precision))
         how += f", refined by {refine} evaluations in {time.perf_counter() - start:.1f} s"
     save_numbered(images, output, bits16, how, dds, tileable)
 

@@ -19,6 +19,7 @@ from texport.commands.options import (
     Device,
     Finish,
     Nproc,
+    Precision,
     Resume,
     Seed,
     parse_layers,
@@ -52,6 +53,7 @@ def train_texnet(
     device: Device = "auto",
     descriptor: DescriptorName = "auto",
     descriptor_weights: DescriptorWeights = None,
+    precision: Precision = D.PRECISION,
     crop: Optional[str] = typer.Option(None, "--crop", help="Train on X,Y,W,H of the exemplar (e.g. to leave out a label)."),
     resume: Resume = False,
     finish: Finish = False,
@@ -67,7 +69,8 @@ def train_texnet(
         path, output, iters=iters, batch=batch, lr=lr, seed=seed, checkpoint_every=checkpoint_every, device=device,
         nproc=nproc, size=size, crop=box, scales=scales, width=width, norm=norm, init=init, loss=loss,
         layers=parse_layers(layers), color_weight=color_weight, spectrum_weight=spectrum_weight, descriptor=descriptor,
-        descriptor_weights=weights_path(descriptor_weights), resume=resume, finish=finish)
+        descriptor_weights=weights_path(descriptor_weights), precision=precision, resume=resume,
+        finish=finish)
     bar, update = progress_bar(iters, f"train texnet {path.stem}")
     with bar:
         report = texnet_training.train_texnet(run, progress=update)
@@ -100,6 +103,7 @@ def train_propo(
     device: Device = "auto",
     descriptor: DescriptorName = "auto",
     descriptor_weights: DescriptorWeights = None,
+    precision: Precision = D.PRECISION,
     resume: Resume = False,
     finish: Finish = False,
     checkpoint_every: CheckpointEvery = D.CHECKPOINT_EVERY,
@@ -112,7 +116,8 @@ def train_propo(
         nproc=nproc, size=size, resize=resize, held_out_fraction=held_out, limit=limit, incremental=incremental,
         color_input=color_input, color_match=color_match, histogram_match=histogram_match,
         noise_amplitude=noise_amplitude, color_weight=color_weight, spectrum_weight=spectrum_weight,
-        descriptor=descriptor, descriptor_weights=weights_path(descriptor_weights), resume=resume, finish=finish)
+        descriptor=descriptor, descriptor_weights=weights_path(descriptor_weights), precision=precision, resume=resume,
+        finish=finish)
     propo_training.check_propo_run(run)  # before the dataset is decoded
     data = propo_training.open_training_set(run.data)
     bar, update = progress_bar(iters, "train propo")
@@ -150,6 +155,7 @@ def train_style(
     device: Device = "auto",
     descriptor: DescriptorName = "auto",
     descriptor_weights: DescriptorWeights = None,
+    precision: Precision = D.PRECISION,
     resume: Resume = False,
     finish: Finish = False,
     checkpoint_every: CheckpointEvery = D.CHECKPOINT_EVERY,
@@ -161,7 +167,8 @@ def train_style(
         path, content, output, iters=iters, batch=batch, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
         device=device, size=size, resize=resize, width=width, norm=norm, alpha=alpha, loss=loss,
         color_weight=color_weight, spectrum_weight=spectrum_weight, descriptor=descriptor,
-        descriptor_weights=weights_path(descriptor_weights), resume=resume, finish=finish)
+        descriptor_weights=weights_path(descriptor_weights), precision=precision, resume=resume,
+        finish=finish)
     bar, update = progress_bar(iters, f"train style {path.stem}")
     with bar:
         report = style_training.train_style(run, progress=update)

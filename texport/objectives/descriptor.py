@@ -34,6 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+from texport.devices import resolve_precision
 from texport.errors import TexportError, WeightsUnavailable
 from texport.files import atomic_path
 
@@ -278,6 +279,7 @@ class Descriptor(nn.Module):
             self.register_buffer("scale", 1.0 / std)
             self.register_buffer("shift", -torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) / std)
         self.identity = descriptor_identity(weights.name, [(t, *weights.convs[t]) for t in self.taps if t.startswith("conv")])
+        self.precision = "fp32"  # set_precision('bf16'): bf16 convolutions, fp32 taps
         self.requires_grad_(False)
         self.eval()
 
@@ -291,11 +293,20 @@ class Descriptor(nn.Module):
 
         padding overrides the descriptor's own for this call (e.g. zeros for an exemplar that does
         not wrap, circular for the tileable image being synthesized). until stops after that tap
-        (ProPO's early stages need only the shallow levels).
+        (ProPO's early stages need only the shallow levels). With precision 'bf16' the convolutions
+        run in bf16 on channels-last activations and the taps come back fp32 in the usual layout, so
+        Gram matrices, spectra, sorting and losses stay fp32 whatever the descriptor's precision.
         """
         mode = PADDINGS[padding or self.padding]
         taps = self.taps if until is None else self.taps[: self.taps.index(until) + 1]
         h = self.preprocess(x)
+        if self.precision == "fp32":
+            return self._taps(h, taps, mode)
+        with torch.autocast(h.device.type, dtype=torch.bfloat16):
+            out = self._taps(h.contiguous(memory_format=torch.channels_last), taps, mode)
+        return {tap: f.float().contiguous() for tap, f in out.items()}
+
+    def _taps(self, h: torch.Tensor, taps: Sequence[str], mode: str) -> dict[str, torch.Tensor]:
         out = {}
         for tap in taps:
             if tap.startswith("conv"):
@@ -308,8 +319,18 @@ class Descriptor(nn.Module):
                 out[tap] = h
         return out
 
+    def set_precision(self, precision: str) -> "Descriptor":
+        """Run the convolutions in 'fp32' or 'bf16' (channels-last weights); the weights stay fp32, so the
+        identity and every exported graph are unchanged. Returns self."""
+        if precision not in ("fp32", "bf16"):
+            raise TexportError(f"a descriptor runs in fp32 or bf16, not {precision!r}")
+        layout = torch.channels_last if precision == "bf16" else torch.contiguous_format
+        self.convs.to(memory_format=layout)
+        self.precision = precision
+        return self
+
     def extra_repr(self) -> str:
-        return f"{self.name}, layers={list(self.layers)}, pooling={self.pooling}, padding={self.padding}"
+        return f"{self.name}, layers={list(self.layers)}, pooling={self.pooling}, padding={self.padding}, {self.precision}"
 
 
 def descriptor_identity(name: str, convs: Iterable[tuple[str, torch.Tensor, torch.Tensor]]) -> str:
@@ -331,17 +352,19 @@ def build_descriptor(
     device: torch.device | str = "cpu",
     expect_identity: str | None = None,
     seed: int = 0,
+    precision: str = "fp32",
 ) -> Descriptor:
     """Load weights and build the descriptor for `layers`.
 
     expect_identity: the identity a trained model recorded; loading other weights is an error, so a
     model always runs with the descriptor it was trained with, whatever 'auto' would pick.
+    precision: 'fp32', 'bf16' or 'auto' (texport.devices.resolve_precision for the device).
     """
     if expect_identity is not None and name == "auto":
         name = expect_identity.split(":", 1)[0]
     deepest = _deepest(layers)
     weights = load_weights(name, deepest, weights_file, seed)
-    desc = Descriptor(weights, layers, pooling, padding).to(device)
+    desc = Descriptor(weights, layers, pooling, padding).to(device).set_precision(resolve_precision(precision, device))
     if expect_identity is not None and desc.identity != expect_identity:
         raise TexportError(
             f"descriptor mismatch: the model was trained with {expect_identity[:40]}..., "

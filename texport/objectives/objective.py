@@ -67,6 +67,7 @@ class ObjectiveSpec:
     descriptor: str = "auto"  # auto, vgg19, vgg16-hed or random (tests)
     descriptor_weights: str | None = None  # an explicit weights file
     pooling: str = "avg"  # the descriptor's pooling: avg or max
+    precision: str = "fp32"  # the descriptor's convolutions: fp32, bf16 or auto (texport.devices.resolve_precision)
 
     def __post_init__(self):
         if self.layers is None:
@@ -211,7 +212,7 @@ def build_objective(
     """Build the descriptor (trimmed to the layers used) and the objective in one call.
 
     spec: an ObjectiveSpec, or its loss (default gram+color) with its other fields as keyword settings
-    (layers, layer_weights, octaves, color_weight, spectrum_weight, descriptor_weights, pooling).
+    (layers, layer_weights, octaves, color_weight, spectrum_weight, descriptor_weights, pooling, precision).
     descriptor: a built Descriptor to reuse, or a name (auto, vgg19, vgg16-hed, random).
     """
     if isinstance(descriptor, str):
@@ -224,7 +225,7 @@ def build_objective(
     parse_loss(spec.loss)
     if descriptor is None:
         descriptor = build_descriptor(spec.descriptor, spec.layers, pooling=spec.pooling,
-                                      weights_file=spec.descriptor_weights, device=device)
+                                      weights_file=spec.descriptor_weights, device=device, precision=spec.precision)
     return TextureObjective(descriptor, exemplar, spec, tileable=tileable)
 
 
@@ -299,16 +300,26 @@ def build_style_objective(
     style: torch.Tensor,
     alpha: float = DEFAULT_ALPHA,
     content_layer: str = DEFAULT_CONTENT_LAYER,
-    color_weight: float = DEFAULT_COLOR_WEIGHT,
-    spectrum_weight: float = defaults.STYLE_SPECTRUM_WEIGHT,
-    loss: str = DEFAULT_LOSS,
-    descriptor: str | Descriptor = "auto",
-    descriptor_weights: str | None = None,
+    spec: ObjectiveSpec | None = None,
+    *,
+    descriptor: Descriptor | str | None = None,
     device: torch.device | str = "cpu",
+    **settings,
 ) -> StyleObjective:
-    """The texture objective on the style image (PO layers) and the content term, on one descriptor."""
-    layers = tuple(losses.PO_LAYERS)
-    if not isinstance(descriptor, Descriptor):
-        descriptor = build_descriptor(descriptor, (*layers, content_layer), weights_file=descriptor_weights, device=device)
-    spec = ObjectiveSpec(loss=loss, layers=layers, color_weight=color_weight, spectrum_weight=spectrum_weight)
+    """The texture objective on the style image (PO layers, single scale) and the content term, on one
+    descriptor. spec: the style term's ObjectiveSpec, or its fields as keyword settings (loss,
+    color_weight, spectrum_weight (default the style networks'), descriptor_weights, pooling, precision);
+    descriptor: a built Descriptor to reuse, or a name."""
+    if isinstance(descriptor, str):
+        settings["descriptor"] = descriptor
+        descriptor = None
+    if spec is None:
+        spec = ObjectiveSpec(**{"spectrum_weight": defaults.STYLE_SPECTRUM_WEIGHT, **settings})
+    elif settings:
+        raise TypeError(f"give an ObjectiveSpec or settings, not both ({', '.join(settings)})")
+    if spec.octaves != 1 or tuple(spec.layers) != tuple(losses.PO_LAYERS):
+        raise TexportError(f"the style term is measured at the PO layers ({', '.join(losses.PO_LAYERS)}), single scale")
+    if descriptor is None:
+        descriptor = build_descriptor(spec.descriptor, (*spec.layers, content_layer), pooling=spec.pooling,
+                                      weights_file=spec.descriptor_weights, device=device, precision=spec.precision)
     return StyleObjective(TextureObjective(descriptor, style, spec, tileable=False), alpha, content_layer)

@@ -70,7 +70,7 @@ def refine(loaded: LoadedTexnet | LoadedPropo, images: torch.Tensor, iters: int,
     target = refinement_target(loaded, texture)
     dev = resolve_device(device)
     identity = loaded.manifest["descriptor"]
-    descriptor = build_descriptor(identity.split(":")[0], spec.layers, pooling=spec.pooling, device=dev,
+    descriptor = build_descriptor(identity.split(":")[0], spec.layers, pooling=spec.pooling, device=dev, precision=spec.precision,
                                   expect_identity=identity)
     built = build_objective(target.to(dev), spec, descriptor=descriptor, tileable=tileable, device=dev)
     height, width = images.shape[-2:]

@@ -230,7 +230,8 @@ def train_propo(run: PropoRun, progress: StepProgress | None = None, loaded: Tex
         leader, first, count, dev = role(ranks, batch, dev)  # the leader writes the files and shows progress
         if not leader:
             progress = None
-        desc = build_descriptor(objective_spec.descriptor, LEVELS, weights_file=objective_spec.descriptor_weights, device=dev)
+        desc = build_descriptor(objective_spec.descriptor, LEVELS, weights_file=objective_spec.descriptor_weights, device=dev,
+                                precision=objective_spec.precision)
         torch.manual_seed(seed)
         model = ProPO(desc, widths=arch.widths, color_input=arch.color_input, noise_amplitude=arch.noise_amplitude,
                       color_match=arch.color_match, histogram_match=arch.histogram_match).to(dev).train()
@@ -292,7 +293,7 @@ def train_propo(run: PropoRun, progress: StepProgress | None = None, loaded: Tex
                 for term in ("gram", "color", "spectrum") if recent and getattr(recent[-1], term)
             }
             training = dict(settings, iterations=step, seconds=round(seconds_before + time.perf_counter() - begin, 1),
-                            device=dev.type, interrupted=interrupted, final_loss=sum(s.total for s in recent) / max(1, len(recent)),
+                            device=dev.type, precision=desc.precision, interrupted=interrupted, final_loss=sum(s.total for s in recent) / max(1, len(recent)),
                             final_stage_losses=stages, loss_history=history,
                             **({"processes": ranks.world} if ranks is not None else {}))
             if leader:

@@ -28,7 +28,6 @@ from texport.models.handle import STYLENET, open_model
 from texport.models.loading import load_stylenet, stylize_planned
 from texport.models.stylenet import StyleNetwork
 from texport.models.texnet import NORMS
-from texport.objectives.losses import PO_LAYERS
 from texport.objectives.objective import (
     DEFAULT_ALPHA,
     DEFAULT_CONTENT_LAYER,
@@ -127,8 +126,6 @@ def train_style(run: StyleRun, progress: StepProgress | None = None) -> TrainRep
     scales, width, norm = arch.scales, arch.width, arch.norm
     iters, batch, lr, seed = schedule.iters, schedule.batch, schedule.lr, schedule.seed
     resume, finish = output.resume, output.finish
-    if objective_spec.octaves != 1 or tuple(objective_spec.layers) != tuple(PO_LAYERS):
-        raise TexportError(f"a style network's style term is measured at the PO layers ({', '.join(PO_LAYERS)}), single scale")
     if schedule.nproc not in (None, 1):
         raise TexportError("style networks train on one process")
     if norm not in NORMS:
@@ -145,9 +142,7 @@ def train_style(run: StyleRun, progress: StepProgress | None = None) -> TrainRep
         raise TexportError(f"{content} holds {len(photos)} usable photograph(s): a style network needs at least {MIN_PHOTOS}")
     dev = resolve_device(schedule.device)
     objective = build_style_objective(style_image.to(dev), run.content_term.alpha, run.content_term.content_layer,
-                                      objective_spec.color_weight, objective_spec.spectrum_weight, objective_spec.loss,
-                                      descriptor=objective_spec.descriptor,
-                                      descriptor_weights=objective_spec.descriptor_weights, device=dev)
+                                      objective_spec, device=dev)
     torch.manual_seed(seed)
     net = StyleNetwork(scales, 3, width, norm).to(dev).train()
     opt = torch.optim.Adam(net.parameters(), lr=lr)
@@ -181,7 +176,7 @@ def train_style(run: StyleRun, progress: StepProgress | None = None) -> TrainRep
         terms = log.terms()
         manifest = dict(manifest_base, training=dict(
             settings, iterations=done, schedule="x0.7 at iters/2 then every iters/10 (Ulyanov et al. 2016, scaled)",
-            optimizer="adam", device=dev.type, seconds=round(seconds_before + time.perf_counter() - start, 1),
+            optimizer="adam", device=dev.type, precision=objective.descriptor.precision, seconds=round(seconds_before + time.perf_counter() - start, 1),
             finished=final,
             **({"batchnorm": "recalibrated over 32 fresh batches" if final else "running averages"} if norm == "batch" else {}),
             interrupted=interrupted, **log.record(),

@@ -241,7 +241,7 @@ def train_texnet(run: TexnetRun, progress: StepProgress | None = None) -> TrainR
             terms = log.terms()
             manifest = dict(manifest_base, training=dict(
                 settings, iterations=done, schedule="x0.7 at iters/2 then every iters/10 (Ulyanov et al. 2016, scaled)",
-                optimizer="adam", device=dev.type, seconds=round(seconds_before + time.perf_counter() - start, 1),
+                optimizer="adam", device=dev.type, precision=objective.descriptor.precision, seconds=round(seconds_before + time.perf_counter() - start, 1),
                 batchnorm="recalibrated over 32 fresh batches" if final else "running averages (intermediate checkpoint)",
                 interrupted=interrupted, **log.record(),
                 **({"finished_early": True} if final and done < iters else {}),
