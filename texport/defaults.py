@@ -41,9 +41,11 @@ HELD_OUT_FRACTION = 0.1  # folders of a dataset kept out of training
 
 CHECKPOINT_EVERY = 100  # training iterations between checkpoints
 
-# Descriptor passes of Gatys, refinement and training: bf16 where the hardware computes it natively
-# (texport.devices.resolve_precision); benchmarks/precision.py measures what it buys and costs
-PRECISION = "auto"
+# Descriptor passes (texport.devices.resolve_precision; benchmarks/precision.py measures both): training
+# uses bf16 where the hardware computes it natively; Gatys and refinement stay fp32, where bf16 bought
+# less (L-BFGS-B and the fp32 statistics dominate an evaluation) and moved single runs' objectives more
+TRAIN_PRECISION = "auto"
+GATYS_PRECISION = "fp32"
 
 # Sizes
 SIZE_LIMIT = 8192  # largest side synth and gatys accept (TEXPORT_MAX_SIZE overrides)

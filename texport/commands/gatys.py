@@ -55,7 +55,7 @@ def gatys(
     descriptor: DescriptorName = "auto",
     descriptor_weights: DescriptorWeights = None,
     pooling: str = typer.Option("avg", "--pooling", help="Descriptor pooling: avg (default) or max."),
-    precision: Precision = D.PRECISION,
+    precision: Precision = D.GATYS_PRECISION,
     lr: float = typer.Option(D.GATYS_LR, "--lr", help="Adam learning rate (pixels in [0, 1])."),
     size_limit: SizeLimit = None,
     bits16: Bits16 = False,

@@ -55,7 +55,7 @@ def synth(
     backend: BackendSpec = None,
     fp16: Fp16 = False,
     refine: int = typer.Option(0, "--refine", help="Then N Gatys evaluations of the default objective per image (texture networks: against their exemplar)."),
-    precision: Precision = D.PRECISION,
+    precision: Precision = D.GATYS_PRECISION,
     dds_format: DdsFormat = None,
     srgb: DdsSrgb = None,
     mips: DdsMips = False,
