@@ -40,14 +40,20 @@ def _handle(source: "str | os.PathLike | Model", kind: str) -> Model:
 
 
 @dataclass
-class LoadedTexnet:
-    network: TextureNetwork
+class Loaded:
+    """A model loaded for PyTorch: its network (a plain nn.Module), the manifest it came with, its file."""
+    network: torch.nn.Module
     manifest: dict
     path: Path
 
     @property
     def name(self) -> str:
         return self.manifest.get("name") or self.path.stem
+
+
+@dataclass
+class LoadedTexnet(Loaded):
+    network: TextureNetwork
 
 
 @dataclass
@@ -111,14 +117,8 @@ def sample_texnet(
 
 
 @dataclass
-class LoadedPropo:
+class LoadedPropo(Loaded):
     network: ProPO
-    manifest: dict
-    path: Path
-
-    @property
-    def name(self) -> str:
-        return self.manifest.get("name") or self.path.stem
 
 
 def load_propo(source: str | os.PathLike | Model, device: str | torch.device = "cpu",
