@@ -96,7 +96,14 @@ def speed(repeats: int) -> dict:
     return out
 
 
+# what the bf16 path computes: a change to it invalidates the bf16 records (padding inside the conv for
+# zeros, concatenation for circular, since the records of 2026-12-07 01:20 UTC; before: F.pad for both)
+BF16_PATH = "conv-padding/cat-circular"
+
+
 def cached(name: str, settings: dict, compute) -> dict:
+    if settings.get("precision") == "bf16":
+        settings = dict(settings, bf16_path=BF16_PATH)
     key = hashlib.sha256(json.dumps([name, settings, torch.__version__, texport.__version__], sort_keys=True).encode()).hexdigest()[:16]
     path = CACHE / f"{name}-{key}.json"
     if path.is_file():
