@@ -12,7 +12,6 @@ only the same run (check_same_run).
 
 from __future__ import annotations
 
-import hashlib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch
 
 import texport.defaults as defaults
 from texport.errors import TexportError
+from texport.files import sha256_file
 from texport.models.checkpoints import load_checkpoint, save_checkpoint
 from texport.settings import fill
 from texport.training.distributed import check_nproc
@@ -86,7 +86,7 @@ def noise_record(channels: int, **extra: str) -> dict:
 
 def image_record(path: Path, image, **extra) -> dict:
     """The manifest's record of an exemplar or style image: its name, file, sha256 and size."""
-    return {"name": path.stem, "file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+    return {"name": path.stem, "file": path.name, "sha256": sha256_file(path),
             "size": [image.shape[-1], image.shape[-2]], **extra}
 
 

@@ -19,7 +19,6 @@ process with the whole batch does; rank 0 writes the checkpoints.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ import torch
 import texport.defaults as defaults
 from texport.devices import resolve_device
 from texport.errors import TexportError
+from texport.files import sha256_file
 from texport.models.checkpoints import check_state, load_checkpoint, save_checkpoint
 from texport.models.handle import TEXNET, resolve_model
 from texport.models.loading import load_texnet, sample_texnet
@@ -120,7 +120,7 @@ def _load_init(init: str | os.PathLike, net: TextureNetwork) -> dict:
     check_state(path, net, state)  # loads the weights
     done = manifest.get("training", {})
     return {"model": manifest.get("name") or path.stem, "file": path.name,
-            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "sha256": sha256_file(path),
             "iterations": done.get("iterations"), "seconds": done.get("seconds"), "objective": manifest.get("objective")}
 
 
