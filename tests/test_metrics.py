@@ -15,8 +15,8 @@ from texport.errors import TexportError
 
 def test_no_objective_imports_the_metrics():
     """A judge one optimizes stops judging: only benchmarks and tests may import texport.metrics."""
-    for path in Path(texport.__file__).parent.glob("*.py"):
-        if path.name == "metrics.py":
+    for path in Path(texport.__file__).parent.rglob("*.py"):
+        if path.name in ("metrics.py", "__init__.py"):  # a package's __init__ only re-exports (test_structure)
             continue
         tree = ast.parse(path.read_text())
         names = [a.name for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names]
@@ -84,3 +84,25 @@ def test_gatys_cache_key_follows_the_numbers_not_the_source(monkeypatch):
     module._fingerprints.clear()
     monkeypatch.setattr(module, "build_objective", functools.partial(module.build_objective, color_weight=11.0))
     assert module.reference_fingerprint(desc) != first
+
+
+def test_cielab_matches_reference_colours():
+    """sRGB white, black, mid grey and pure red against the CIE values (D65)."""
+    rgb = torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [0.5, 0.5, 0.5], [1.0, 0.0, 0.0]]).T.reshape(1, 3, 1, 4)
+    lab = metrics.cielab(rgb)[0, :, 0].T
+    expected = torch.tensor([[100.0, 0.0, 0.0], [0.0, 0.0, 0.0], [53.39, 0.0, 0.0], [53.24, 80.09, 67.20]], dtype=torch.float64)
+    assert torch.allclose(lab, expected, atol=0.05), lab
+
+
+def test_palette_spread_sees_a_collapsed_palette(pebbles):
+    """The exemplar against itself scores 1; the same texture with every patch pulled to its mean colour
+    (the pixel variance kept, the regional colours gone) scores far below 1; and a 31 px image is refused."""
+    assert metrics.palette_spread(pebbles, pebbles) == pytest.approx((1.0, 1.0))
+    grey = pebbles.mean(dim=1, keepdim=True)
+    collapsed = (grey - grey.mean() + pebbles.mean(dim=(2, 3), keepdim=True)).clamp(0, 1)  # one mean colour, same luminance detail
+    a, b = metrics.palette_spread(collapsed, pebbles)
+    assert a < 0.2 and b < 0.2, (a, b)
+    pooled = metrics.palette_spread(torch.cat([pebbles, collapsed]), pebbles)
+    assert a < pooled[0] < 1.0 and b < pooled[1] < 1.0
+    with pytest.raises(TexportError, match="palette spread"):
+        metrics.palette_spread(pebbles[..., :31, :31], pebbles)

@@ -434,3 +434,51 @@ def test_cli_refines_a_propo_sample_towards_the_given_texture(tmp_path):
     res = run_cli("synth", "propo", "--texture", "pebbles", "-o", str(out), "--size", "48", "--refine", "2")
     assert res.returncode == 0 and out.is_file(), res.stderr
     assert "refined by 2 evaluations" in res.stdout
+    sw = tmp_path / "sw.png"
+    res = run_cli("synth", "propo", "--texture", "pebbles", "-o", str(sw), "--size", "48", "--refine", "2", "--loss", "sw+color")
+    assert res.returncode == 0 and sw.is_file(), res.stderr
+    assert not np.array_equal(np.asarray(Image.open(sw)), np.asarray(Image.open(out)))  # another objective, another image
+    bad = tmp_path / "bad.png"
+    res = run_cli("synth", "propo", "--texture", "pebbles", "-o", str(bad), "--size", "48", "--refine", "2", "--loss", "l2")
+    assert res.returncode == 2 and "unknown loss 'l2'" in res.stderr and not bad.exists()
+
+
+def test_sliced_wasserstein_stage_loss(model, pebbles, peppers):
+    """The sw stage loss is 0 for the target's own features, positive for another texture, and trains the
+    stages (a gradient reaches every pseudo optimizer); gram and sw runs record their loss."""
+    from texport.training.propo_stages import SlicedTargets, stage_objective
+
+    target = pebbles[..., :64, :64]
+    sliced = SlicedTargets(model, target)
+    own = model.descriptor(target, padding="reflect", until=LEVELS[-1])
+    other = model.descriptor(peppers[..., :64, :64], padding="reflect", until=LEVELS[-1])
+    assert float(sliced.loss(own, LEVELS)[0]) == 0.0
+    assert float(sliced.loss(other, LEVELS)[0]) > 0.1
+    noise = noise_field(0, 3, 64, 64)
+    sw_total, sw_terms = stage_objective(model, noise, target, 1.0, loss="sw+color")
+    gram_total, gram_terms = stage_objective(model, noise, target, 1.0, loss="gram+color")
+    assert sw_terms.gram != gram_terms.gram and sw_terms.color == pytest.approx(gram_terms.color)
+    _, no_color = stage_objective(model, noise, target, 1.0, loss="sw")
+    assert no_color.total < sw_terms.total  # the colour term is left out
+    model.zero_grad()
+    sw_total.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.pseudo_optimizers[-1].parameters()
+               if p.requires_grad)
+    with pytest.raises(TexportError, match="unknown loss"):
+        stage_objective(model, noise, target, 1.0, loss="wasserstein")
+
+
+def test_a_run_resumes_only_with_its_own_loss(dataset, tmp_path):
+    common = dict(size=SIZE, resize=96, lr=2e-3, held_out_fraction=0.0, descriptor="vgg16-hed", checkpoint_every=0, iters=3)
+    part = tmp_path / "sw.safetensors"
+
+    def stop_at_1(step, loss):
+        if step == 1:
+            raise KeyboardInterrupt
+
+    train_propo(PropoRun.of(dataset, part, loss="sw+color", **common), progress=stop_at_1)
+    assert read_manifest(part)["training"]["loss"] == "sw+color"
+    with pytest.raises(TexportError, match="cannot resume .* loss='sw\\+color', not 'gram\\+color'"):
+        train_propo(PropoRun.of(dataset, part, resume=True, **common))
+    report = train_propo(PropoRun.of(dataset, part, resume=True, loss="sw+color", **common))
+    assert report.iterations == 3 and not report.interrupted

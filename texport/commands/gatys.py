@@ -15,6 +15,7 @@ from texport.commands.options import (
     DescriptorName,
     DescriptorWeights,
     Device,
+    Loss,
     Precision,
     Seed,
     SizeLimit,
@@ -43,7 +44,7 @@ def gatys(
     alpha: float = typer.Option(D.STYLE_ALPHA, "--alpha", help="With --content: the content term's weight (eq. 6 of "
                                                                "Ulyanov et al. 2016, relative to the style term)."),
     optimizer: str = typer.Option(D.GATYS_OPTIMIZER, "--optimizer", help="lbfgs (L-BFGS-B, bounded) or adam (projected)."),
-    loss: str = typer.Option(D.LOSS, "--loss", help="gram+color (default), gram, sw+color or sw."),
+    loss: Loss = D.LOSS,
     layers: Optional[str] = typer.Option(None, "--layers", help="Comma-separated taps, or po / texnet / pyramid."),
     layer_weights: str = typer.Option("normalized", "--layer-weights", help="normalized (1/||G_target||^2) or uniform."),
     color_weight: ColorWeight = D.COLOR_WEIGHT,

@@ -34,6 +34,9 @@ Fp16 = Annotated[bool, typer.Option("--fp16", help="The fp16 graph (Gram matrice
 SizeLimit = Annotated[Optional[int], typer.Option("--size-limit", help=f"Largest accepted side (default {D.SIZE_LIMIT}, or TEXPORT_MAX_SIZE).")]
 Bits16 = Annotated[bool, typer.Option("--16bit", help="Write 16-bit PNGs.")]
 Target = Annotated[Optional[str], typer.Option("--texture", help="ProPO models: the target texture (any image, seen in training or not).")]
+Loss = Annotated[str, typer.Option(
+    "--loss", help="Objective: gram+color (default; Gram matrices, Shi & Qiao 2020), sw+color (sliced Wasserstein: whole "
+                   "feature distributions, Heitz et al. 2021), gram or sw (without the RGB colour term).")]
 ColorWeight = Annotated[float, typer.Option("--color-weight", help="Weight of the colour-distribution term.")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue OUTPUT from its last checkpoint (same settings).")]
 Finish = Annotated[bool, typer.Option("--finish", help="With --resume: end the stopped run where it is (a finished model).")]

@@ -17,6 +17,7 @@ from texport.commands.options import (
     DdsSrgb,
     Device,
     Fp16,
+    Loss,
     Precision,
     Seed,
     SizeLimit,
@@ -30,7 +31,7 @@ from texport.commands.options import (
 from texport.errors import TexportError
 from texport.models.handle import open_model
 from texport.models.loading import check_count, load_generator, plan_stylize, require_stages, sample, stage_sheet
-from texport.objectives.objective import ObjectiveSpec
+from texport.objectives.objective import ObjectiveSpec, parse_loss
 from texport.optimization.refinement import refine as refine_images
 from texport.optimization.refinement import refinement_target
 from texport.runtime.sampling import sample_with, stylize_with
@@ -54,7 +55,8 @@ def synth(
     stages: bool = typer.Option(False, "--stages", help="ProPO models: also write OUT-stages.png (noise, x1..x5, target per row)."),
     backend: BackendSpec = None,
     fp16: Fp16 = False,
-    refine: int = typer.Option(0, "--refine", help="Then N Gatys evaluations of the default objective per image (texture networks: against their exemplar)."),
+    refine: int = typer.Option(0, "--refine", help="Then N Gatys evaluations of the --loss objective per image (texture networks: against their exemplar)."),
+    loss: Loss = D.LOSS,
     precision: Precision = D.GATYS_PRECISION,
     dds_format: DdsFormat = None,
     srgb: DdsSrgb = None,
@@ -66,6 +68,7 @@ def synth(
     check_count(count)
     if refine < 0:
         raise TexportError(f"--refine must be at least 0, got {refine}")
+    parse_loss(loss)  # a misspelt --loss fails before the model loads, with or without --refine
     handle = open_model(model).require_generator()  # resolved once; everything below takes the handle
     plan = plan_size(size, handle.size_multiple, handle.min_side, tileable, snap, size_limit)  # the one size plan
     target = target_texture(handle, texture, texnet_may_take_one=bool(refine),
@@ -96,7 +99,7 @@ def synth(
         start = time.perf_counter()
         with bar:
             images = refine_images(loaded, images, refine, texture=target, tileable=tileable, device=device, progress=update,
-                                   objective=ObjectiveSpec(precision=precision))
+                                   objective=ObjectiveSpec(loss=loss, precision=precision))
         how += f", refined by {refine} evaluations in {time.perf_counter() - start:.1f} s"
     save_numbered(images, output, bits16, how, dds, tileable)
 

