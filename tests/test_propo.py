@@ -402,13 +402,14 @@ def test_cli_train_and_synth_propo(trained, dataset, tmp_path):
     assert model.is_file() and model.with_suffix(".png").is_file() and "wrote" in r.stdout
 
 
-@pytest.mark.parametrize("case", ["synth without texture", "no dataset", "size off the grid"])
+@pytest.mark.parametrize("case", ["synth without texture", "no dataset", "size off the grid", "negative stationarity"])
 def test_cli_propo_refusals_are_one_line(case, saved, dataset, tmp_path, cli_main):
     model = tmp_path / "m.safetensors"
     args, expected = {
         "synth without texture": (["synth", saved[0], "-o", tmp_path / "p.png"], "--texture"),
         "no dataset": (["train", "propo", tmp_path / "nowhere", "-o", model], f"dataset not found: {tmp_path / 'nowhere'}"),
         "size off the grid": (["train", "propo", dataset, "-o", model, "--size", "40"], "multiple of 16"),
+        "negative stationarity": (["train", "propo", dataset, "-o", model, "--stationarity", "-1"], "stationarity limit must be >= 0"),
     }[case]
     line = one_error_line(cli_main(*args))
     assert expected in line, line
@@ -482,3 +483,38 @@ def test_a_run_resumes_only_with_its_own_loss(dataset, tmp_path):
         train_propo(PropoRun.of(dataset, part, resume=True, **common))
     report = train_propo(PropoRun.of(dataset, part, resume=True, loss="sw+color", **common))
     assert report.iterations == 3 and not report.interrupted
+
+
+def test_stationarity_screen_drops_what_is_not_texture(dataset, tmp_path):
+    """An image whose halves differ (texture beside a smooth gradient; one half in shadow) is left out of
+    training and named; two real textures are kept; stationarity 0 keeps everything."""
+    from texport.textures.images import load_image, save_image
+    from texport.training.propo import PropoData, open_training_set
+
+    root = tmp_path / "set"
+    shutil.copytree(dataset, root)
+    pebbles = load_image(root / "pebbles" / "pebbles.png")
+    door = pebbles.clone()
+    door[..., 64:] = torch.linspace(0.2, 0.8, pebbles.shape[-2]).view(1, 1, -1, 1)
+    lit = pebbles.clone()
+    lit[..., 64:] *= 0.6
+    (root / "decals").mkdir()
+    save_image(door, root / "decals" / "door.png")
+    save_image(lit, root / "decals" / "lit.png")
+    screened = open_training_set(PropoData(root, resize=256, held_out_fraction=0.0))
+    assert sorted(screened.dropped) == ["decals/door.png", "decals/lit.png"]
+    assert screened.skipped.screened == 2 and len(screened) == 2
+    everything = open_training_set(PropoData(root, resize=256, held_out_fraction=0.0, stationarity=0.0))
+    assert len(everything) == 4 and everything.dropped == []
+
+
+def test_half_distances_measure_both_directions(pebbles):
+    """The measure is symmetric in the two splits: a top/bottom difference counts as a left/right one."""
+    import texport.objectives.metrics as metrics
+
+    spectral, colour = metrics.half_distances(pebbles)
+    assert spectral < 0.8 and colour < 0.1
+    shaded = pebbles.clone()
+    shaded[..., 64:, :] *= 0.6  # the bottom half in shadow
+    assert metrics.half_distances(shaded)[1] > 0.1
+    assert metrics.half_distances(shaded.transpose(-1, -2))[1] == pytest.approx(metrics.half_distances(shaded)[1])

@@ -101,6 +101,8 @@ def train_propo(
     incremental: bool = typer.Option(False, "--incremental/--no-incremental", help="Grow the training set during the run (experimental)."),
     held_out: float = typer.Option(D.HELD_OUT_FRACTION, "--held-out", help="Fraction of folders kept out of training."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use at most this many training images (quick runs)."),
+    stationarity: float = typer.Option(D.PROPO_STATIONARITY, "--stationarity", help="Leave out images whose halves differ "
+                                       "by more than this spectral distance, or by 0.1 in mean colour (decals, doors); 0 keeps all."),
     seed: Seed = 0,
     device: Device = "auto",
     descriptor: DescriptorName = "auto",
@@ -115,7 +117,7 @@ def train_propo(
     """Train ProPO (Shi & Qiao 2020) on a set of textures; Ctrl-C saves, --resume continues."""
     run = propo_training.PropoRun.of(
         dataset, output, iters=iters, batch=batch, lr=lr, seed=seed, checkpoint_every=checkpoint_every, device=device,
-        nproc=nproc, size=size, resize=resize, held_out_fraction=held_out, limit=limit, incremental=incremental,
+        nproc=nproc, size=size, resize=resize, held_out_fraction=held_out, limit=limit, incremental=incremental, stationarity=stationarity,
         color_input=color_input, color_match=color_match, histogram_match=histogram_match,
         noise_amplitude=noise_amplitude, loss=loss, color_weight=color_weight, spectrum_weight=spectrum_weight,
         descriptor=descriptor, descriptor_weights=weights_path(descriptor_weights), precision=precision, resume=resume,

@@ -82,6 +82,22 @@ def spectral_target(floor: float) -> float:
     return 1.5 * floor + 0.1
 
 
+def half_distances(image: torch.Tensor) -> tuple[float, float]:
+    """How far one image [1, 3, H, W] is from a stationary texture, measured between its own halves.
+
+    (spectral, colour): the larger of the spectral distances between its left and right halves and
+    between its top and bottom halves, and the largest difference of a channel's mean between the
+    halves of either split. A texture's halves are two samples of the same process, so both stay
+    small (at most 0.71 and 0.08 on the four classic textures at 256 px); a decal, a door or a
+    gradient differs between its halves. Both halves must be at least 64 px.
+    """
+    h, w = image.shape[-2:]
+    pairs = [(image[..., : w // 2], image[..., w - w // 2:]), (image[..., : h // 2, :], image[..., h - h // 2:, :])]
+    spectral = max(float(spectral_distance(a, b)[0]) for a, b in pairs)
+    colour = max(float((a.mean(dim=(-2, -1)) - b.mean(dim=(-2, -1))).abs().max()) for a, b in pairs)
+    return spectral, colour
+
+
 # ---------------------------------------------------------------------------------------------
 # Palette: does the colour vary from region to region as much as the exemplar's?
 

@@ -6,7 +6,9 @@ in place. Images are decoded once, scaled so the shortest side is `resize` (Shi 
 draws random square crops with random flips from them.
 
 What is not a texture is left out and counted: images too small to crop, nearly flat ones
-(standard deviation < 0.03), and cut-outs (over a quarter of the pixels transparent).
+(standard deviation < 0.03), cut-outs (over a quarter of the pixels transparent), and whatever a
+caller's `screen` rejects (ProPO's training drops images that are not stationary: a measure that
+lives with the quality metrics, a stage above this one).
 
 Held-out split: by folder, so a texture's variants (most game-texture folders hold a family of
 near-copies) never sit on both sides. A folder is held out when the SHA-1 of its path falls in the
@@ -72,6 +74,7 @@ class Skipped:
     flat: int = 0
     cutout: int = 0
     unreadable: int = 0
+    screened: int = 0
 
     def __str__(self) -> str:
         return ", ".join(f"{v} {k}" for k, v in vars(self).items() if v) or "none"
@@ -87,6 +90,7 @@ class TextureDataset:
     arrays: list[np.ndarray] = field(default_factory=list)
     skipped: Skipped = field(default_factory=Skipped)
     other_split: int = 0
+    dropped: list[str] = field(default_factory=list)  # names a screen rejected
 
     def __len__(self) -> int:
         return len(self.names)
@@ -151,8 +155,11 @@ def open_dataset(
     held_out_fraction: float = DEFAULT_HELD_OUT,
     limit: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    screen: Callable[[torch.Tensor], bool] | None = None,
 ) -> TextureDataset:
-    """Decode the images of one split (train, held-out or all); fails in one line if none are usable."""
+    """Decode the images of one split (train, held-out or all); fails in one line if none are usable.
+    screen: keeps an image ([1, 3, H, W] in [0, 1], after resizing) when it returns True; the others
+    are counted as `screened`, and their names kept in `dropped`."""
     if split not in SPLITS:
         raise TexportError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     source = Path(source)
@@ -165,6 +172,9 @@ def open_dataset(
         if limit is not None and len(data) >= limit:
             break
         arr, why = _decode(read(name), resize, min_side)
+        if arr is not None and screen is not None and not screen(torch.from_numpy(arr).permute(2, 0, 1)[None].float() / 255.0):
+            arr, why = None, "screened"
+            data.dropped.append(name)
         if arr is None:
             setattr(data.skipped, why, getattr(data.skipped, why) + 1)
         else:

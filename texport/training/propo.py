@@ -35,10 +35,12 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 import texport.defaults as defaults
+import texport.objectives.metrics as metrics
 import texport.textures.noise as noise_lib
 from texport.devices import resolve_device
 from texport.errors import TexportError
@@ -86,6 +88,11 @@ ITEM_SEED_STRIDE = 1 << 40
 TARGET_DRAWS = "per item: torch.Generator(seed * 1000003 + step + item * 2**40)"
 OPTIMIZER_STATE = "propo-optimizer-state"
 # a resumed run must have been started with these settings (and the same architecture and descriptor)
+# Half-to-half limits of stationary_screen. 0.8 is just above the largest spectral distance between the
+# halves of the four classic textures at 256 px (0.71); 0.1 leaves out images lit or coloured
+# differently from one side to the other (RESULTS.md "ProPO training data" records what each drops).
+DEFAULT_STATIONARITY = defaults.PROPO_STATIONARITY
+STATIONARY_COLOUR_LIMIT = 0.1
 RESUME_KEYS = ("size", "resize", "batch", "color_weight", "spectrum_weight", "incremental", "seed", "iterations_planned")
 
 
@@ -149,6 +156,7 @@ class PropoData:
     held_out_fraction: float = DEFAULT_HELD_OUT  # folders kept out of training (sha1 of their names)
     limit: int | None = None  # at most this many training images (quick runs)
     incremental: bool = False  # grow the training set during the run (experimental)
+    stationarity: float = DEFAULT_STATIONARITY  # drop images whose halves differ more (stationary_screen); 0: keep all
 
 
 @dataclass(frozen=True)
@@ -201,15 +209,33 @@ def check_propo_run(run: PropoRun) -> Path:
         raise TexportError(f"the training crop side must be a multiple of {SIZE_MULTIPLE}, got {data.size}")
     if data.resize < data.size:
         raise TexportError(f"images are resized to {data.resize}, smaller than the training crop side {data.size}")
+    if data.stationarity < 0:
+        raise TexportError(f"the stationarity limit must be >= 0 (0 keeps every image), got {data.stationarity}")
     if not 0 <= data.held_out_fraction < 1:
         raise TexportError(f"the held-out fraction must be in [0, 1), got {data.held_out_fraction}")
     return out
 
 
+def stationary_screen(limit: float, colour_limit: float = STATIONARY_COLOUR_LIMIT) -> Callable[[torch.Tensor], bool]:
+    """Keep an image when its halves look like two samples of one texture (metrics.half_distances):
+    spectral distance at most `limit` and mean colours within `colour_limit`. A Gram or spectrum
+    objective has no stationary target in a decal, a door or an arch, and every crop of one teaches
+    the stages to reach for structure that is not texture. Images too small to split in 64 px halves
+    are kept."""
+    def keep(image: torch.Tensor) -> bool:
+        if min(image.shape[-2:]) < 2 * metrics.PATCH:
+            return True
+        spectral, colour = metrics.half_distances(image)
+        return spectral <= limit and colour <= colour_limit
+    return keep
+
+
 def open_training_set(data: PropoData) -> TextureDataset:
-    """The training split the run's data part names, decoded (the images at least 64 px or the crop side)."""
+    """The training split the run's data part names, decoded (the images at least 64 px or the crop side),
+    without the images that are not stationary textures (data.stationarity > 0)."""
     return open_dataset(data.dataset, "train", data.resize, min_side=min(64, data.size),
-                        held_out_fraction=data.held_out_fraction, limit=data.limit)
+                        held_out_fraction=data.held_out_fraction, limit=data.limit,
+                        screen=stationary_screen(data.stationarity) if data.stationarity > 0 else None)
 
 
 def train_propo(run: PropoRun, progress: StepProgress | None = None, loaded: TextureDataset | None = None) -> TrainReport:
@@ -244,7 +270,7 @@ def train_propo(run: PropoRun, progress: StepProgress | None = None, loaded: Tex
         settings = {"iterations_planned": iters, "size": size, "resize": resize, "lr": lr, "betas": list(BETAS),
                     "batch": batch, "schedule": "constant, then linear to 0 over the second half (Shi & Qiao 2020)",
                     "color_weight": color_weight, "spectrum_weight": spectrum_weight, "incremental": incremental,
-                    "seed": seed, "held_out_fraction": held_out_fraction,
+                    "seed": seed, "held_out_fraction": held_out_fraction, "stationarity": data_spec.stationarity,
                     "loss": objective_spec.loss, "objective": STAGE_OBJECTIVES[parse_loss(objective_spec.loss)[0]]
                     + (" + color_weight * m * sliced-Wasserstein(RGB)" if parse_loss(objective_spec.loss)[1] else "")
                     + " + spectrum_weight * m * mean((x - P(x))^2) (Liu et al. 2016)",
@@ -254,6 +280,9 @@ def train_propo(run: PropoRun, progress: StepProgress | None = None, loaded: Tex
         if resume:
             state, manifest = load_checkpoint(out, kind=PROPO)
             previous = manifest.get("training", {})
+            if previous.get("stationarity", 0.0) != data_spec.stationarity:  # runs before the screen kept every image
+                raise TexportError(f"cannot resume {out}: it was trained with stationarity={previous.get('stationarity', 0.0)!r}, "
+                                   f"not {data_spec.stationarity!r}")
             if previous.get("loss", "gram+color") != objective_spec.loss:  # runs before --loss recorded none: Gram
                 raise TexportError(f"cannot resume {out}: it was trained with loss={previous.get('loss', 'gram+color')!r}, "
                                    f"not {objective_spec.loss!r}")
