@@ -67,6 +67,7 @@ def test_command_lines_and_names():
 
 
 def test_finding_the_executable(tmp_path, monkeypatch):
+    assert runner.PROJECT == str(ROOT)  # run from the source tree, the checkout is the project
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(runner.RunError, match="texport executable not found at /no/texport"):
         runner.find_texport("/no/texport", root=str(tmp_path))

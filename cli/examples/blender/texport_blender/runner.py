@@ -19,8 +19,8 @@ from pathlib import Path
 
 try:  # written by build_zip.py: the checkout the zip was built from, whose .venv holds texport
     from ._project import ROOT as PROJECT
-except ImportError:  # run from the source tree: cli/examples/blender/texport_blender/ is four levels down
-    PROJECT = str(Path(__file__).resolve().parents[3])
+except ImportError:  # run from the source tree: the checkout is four folders above texport_blender/
+    PROJECT = str(Path(__file__).resolve().parents[4])
 
 SOURCES = ("network", "file", "propo", "gatys")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
