@@ -7,8 +7,9 @@ default cube, driven by tests/blender_session.py: installed and enabled from the
 makes, its error paths must leave the material as it was, and the texture it packs must be, pixel
 for pixel, the PNG `texport synth` writes for the same model and seed (texport's PNG bytes are what
 is packed, so the 8-bit round trip is exact). Those tests skip, saying so, when blender is not
-installed. Blender's modal path (timer, progress indicator, Esc) needs its event loop, which
-background mode does not run; the cancellation it calls is tested on the runner.
+installed. Blender's modal path (the panel's button: timer, progress, Esc) needs its event loop,
+which background mode does not run: tests/blender_modal.py runs it in a Blender window on a virtual
+display (xvfb-run, Debian's `xvfb`), and skips, saying so, without one.
 """
 
 from __future__ import annotations
@@ -26,9 +27,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from texport.models.checkpoints import read_manifest
+from texport.models.handle import shipped_models
+
 ROOT = Path(__file__).resolve().parents[1]
 ADDON = ROOT / "cli" / "examples" / "blender"
 BLENDER = os.environ.get("BLENDER") or shutil.which("blender")
+XVFB_RUN = shutil.which("xvfb-run")
 TEXPORT = Path(sys.prefix) / "bin" / "texport"  # the executable of this environment, as the add-on runs it
 ENV = dict(os.environ, OMP_NUM_THREADS="1")  # Blender's texport and the reference run with the same threads
 
@@ -115,17 +120,23 @@ def test_job_progress_and_cancel(tmp_path):
         runner.Job(runner.Request("network", model="pebbles"), str(tmp_path / "not-executable"))
 
 
-def blender(script_config: dict, tmp_path: Path, name: str) -> dict:
+def blender(script_config: dict, tmp_path: Path, name: str, script: str = "blender_session.py",
+            windowed: bool = False) -> dict:
+    """Run a tests/ script in Blender (headless, or in a window on a virtual display); its JSON report.
+    Blender's user folders are the test's own, so installing the add-on leaves the user's alone."""
     config = tmp_path / f"{name}.json"
     report = tmp_path / f"{name}.report.json"
     config.write_text(json.dumps({**script_config, "report": str(report)}))
     env = dict(ENV, BLENDER_USER_SCRIPTS=str(tmp_path / "user-scripts"), BLENDER_USER_CONFIG=str(tmp_path / "user-config"))
-    result = subprocess.run([BLENDER, "-b", "--factory-startup", "--python-exit-code", "1", "--python",
-                             str(ROOT / "tests" / "blender_session.py"), "--", str(config)],
+    how = [XVFB_RUN, "-a", "-s", "-screen 0 1280x800x24", BLENDER, "--enable-event-simulate"] if windowed else [BLENDER, "-b"]
+    result = subprocess.run([*how, "--factory-startup", "--python-exit-code", "1", "--python",
+                             str(ROOT / "tests" / script), "--", str(config)],
                             capture_output=True, text=True, env=env, timeout=600)
-    assert report.is_file(), f"blender wrote no report (exit {result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    output = result.stdout + result.stderr
+    assert report.is_file(), f"blender wrote no report (exit {result.returncode}):\n{output[-6000:]}"
     found = json.loads(report.read_text())
     assert "exception" not in found, found["exception"]
+    assert "Traceback" not in output, output[-6000:]  # e.g. an error drawing the panel, which Blender only prints
     return found
 
 
@@ -196,3 +207,41 @@ def test_blender_addon_on_the_default_cube(tmp_path, cli_main):
     texport_png(tmp_path / "propo.png", "synth", "propo", "--texture", tmp_path / "reference-0001.png", "--size", 64,
                 "--seed", 1, "--tileable")
     assert np.array_equal(rgba(Path(paths["propo_pixels"]), 64)[..., :3], png(tmp_path / "propo.png"))
+
+
+def test_zip_holds_the_addon_and_the_project(tmp_path):
+    import zipfile
+
+    out = tmp_path / "build" / "addon.zip"
+    build = subprocess.run([sys.executable, str(ADDON / "build_zip.py"), "-o", str(out), "--project", str(tmp_path)],
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    with zipfile.ZipFile(out) as zf:
+        names = set(zf.namelist())
+        project = zf.read("texport_blender/_project.py").decode()
+    sources = {f"texport_blender/{p.name}" for p in (ADDON / "texport_blender").glob("*.py")}
+    assert names == sources | {"texport_blender/_project.py"} and "texport_blender/__init__.py" in names
+    assert f"ROOT = {str(tmp_path)!r}" in project
+    assert list(out.parent.iterdir()) == [out]  # no partial file left
+
+
+@pytest.mark.slow
+@needs_blender
+@pytest.mark.skipif(XVFB_RUN is None, reason="xvfb-run is not installed (Debian: apt-get install --no-install-recommends "
+                                             "xvfb xauth; tests/run.sh does it as root)")
+def test_blender_addon_from_the_panel_runs_modally_and_escape_cancels(tmp_path):
+    """As a click on the panel's button: the UI stays live, progress comes from texport's bar, Esc stops texport."""
+    zip_path = tmp_path / "texport_blender.zip"
+    assert subprocess.run([sys.executable, str(ADDON / "build_zip.py"), "-o", str(zip_path)]).returncode == 0
+    found = blender({"zip": str(zip_path), "texport": str(TEXPORT)}, tmp_path, "modal", "blender_modal.py", windowed=True)
+    assert found.get("done"), found
+    texnets = sorted(name for name, path in shipped_models().items() if read_manifest(path)["kind"] == "texnet")
+    assert found["networks"] == texnets and "pebbles" in texnets  # the Network field's list, from `texport models`
+    assert found["invoke"] == ["RUNNING_MODAL"] and found["running"]
+    assert found["fraction"] == 1.0  # the refinement's progress bar, read while it ran
+    assert found["image"] == [[64, 64], True]
+    assert found["after_modal"][0] == [["Image Texture", "Base Color"], ["Principled BSDF", "Surface"]]
+    assert found["panel"] == ["INTERFACE"]
+    assert found["invoke_gatys"] == ["RUNNING_MODAL"] and found["gatys_running"]
+    assert not found["running_after_escape"] and found["returncode"] in (143, -15)
+    assert found["unchanged"] and found["leftovers"] == []

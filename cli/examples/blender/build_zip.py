@@ -24,13 +24,16 @@ def build(output: Path, project: Path = ROOT) -> Path:
     files = sorted(p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts and p.name != "_project.py")
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.name + ".partial")
-    with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as zf:
-        for path in files:
-            zf.write(path, f"{PACKAGE.name}/{path.relative_to(PACKAGE).as_posix()}")
-        zf.writestr(f"{PACKAGE.name}/_project.py",
-                    '"""Written by build_zip.py: the checkout whose .venv holds texport."""\n\n'
-                    f"ROOT = {str(project.resolve())!r}\n")
-    partial.replace(output)  # a complete zip or none
+    try:
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as zf:
+            for path in files:
+                zf.write(path, f"{PACKAGE.name}/{path.relative_to(PACKAGE).as_posix()}")
+            zf.writestr(f"{PACKAGE.name}/_project.py",
+                        '"""Written by build_zip.py: the checkout whose .venv holds texport."""\n\n'
+                        f"ROOT = {str(project.resolve())!r}\n")
+        partial.replace(output)  # a complete zip or none
+    finally:
+        partial.unlink(missing_ok=True)
     return output
 
 

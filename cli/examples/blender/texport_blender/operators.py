@@ -65,7 +65,10 @@ class _TexportRun:
             if self._replace and target is None:
                 raise RunError(f"image {self._replace} is gone")
             image = mat.pack_png(job.output, job.request, target)
-            where = "replaced in place" if target is not None else f"into {mat.wire(mat.target_material(obj), image).id_data.name}"
+            if target is None:
+                material = mat.target_material(obj)
+                mat.wire(material, image)
+            where = "replaced in place" if target is not None else f"into {material.name}"
             self.report({"INFO"}, f"texport: {image.name} ({image.size[0]}x{image.size[1]}) {where}")
             settings.scene(context).seed = job.request.seed
             return {"FINISHED"}
