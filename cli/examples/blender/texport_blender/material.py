@@ -92,20 +92,23 @@ def pack_png(path: str, request: Request, image=None) -> bpy.types.Image:
     """texport's PNG packed into the .blend: a new image, or `image` replaced in place (same datablock,
     so every node using it follows), named after model and seed, with the request recorded on it."""
     name = request.name()
+    fresh = bpy.data.images.load(path, check_existing=False)
+    if fresh.size[0] == 0:  # read before anything else changes
+        bpy.data.images.remove(fresh)
+        raise RunError(f"Blender could not read texport's PNG {os.path.basename(path)}")
     if image is None:
-        image = bpy.data.images.load(path, check_existing=False)
+        image = fresh
     else:
+        bpy.data.images.remove(fresh)
         if image.packed_file is not None:
             image.unpack(method="REMOVE")
-        image.filepath = path
         image.source = "FILE"
+        image.filepath = path
         image.reload()
     image.pack()
     image.name = name
     image.filepath = f"//textures/{name}.png"  # where Blender's "Unpack" writes it; the packed bytes stay
     image[RECORD] = request.record()
-    if image.size[0] == 0:
-        raise RunError(f"Blender could not read texport's PNG {os.path.basename(path)}")
     return image
 
 

@@ -104,13 +104,13 @@ class _TexportRun:
         self._status(context)
         return {"RUNNING_MODAL"}
 
-    def _status(self, context, text: str | None = None) -> None:
+    def _status(self, context) -> None:
+        """The status bar: what runs, for how long, how far (when texport shows a bar), and how to stop it."""
         if context.workspace is not None:
-            if text is None:
-                job = self._job
-                text = (f"texport: {job.request.name()} {time.monotonic() - self._started:.0f} s"
-                        f"{f', {job.fraction:.0%}' if job.fraction else ''} (Esc cancels)")
-            context.workspace.status_text_set(text)
+            job = self._job
+            done = f", {job.fraction:.0%}" if job.fraction else ""
+            context.workspace.status_text_set(
+                f"texport: {job.request.name()} {time.monotonic() - self._started:.0f} s{done} (Esc cancels)")
 
     def _stop(self, context) -> None:
         wm = context.window_manager
