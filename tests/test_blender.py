@@ -155,6 +155,7 @@ def png(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 
 
+@pytest.mark.slow
 @needs_blender
 def test_blender_addon_on_the_default_cube(tmp_path, cli_main):
     zip_path = tmp_path / "texport_blender.zip"
