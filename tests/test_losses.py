@@ -145,3 +145,18 @@ def test_pyramid_gram_loss_has_its_hand_computed_value():
     assert pyramid_loss(1) == pytest.approx([1.0, 0.25, 1.0], rel=1e-5)  # octave 0 only: 4 (c^2 - 0.5)^2
     assert pyramid_loss(3, "uniform") == pytest.approx([3.375, 0.5625, 12.375], rel=1e-5)  # w = 1: 9 [...]
     assert pyramid_loss(3, image=checker) == pytest.approx([0.0], abs=1e-9)  # the exemplar itself: every octave matches
+
+
+def test_sort_last_equals_torch_sort_with_its_gradient():
+    """The NumPy sort on the CPU gives torch.sort's values, and the gradient of a loss on them."""
+    from texport.objectives.losses import sort_last
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 300, requires_grad=True)
+    weights = torch.randn(2, 5, 300)
+    ours = sort_last(x)
+    assert torch.equal(ours, x.sort(dim=-1).values)
+    (grad_ours,) = torch.autograd.grad((ours * weights).sum(), x)
+    (grad_torch,) = torch.autograd.grad((x.sort(dim=-1).values * weights).sum(), x)
+    assert torch.equal(grad_ours, grad_torch)
+    assert torch.equal(sort_last(x.detach()), x.detach().sort(dim=-1).values)

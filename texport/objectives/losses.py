@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -123,12 +124,28 @@ def random_directions(count: int, dim: int, seed: int, device: torch.device | st
     return (d / d.norm(dim=1, keepdim=True)).float().to(device)
 
 
+def sort_last(values: torch.Tensor) -> torch.Tensor:
+    """values sorted along the last axis, differentiable: the same values torch.sort gives.
+
+    On the CPU, NumPy sorts: its AVX-512 sorts (x86-simd-sort) order 64 rows of 65536 floats
+    several times faster than torch.sort, and the sliced Wasserstein loss sorts that much for
+    every layer of every evaluation. With a gradient to carry, NumPy's argsort gives the order
+    and `gather` keeps autograd's path; without one, NumPy sorts the values alone (faster still).
+    """
+    if values.device.type != "cpu":
+        return values.sort(dim=-1).values
+    if values.requires_grad:
+        order = np.argsort(values.detach().numpy(), axis=-1)
+        return values.gather(-1, torch.from_numpy(order))
+    return torch.from_numpy(np.sort(values.numpy(), axis=-1))
+
+
 def sorted_projections(values: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
     """Project [B, C, H, W] samples (one per pixel) on [K, C] directions and sort: [B, K, H*W]."""
     with torch.autocast(device_type=values.device.type, enabled=False):
         b, c = values.shape[:2]
         proj = torch.einsum("kc,bcn->bkn", directions.float(), values.float().reshape(b, c, -1))
-        return proj.sort(dim=-1).values
+        return sort_last(proj)
 
 
 def resample_quantiles(sorted_values: torch.Tensor, count: int) -> torch.Tensor:
