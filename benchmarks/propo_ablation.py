@@ -35,7 +35,7 @@ from texport.textures.datasets import open_dataset  # noqa: E402
 from texport.objectives.descriptor import build_descriptor  # noqa: E402
 from texport.textures.images import quantize  # noqa: E402
 from texport.models.loading import load_propo, sample_propo  # noqa: E402
-from texport.training.propo import DEFAULT_SPECTRUM_WEIGHT, PropoRun, train_propo  # noqa: E402
+from texport.training.propo import DEFAULT_SPECTRUM_WEIGHT, DEFAULT_STATIONARITY, PropoRun, open_training_set, train_propo  # noqa: E402
 
 VARIANTS = {  # file key -> (what it changes, train_propo arguments); 'default' is what ships
     "raw": ("uniform [0, 1) start, no colour moment matching", {"noise_amplitude": 1.0, "color_match": False}),
@@ -45,6 +45,9 @@ VARIANTS = {  # file key -> (what it changes, train_propo arguments); 'default' 
     "no-color-input": ("default without the colour-Gram gradient input", {"color_input": False}),
     "incremental": ("default with incremental learning", {"incremental": True}),
     "spectrum-6": ("default with the spectrum weight 6 (texport.objectives.objective's) instead of 60", {"color_input": True, "spectrum_weight": 6.0}),
+    "unscreened": ("default on every training image (no stationarity screen)", {"stationarity": 0.0}),
+    "sw+color": ("default with the sliced Wasserstein stage loss (Heitz et al. 2021) in place of Gram's", {"loss": "sw+color"}),
+    "batch-4": ("default with 4 targets per step", {"batch": 4}),
 }
 RUNS = HERE / "cache" / "ablation"
 
@@ -85,16 +88,21 @@ def main() -> None:
         h, w = image.shape[-2:]
         y, x = (h - args.eval_size) // 2, (w - args.eval_size) // 2
         targets.append(image[..., y:y + args.eval_size, x:x + args.eval_size])
-    train = open_dataset(dataset, "train", resize=256)
+    training_sets = {}  # by the run's data settings: the stationarity screen decides what a run trains on
     desc = build_descriptor("auto", losses.PO_LAYERS + (losses.DIVERSITY_LAYER,))
     RUNS.mkdir(parents=True, exist_ok=True)
     rows = []
     names = args.variants.split(",") if args.variants else list(VARIANTS)
     for name in names:
         what, kwargs = VARIANTS[name]
-        out = RUNS / f"{name}_{args.size}_{args.iters}_spectrum{kwargs.get('spectrum_weight', DEFAULT_SPECTRUM_WEIGHT):g}.safetensors"
+        out = RUNS / (f"{name}_{args.size}_{args.iters}_spectrum{kwargs.get('spectrum_weight', DEFAULT_SPECTRUM_WEIGHT):g}"
+                      f"_stationarity{kwargs.get('stationarity', DEFAULT_STATIONARITY):g}.safetensors")
         if not out.is_file():
-            train_propo(PropoRun.of(dataset, out, iters=args.iters, size=args.size, checkpoint_every=0, **kwargs), loaded=train)
+            run = PropoRun.of(dataset, out, iters=args.iters, size=args.size, checkpoint_every=0, **kwargs)
+            key = (run.data.resize, run.data.stationarity)
+            if key not in training_sets:
+                training_sets[key] = open_training_set(run.data)
+            train_propo(run, loaded=training_sets[key])
         row = {"variant": f"{name}: {what}", **score(out, targets, args.eval_size, desc)}
         rows.append(row)
         print(json.dumps(row), flush=True)
@@ -102,7 +110,8 @@ def main() -> None:
         "## ProPO design ablation (`benchmarks/propo_ablation.py"
         + (f" --variants {args.variants} --section {args.section}" if args.section != "propo-ablation" else "") + "`)",
         "",
-        f"Each variant: {args.iters} steps on {args.size} px crops of {len(train)} training images of {dataset.name} "
+        f"Each variant: {args.iters} steps on {args.size} px crops of the training images of {dataset.name} "
+        f"({', '.join(f'{len(t)} with stationarity limit {k[1]:g}' for k, t in training_sets.items()) or 'cached runs'}) "
         f"(default lr, seed 0, the default objective: Gram + colour + spectrum weight {DEFAULT_SPECTRUM_WEIGHT:g}), scored "
         f"on {len(targets)} held-out textures ({args.eval_size} px, 5 samples each; Quality v2 measures on 8-bit images: "
         "the default objective, the plain Gram loss, spectral distance and the share of samples within its target, "

@@ -34,6 +34,7 @@ import gatys as gatys_benchmark  # noqa: E402  (benchmarks/gatys.py: the cached 
 
 import texport  # noqa: E402
 import texport.objectives.losses as losses  # noqa: E402
+import texport.objectives.metrics as metrics  # noqa: E402
 from texport.models.checkpoints import read_manifest  # noqa: E402
 from texport.objectives.descriptor import build_descriptor  # noqa: E402
 from texport.textures.images import load_exemplar, load_image, quantize, save_image, side_by_side  # noqa: E402
@@ -132,8 +133,10 @@ def measure_model(model_path: Path, device: str, gatys_diversity: bool) -> dict:
            "net_seconds": seconds_per_image(loaded, SIZE), "gatys_seconds": ref["seconds"],
            "objective": manifest.get("objective", {}), **{f"net_{k}": statistics.mean(m[k] for m in net) for k in net[0]},
            **{f"gatys_{k}": ref[k] for k in ("objective", "gram", "spectral", "judge", "color")}}
-    gatys_benchmark.IMAGES.mkdir(exist_ok=True)
     gatys_image = load_image(gatys_benchmark.CACHE / f"{ref['key']}.png")
+    row["net_palette"] = metrics.palette_spread(samples, exemplar)  # the 5 samples' patches pooled
+    row["gatys_palette"] = metrics.palette_spread(gatys_image, exemplar)
+    gatys_benchmark.IMAGES.mkdir(exist_ok=True)
     save_image(side_by_side([exemplar, gatys_image] + [s[None] for s in samples[:3]], height=SIZE),
                gatys_benchmark.IMAGES / f"texnet_{Path(model_path).stem}_{SIZE}.png")
     return row
@@ -171,7 +174,8 @@ def write_results(rows: list[dict], large: dict, args) -> None:
         f"256x256; network: mean of {SAMPLES} samples (seeds 0-4); Gatys: 400 L-BFGS-B evaluations of the default "
         "objective (Gram + colour + spectrum, seed 0). Objective: the default objective's value on the saved 8-bit "
         "image; spectral distance (target 1.5 x floor + 0.1), judge (EfficientNet-Lite0, texport.objectives.metrics), colour "
-        "(sliced Wasserstein-1, RGB), all on the saved images, on the descriptor each network was trained with. "
+        "(sliced Wasserstein-1, RGB), palette spread (std of 32x32 patch-mean CIELAB a*, b* over the samples' patches / the "
+        "exemplar's; 1 is the exemplar's), all on the saved images, on the descriptor each network was trained with. "
         f"Diversity: Shi & Qiao 2020 eq. 11 on conv4_2 over 5 images at {DIVERSITY_SIZE} px (network samples, Gatys seeds 0-4). "
         f"Targets: objective ratio <= {TARGETS['objective_ratio']:g} (goal {TARGETS['objective_goal']:g}), spectral <= "
         f"target, colour <= {TARGETS['color']:g}, judge <= Gatys's, diversity ratio >= {TARGETS['diversity_ratio']:g}. "
@@ -183,8 +187,9 @@ def write_results(rows: list[dict], large: dict, args) -> None:
         "and can go far below it).",
         "",
         "| model | train iters | train s | objective net | objective Gatys | ratio | objective floor | spectral net / Gatys (target) | "
-        "judge net / Gatys | colour net / Gatys | Gram net / Gatys | diversity net / Gatys | s/image net | speed-up |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "judge net / Gatys | colour net / Gatys | palette a* / b* net | palette a* / b* Gatys | Gram net / Gatys | "
+        "diversity net / Gatys | s/image net | speed-up |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         div = f"{r['net_div']:.3g} / {r['gatys_div']:.3g} = {r['net_div'] / r['gatys_div']:.2f}" if r["gatys_div"] else f"{r['net_div']:.3g} / -"
@@ -192,7 +197,8 @@ def write_results(rows: list[dict], large: dict, args) -> None:
             f"| {Path(r['model']).stem} | {r['iterations']} | {r['train_seconds']:.0f} | {r['net_objective']:.4g} | "
             f"{r['gatys_objective']:.4g} | {r['net_objective'] / r['gatys_objective']:.1f} | {r['objective_floor']:.3g} | {r['net_spectral']:.3f} / "
             f"{r['gatys_spectral']:.3f} ({r['net_target']:.3f}) | {r['net_judge']:.3f} / {r['gatys_judge']:.3f} | "
-            f"{r['net_color']:.4f} / {r['gatys_color']:.4f} | {r['net_gram']:.3g} / {r['gatys_gram']:.3g} | {div} | "
+            f"{r['net_color']:.4f} / {r['gatys_color']:.4f} | {r['net_palette'][0]:.2f} / {r['net_palette'][1]:.2f} | "
+            f"{r['gatys_palette'][0]:.2f} / {r['gatys_palette'][1]:.2f} | {r['net_gram']:.3g} / {r['gatys_gram']:.3g} | {div} | "
             f"{r['net_seconds']:.4f} | {r['gatys_seconds'] / r['net_seconds']:.0f}x |"
         )
     if rows:
@@ -201,7 +207,9 @@ def write_results(rows: list[dict], large: dict, args) -> None:
         lines += ["", f"Objective ratio: median {statistics.median(ratios):.1f}, ratio of means {mean_ratio:.1f} "
                   f"(over {len(rows)} models); median spectral / target {statistics.median(r['net_spectral'] / r['net_target'] for r in rows):.2f}, "
                   f"median colour {statistics.median(r['net_color'] for r in rows):.4f}, median judge net / Gatys "
-                  f"{statistics.median(r['net_judge'] / r['gatys_judge'] for r in rows):.2f}."]
+                  f"{statistics.median(r['net_judge'] / r['gatys_judge'] for r in rows):.2f}, median palette spread net "
+                  f"{statistics.median(r['net_palette'][0] for r in rows):.2f} / {statistics.median(r['net_palette'][1] for r in rows):.2f} "
+                  f"(a* / b*; the exemplar's is 1)."]
     if large:
         lines += ["", f"Network at larger sizes (one image; memory: {next(iter(large.values()))[0]['memory']}):", "",
                   "| model | " + " | ".join(f"{s} s | {s} MiB" for s in LARGE) + " |", "| --- |" + " --- | --- |" * len(LARGE)]
