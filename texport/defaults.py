@@ -37,7 +37,7 @@ PROPO_LR = 5e-4  # the paper: 2e-4 over 800K steps; short CPU runs need larger s
 PROPO_COLOR_WEIGHT = 10.0
 PROPO_SPECTRUM_WEIGHT = 60.0  # held-out ablation, benchmarks/RESULTS.md (60 beat 6)
 PROPO_NOISE_AMPLITUDE = 0.1
-PROPO_STATIONARITY = 0.8  # training images whose halves differ more (spectral distance) are left out
+PROPO_STATIONARITY = 0.8  # training images whose halves differ more (spectral distance) are left out (training/propo)
 HELD_OUT_FRACTION = 0.1  # folders of a dataset kept out of training
 
 CHECKPOINT_EVERY = 100  # training iterations between checkpoints

@@ -88,7 +88,7 @@ def half_distances(image: torch.Tensor) -> tuple[float, float]:
     (spectral, colour): the larger of the spectral distances between its left and right halves and
     between its top and bottom halves, and the largest difference of a channel's mean between the
     halves of either split. A texture's halves are two samples of the same process, so both stay
-    small (at most 0.71 and 0.08 on the four classic textures at 256 px); a decal, a door or a
+    small (at most 0.40 and 0.084 on the four classic textures at 256 px); a decal, a door or a
     gradient differs between its halves. Both halves must be at least 64 px.
     """
     h, w = image.shape[-2:]

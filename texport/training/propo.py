@@ -88,9 +88,10 @@ ITEM_SEED_STRIDE = 1 << 40
 TARGET_DRAWS = "per item: torch.Generator(seed * 1000003 + step + item * 2**40)"
 OPTIMIZER_STATE = "propo-optimizer-state"
 # a resumed run must have been started with these settings (and the same architecture and descriptor)
-# Half-to-half limits of stationary_screen. 0.8 is just above the largest spectral distance between the
-# halves of the four classic textures at 256 px (0.71); 0.1 leaves out images lit or coloured
-# differently from one side to the other (RESULTS.md "ProPO training data" records what each drops).
+# Half-to-half limits of stationary_screen. 0.8 is twice the largest spectral distance between the
+# halves of the four classic textures at 256 px (0.40), and 0.1 just above their largest mean-colour
+# difference (0.084): what a texture's two halves can differ by, with room for game textures' coarser
+# structure. RESULTS.md "ProPO training data" records what each limit drops.
 DEFAULT_STATIONARITY = defaults.PROPO_STATIONARITY
 STATIONARY_COLOUR_LIMIT = 0.1
 RESUME_KEYS = ("size", "resize", "batch", "color_weight", "spectrum_weight", "incremental", "seed", "iterations_planned")
