@@ -30,6 +30,7 @@ SOLID_LR = 0.05
 SOLID_SCALES = 4
 SOLID_WIDTH = 4  # channels per noise scale (their ch_step)
 SOLID_BLOCK = 64  # side of the lattice blocks every volume is computed on (bit-exact windows)
+SOLID_ENGINE_SIZES = (None, 128, 256)  # an engine profile's cube sides (None: the model's grid)
 
 # Style networks (Ulyanov et al. 2016 sec. 3.3)
 STYLE_ALPHA = 1.0  # content weight, relative (texport.objectives.objective.StyleObjective)

@@ -121,7 +121,7 @@ def _from_weights(path: Path) -> Model:
             scales, channels = int(arch.get("scales", 5)), int(arch.get("noise_channels", 3))
             multiple = 2 ** (scales - 1)
             # reflect padding needs 2 pixels at the coarsest scale (circular padding wraps even 1)
-            smallest = 2 * multiple if kind == STYLENET else 1 if kind == SOLID else multiple  # solid windows: any size
+            smallest = 2 * multiple if kind == STYLENET else multiple
             return Model(path, "texport", kind, multiple, smallest, scales * channels, manifest)
     except (KeyError, TypeError, ValueError) as exc:
         raise TexportError(f"{path} has an invalid architecture in its manifest ({exc})") from None

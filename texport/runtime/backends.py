@@ -39,8 +39,8 @@ from texport.export.cache import onnx_file
 from texport.export.graphs import ProPOGraph, StyleGraph, TexnetGraph, in_precision
 from texport.export.tensorrt import RuntimeCache, import_flavour
 from texport.models.formats import BACKENDS, FORMATS, backend_options, read_graph, read_metadata
-from texport.models.handle import PROPO, STYLENET, Model, open_model
-from texport.models.loading import load_propo, load_stylenet, load_texnet
+from texport.models.handle import PROPO, SOLID, STYLENET, Model, open_model
+from texport.models.loading import load_propo, load_solid, load_stylenet, load_texnet
 
 FORMAT_ROWS = {row.name: row for row in FORMATS}
 
@@ -128,6 +128,8 @@ class TorchBackend(Backend):
             graph = ProPOGraph(load_propo(model, dev).network)
         elif self.kind == STYLENET:
             graph = StyleGraph(load_stylenet(model, dev).network)
+        elif self.kind == SOLID:  # noise [B, K*C, D, H, W] -> volume [B, 3, D, H, W]
+            graph = TexnetGraph(load_solid(model, dev).network)
         else:
             graph = TexnetGraph(load_texnet(model, dev).network)
         self.input_names = graph.input_names  # the order the graph's forward takes them
