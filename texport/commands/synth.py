@@ -65,7 +65,7 @@ def synth(
     srgb: DdsSrgb = None,
     mips: DdsMips = False,
 ) -> None:
-    """Synthesize textures from a trained model in one forward pass (ProPO: like --texture)."""
+    """Synthesize textures from a trained model in one forward pass (ProPO: like --texture; solid models: volumes, --size WxHxD)."""
     handle = open_model(model)
     if handle.is_solid or is_volume_size(size) or origin is not None:
         if count != 1 or refine or stages or texture is not None or bits16 or fp16 or backend not in (None, "torch"):

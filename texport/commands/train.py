@@ -30,8 +30,8 @@ from texport.commands.options import (
 )
 from texport.textures.images import parse_box, resolve_texture
 
-train_app = typer.Typer(help="Train texture models: texture networks (one texture), ProPO (any texture) or style "
-                             "networks (one style, any photograph).",
+train_app = typer.Typer(help="Train texture models: texture networks (one texture), ProPO (any texture), style "
+                             "networks (one style, any photograph) or solid textures (volumes from 2D slices).",
                         no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 
