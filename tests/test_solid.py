@@ -3,12 +3,14 @@ block lattice, volume files, single-slice training, export and the CLI."""
 
 from __future__ import annotations
 
+import importlib.util
 import struct
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+import texture2ddecoder
 from PIL import Image
 
 from conftest import one_error_line, run_until_checkpoint_then_sigterm
@@ -20,6 +22,7 @@ from texport.models.checkpoints import load_stored_exemplar, read_manifest
 from texport.models.handle import open_model
 from texport.models.loading import load_solid
 from texport.models.solid import SolidNetwork, plan_axis, receptive_radius
+from texport.runtime.backends import open_backend
 from texport.scale.volumes import VolumeRequest, parse_origin, parse_volume_size, pieces, synthesize_volume, write_volume
 from texport.textures.carve import render_carved
 from texport.textures.dds import DdsOptions
@@ -146,8 +149,12 @@ def test_volume_files_npy_slices_and_dds_volume(tmp_path):
     level1 = np.frombuffer(data[148 + 20 * 12 * 9 * 4:][:10 * 6 * 4 * 4], np.uint8).reshape(4, 6, 10, 4)[..., :3]
     assert abs(float(level1.mean()) - float(volume.mean())) < 3  # the 3D tent keeps the mean (linear UNORM)
     bc7 = tmp_path / "b.dds"
-    write_volume(net, bc7, request)  # BC7: each slice in 4x4 blocks
-    assert len(bc7.read_bytes()) == 148 + 9 * 5 * 3 * 16
+    write_volume(net, bc7, request)  # BC7: each slice in 4x4 blocks, decoded by an independent reader
+    data = bc7.read_bytes()
+    assert len(data) == 148 + 9 * 5 * 3 * 16
+    slice5 = np.frombuffer(texture2ddecoder.decode_bc7(data[148 + 5 * 240:148 + 6 * 240], 20, 12), np.uint8)
+    slice5 = slice5.reshape(12, 20, 4)[..., 2::-1]  # BGRA
+    assert np.abs(slice5.astype(int) - volume[5]).mean() < 3
 
 
 def test_carved_object_shows_the_volume_inside_and_out():
@@ -218,6 +225,20 @@ def test_export_runs_on_onnxruntime_at_any_cube_size(tmp_path):
     handle = open_model(tmp_path / "s.onnx")
     assert handle.kind == "solid" and "z + hash32" in handle.manifest["texport.noise_distribution"]
     assert meta["kind"] == "solid"
+    if importlib.util.find_spec("openvino") is not None:  # the same file on OpenVINO
+        z = noise.noise_volume(2, net.input_channels, 8, 4, 6)
+        with torch.no_grad():
+            want = net(z)
+        assert (open_backend(handle, "openvino")(z) - want).abs().max() <= 1e-4
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt_rtx") is None, reason="needs tensorrt-rtx (builds without a GPU)")
+def test_the_tensorrt_rtx_builder_accepts_a_solid_graph(tmp_path):
+    _train(tmp_path, "s.safetensors", iters=1)
+    [done] = export(tmp_path / "s.engine", tmp_path / "s.safetensors", sizes=(None, 16, 32), flavour="tensorrt-rtx")
+    assert done.sidecar["profile"]["noise"]["max"] == [1, 6, 32, 32, 32]
+    assert open_model(tmp_path / "s.engine").kind == "solid"
 
 
 def test_cli_volumes_and_one_line_errors_that_write_nothing(tmp_path, cli_main):
