@@ -9,10 +9,12 @@ Parts (--parts, comma-separated):
 - speed: a WxWxW volume on the block lattice (`texport synth`'s path, torch), and each backend's
   periodic graph (`texport bench`) in voxels per second, beside the shipped pebbles texture network's
   pixels per second at 512 px, at --threads threads;
+- memory: a --big^3 volume written to a .npy file block by block (run alone: the peak resident set
+  of the process, torch included, is the number);
 - preview: a cube with a corner cut away and a sphere carved from a 128^3 volume of --model, with its
   exemplar and three slices, to benchmarks/images/solid_preview_NAME.png.
 
-Each part writes its own section of RESULTS.md (solid-steps, solid-speed, solid-preview).
+Each part writes its own section of RESULTS.md (solid-steps, solid-speed, solid-memory, solid-preview).
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ import texport  # noqa: E402
 from texport.models.checkpoints import load_stored_exemplar  # noqa: E402
 from texport.models.handle import resolve_model  # noqa: E402
 from texport.models.loading import load_solid  # noqa: E402
-from texport.runtime.bench import bench  # noqa: E402
-from texport.scale.volumes import VolumeRequest, synthesize_volume  # noqa: E402
+from texport.runtime.bench import FlopModel, bench  # noqa: E402
+from texport.scale.volumes import VolumeRequest, synthesize_volume, write_volume  # noqa: E402
 from texport.textures.carve import render_carved  # noqa: E402
 from texport.textures.images import resolve_texture, save_image, side_by_side, stack_rows  # noqa: E402
 from texport.training.solid import SolidRun, train_solid  # noqa: E402
@@ -89,6 +91,7 @@ def part_speed(args) -> str:
         if not row.skipped:
             rows.append(f"| {row.backend}, periodic graph | {row.size}^3 | {row.median_ms / 1e3:.2f} | "
                         f"{row.megavoxels_per_s:.2f} |")
+    gflop = FlopModel(args.model, None)(256)
     flat = [r for r in bench("pebbles", None, [512], [1], warmup=1, runs=3, device="cpu") if not r.skipped]
     rows += [f"| {r.backend}, texture network pebbles | 512^2 | {r.median_ms / 1e3:.3f} | {r.megapixels_per_s:.2f} (pixels) |"
              for r in flat]
@@ -96,7 +99,28 @@ def part_speed(args) -> str:
         f"## Solid textures: speed (`python benchmarks/solid.py --parts speed --model {args.model} --side {side}`)", "",
         f"Machine: {machine(args.threads)} (shared with other work). The lattice path computes blocks of 64^3 with their "
         "halos (bit-exact windows); the periodic graph is what `texport export` writes, on the noise as given.", "",
-        "| path | size | seconds | megavoxels/s |", "| --- | --- | --- | --- |", *rows, ""])
+        "| path | size | seconds | megavoxels/s |", "| --- | --- | --- | --- |", *rows, "",
+        f"A 256^3 volume is {gflop:.0f} GFLOP (torch's FLOP counter on the periodic graph, fitted as a cubic in the "
+        f"side): at a sustained 10-30 TFLOP/s of fp32 convolution on a GPU, an estimate of {gflop / 30:.0f}-"
+        f"{gflop / 10:.0f} ms (not measured here).", ""])
+
+
+def part_memory(args) -> str:
+    torch.set_num_threads(args.threads)
+    net = load_solid(args.model).network
+    side = args.big
+    with tempfile.TemporaryDirectory(dir=HERE) as tmp:
+        start = time.perf_counter()
+        write_volume(net, Path(tmp) / "v.npy", VolumeRequest((side, side, side)))
+        seconds = time.perf_counter() - start
+        size = (Path(tmp) / "v.npy").stat().st_size
+    peak = next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
+                if line.startswith("VmHWM:")) / 2**20
+    return "\n".join([
+        f"## Solid textures: a large volume (`python benchmarks/solid.py --parts memory --model {args.model} --big {side}`)",
+        "", f"A {side}^3 volume ({size / 2**20:.0f} MiB .npy) written block by block (64^3 blocks, one slab of 64 slices "
+        f"in memory) in {seconds:.0f} s; peak resident set of the whole process (torch and the model included): "
+        f"{peak:.2f} GiB. Machine: {machine(args.threads)} (shared with other work).", ""])
 
 
 def part_preview(args) -> str:
@@ -120,7 +144,7 @@ def part_preview(args) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", default="steps,speed,preview")
+    parser.add_argument("--parts", default="steps,speed,preview", help="steps, speed, memory (run it alone), preview.")
     parser.add_argument("--model", default="pebbles-solid", help="A solid model (shipped name or .safetensors).")
     parser.add_argument("--texture", default="pebbles")
     parser.add_argument("--sizes", type=lambda t: [int(v) for v in t.split(",")], default=[64, 128])
@@ -128,11 +152,12 @@ def main() -> None:
     parser.add_argument("--scales", type=int, default=4)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--side", type=int, default=128)
+    parser.add_argument("--big", type=int, default=512)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    parts = {"steps": part_steps, "speed": part_speed, "preview": part_preview}
+    parts = {"steps": part_steps, "speed": part_speed, "memory": part_memory, "preview": part_preview}
     for part in args.parts.split(","):
         body = parts[part](args)
         gatys_benchmark.replace_section(HERE / "RESULTS.md", f"solid-{part}", body)
