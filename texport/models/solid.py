@@ -13,10 +13,10 @@ non-periodic volume per seed: the noise of each scale is drawn over the window p
 convolutions eat, at absolute coordinates (texport.textures.noise, 3D contract), and each
 upsampling is cropped to what the next join needs. `plan_axis` works this out per axis for any
 window, of any origin and any size, one voxel thick included: single-slice training generates only
-the slab one slice needs ("generate batches of width one voxel only", Gutierrez et al. 2020). With frozen BatchNorm statistics every output
-voxel is a function of nearby noise only, so windows of the same seed agree wherever they overlap
-(up to the rounding of different tensor shapes: texport.scale.volumes computes on a fixed lattice
-of blocks for bit-exact agreement).
+the slab one slice needs ("generate batches of width one voxel only", Gutierrez et al. 2020).
+With frozen BatchNorm statistics every output voxel is a function of nearby noise only, so windows
+of the same seed agree wherever they overlap (up to the rounding of different tensor shapes:
+texport.scale.volumes computes on a fixed lattice of blocks for bit-exact agreement).
 
 Periodic volumes (`--tileable`, and the exported graph's `forward`): the noise coordinates wrap
 modulo the volume's sides, which are then multiples of 2**(K-1), so every scale wraps whole.
