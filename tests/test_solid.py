@@ -291,3 +291,15 @@ def test_parsers():
     for text in ("1,2", "1,2,3,4", "1.5,2,3", f"{2**31},0,0"):
         with pytest.raises(TexportError):
             parse_origin(text)
+
+
+def test_the_shipped_solid_model_is_listed_and_makes_volumes_by_name(tmp_path, cli_main):
+    result = cli_main("models")
+    row = next(line for line in result.stdout.splitlines() if line.startswith("pebbles-solid"))
+    assert row.split()[1:3] == ["solid", "pebbles"]
+    result = cli_main("synth", "pebbles-solid", "--size", "16x16x8", "--origin", "5,-7,3", "-o", tmp_path / "v.npy")
+    assert result.returncode == 0, result.stderr
+    volume = np.load(tmp_path / "v.npy")
+    assert volume.shape == (8, 16, 16, 3) and volume.std() > 5
+    result = cli_main("models", "pebbles-solid", "--exemplar", tmp_path / "e.png")
+    assert result.returncode == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["e.png", "v.npy"]

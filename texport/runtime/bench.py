@@ -93,7 +93,7 @@ class FlopModel:
     """
 
     SIDES = (64, 128, 192)
-    CUBE_SIDES = (8, 16, 24, 32)  # solid networks: a + b side + c side^2 + d side^3
+    CUBES = (1, 2, 3, 4)  # solid networks, in multiples of their grid: a + b side + c side^2 + d side^3
 
     def __init__(self, model: str | os.PathLike | Model, texture: torch.Tensor | None):
         model = open_model(model)
@@ -102,7 +102,7 @@ class FlopModel:
             return  # counted only for texport models (the graph they came from is not at hand)
         backend = open_backend(model, "torch", "cpu")
         counts = []
-        sides = self.CUBE_SIDES if model.kind == SOLID else self.SIDES
+        sides = tuple(model.size_multiple * k for k in self.CUBES) if model.kind == SOLID else self.SIDES
         for side in sides:
             z = bench_noise(backend, side, 1)
             with FlopCounterMode(display=False) as counter, torch.no_grad():
