@@ -17,6 +17,7 @@ and every noise coordinate is taken modulo the side.
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass
 from typing import Iterator
@@ -104,6 +105,9 @@ def pieces(start: int, length: int, block: int, period: int | None) -> list[tupl
 def iter_slabs(network: SolidNetwork, request: VolumeRequest, progress: CountProgress | None = None
                ) -> Iterator[np.ndarray]:
     """The volume as uint8 slabs [n, H, W, 3] along z (rows y, columns x), each block row computed block by block."""
+    # channels-last weights: PyTorch then runs the 3D convolutions on oneDNN's kernels rather than its
+    # slow reference path; one copy for the whole volume, so every block sums in the same order
+    network = copy.deepcopy(network).eval().to(memory_format=torch.channels_last_3d)
     width, height, depth = request.size
     x0, y0, z0 = request.origin
     b = request.block
