@@ -23,6 +23,7 @@ from texport.models.handle import open_model
 from texport.models.loading import load_solid
 from texport.models.solid import SolidNetwork, plan_axis, receptive_radius
 from texport.runtime.backends import open_backend
+from texport.runtime.volumes import BlockComputer
 from texport.scale.volumes import VolumeRequest, parse_origin, parse_volume_size, pieces, synthesize_volume, write_volume
 from texport.textures.carve import render_carved
 from texport.textures.dds import DdsOptions
@@ -303,3 +304,20 @@ def test_the_shipped_solid_model_is_listed_and_makes_volumes_by_name(tmp_path, c
     assert volume.shape == (8, 16, 16, 3) and volume.std() > 5
     result = cli_main("models", "pebbles-solid", "--exemplar", tmp_path / "e.png")
     assert result.returncode == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["e.png", "v.npy"]
+
+
+def test_lattice_blocks_on_onnxruntime_and_openvino_agree_with_torch_and_with_themselves(tmp_path):
+    _train(tmp_path, "s.safetensors", iters=1)
+    handle = open_model(tmp_path / "s.safetensors")
+    request, inner = VolumeRequest((20, 12, 18), (-5, 3, 7), seed=4, block=8), ((2, 4, 9), (7, 5, 6))
+    reference = synthesize_volume(BlockComputer.open(handle, 8, "torch"), request)
+    names = ["onnxruntime"] + (["openvino"] if importlib.util.find_spec("openvino") is not None else [])
+    for name in names:
+        blocks = BlockComputer.open(handle, 8, name)
+        big = synthesize_volume(blocks, request)
+        assert np.abs(big.astype(int) - reference).max() <= 1, name  # rounding moves a few voxels by one level
+        (x, y, z), (w, h, d) = inner
+        small = synthesize_volume(blocks, VolumeRequest((w, h, d), (x, y, z), seed=4, block=8))
+        assert np.array_equal(big[z - 7:z - 7 + d, y - 3:y - 3 + h, x + 5:x + 5 + w], small), name
+    with pytest.raises(TexportError):
+        synthesize_volume(BlockComputer.open(handle, 16, "torch"), request)  # blocks of another side

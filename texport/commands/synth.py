@@ -30,11 +30,12 @@ from texport.commands.options import (
 )
 from texport.errors import TexportError
 from texport.models.handle import Model, open_model
-from texport.models.loading import check_count, load_generator, load_solid, plan_stylize, require_stages, sample, stage_sheet
+from texport.models.loading import check_count, load_generator, plan_stylize, require_stages, sample, stage_sheet
 from texport.objectives.objective import ObjectiveSpec
 from texport.optimization.refinement import refine as refine_images
 from texport.optimization.refinement import refinement_target
 from texport.runtime.sampling import sample_with, stylize_with
+from texport.runtime.volumes import BlockComputer
 from texport.scale.volumes import VolumeRequest, is_volume_size, parse_origin, parse_volume_size, write_volume
 from texport.textures.dds import output_options
 from texport.textures.volumes import check_volume_output
@@ -68,10 +69,10 @@ def synth(
     """Synthesize textures from a trained model in one forward pass (ProPO: like --texture; solid models: volumes, --size WxHxD)."""
     handle = open_model(model)
     if handle.is_solid or is_volume_size(size) or origin is not None:
-        if count != 1 or refine or stages or texture is not None or bits16 or fp16 or backend not in (None, "torch"):
-            raise TexportError("a solid model's volume takes --size, --origin, --seed, --tileable and the DDS options, "
-                               "on the torch backend")
-        return synth_volume(handle, output, size, origin, seed, tileable, device, dds_format, srgb, mips)
+        if count != 1 or refine or stages or texture is not None or bits16 or fp16:
+            raise TexportError("a solid model's volume takes --size, --origin, --seed, --tileable, --backend (torch, "
+                               "onnxruntime, openvino) and the DDS options")
+        return synth_volume(handle, output, size, origin, seed, tileable, device, backend, dds_format, srgb, mips)
     check_output(output, (".png", ".dds"))
     dds = output_options(output, dds_format, srgb, mips, bits=16 if bits16 else 8)  # None for a PNG
     check_count(count)
@@ -113,7 +114,7 @@ def synth(
 
 
 def synth_volume(handle: Model, output: Path, size: str, origin: Optional[str], seed: int, tileable: bool, device: str,
-                 dds_format: Optional[str], srgb: Optional[bool], mips: bool) -> None:
+                 backend: Optional[str], dds_format: Optional[str], srgb: Optional[bool], mips: bool) -> None:
     """A solid model's window (texport.scale.volumes), every request error before any work."""
     if not handle.is_solid:
         raise TexportError(f"{handle.path.name} is a {handle.kind} model: it makes images (--size N or WxH); "
@@ -123,16 +124,14 @@ def synth_volume(handle: Model, output: Path, size: str, origin: Optional[str], 
     request = VolumeRequest(parse_volume_size(size), parse_origin(origin), seed, tileable)
     check_volume_output(output)
     dds = output_options(output, dds_format, srgb, mips)  # None for .npy and folders (DDS options refused there)
-    if handle.format != "texport":
-        raise TexportError("volumes are computed from the texport model (a shipped name or .safetensors) on the torch backend")
-    network = load_solid(handle, device).network
+    blocks = BlockComputer.open(handle, request.block, backend, device)
     bar, update = progress_bar(1, f"synth {'x'.join(map(str, request.size))}", show_loss=False)
     start = time.perf_counter()
     with bar:
-        write_volume(network, output, request, dds, counter(update))
+        write_volume(blocks, output, request, dds, counter(update))
     what = f", {dds.describe()}" if dds is not None else ""
     typer.echo(f"wrote {output} ({'x'.join(map(str, request.size))} at {','.join(map(str, request.origin))}{what}) "
-               f"from {handle.name} in {time.perf_counter() - start:.2f} s")
+               f"from {handle.name} on {blocks.describe()} in {time.perf_counter() - start:.2f} s")
 
 
 def stylize(

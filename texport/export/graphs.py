@@ -30,7 +30,7 @@ from texport import __version__
 from texport.models.loading import LoadedPropo, LoadedSolid, LoadedStylenet, LoadedTexnet
 from texport.models.propo import BASIS_KEY, COLOR_KEY, MEAN_KEY, QUANTILES_KEY, SIZE_MULTIPLE, STD_KEY, ProPO
 from texport.textures.images import load_image, resolve_texture
-from texport.models.solid import receptive_radius
+from texport.models.solid import plan_axis, receptive_radius
 from texport.textures.noise import noise_field, noise_volume
 
 NOISE_CONTRACT = "texport.noise/1: lowbias32 hash of (seed + item, channel, y, x), uniform [0, 1) in 2^-24 steps"
@@ -199,6 +199,35 @@ def solid_specs(loaded: LoadedSolid, size: int = 16, batch: int = 1) -> list[Gra
     graph = TexnetGraph(net).eval()
     return [GraphSpec(loaded.name, graph, (noise,), list(graph.input_names), ["volume"],
                       {"noise": _VOLUME_AXES, "volume": _VOLUME_AXES}, meta, graph)]
+
+
+class SolidBlockGraph(nn.Module):
+    """One block of a solid network's lattice (texport.scale.volumes): each scale's noise with its halo
+    (`SolidNetwork.window_noise` of a block at a multiple of the grid) -> the block [B, 3, side, side, side].
+    Every block has the same shapes and crops, so one fixed-shape graph serves the whole lattice."""
+
+    def __init__(self, network: nn.Module, side: int):
+        super().__init__()
+        self.network = network
+        self.plans = tuple(plan_axis(0, side, network.scales) for _ in range(3))
+        self.input_names = tuple(f"noise{i}" for i in range(network.scales))
+
+    def forward(self, *noise: torch.Tensor) -> torch.Tensor:
+        return self.network.generate(list(noise), self.plans)
+
+
+def solid_block_spec(loaded: LoadedSolid, side: int) -> GraphSpec:
+    """The block graph of a solid network's lattice for blocks of `side` (fixed shapes, dynamic batch)."""
+    net = loaded.network
+    graph = SolidBlockGraph(net, side).eval()
+    noise, _ = net.window_noise(0, (0, 0, 0), (side, side, side), device=next(net.parameters()).device)
+    meta = dict(_common_metadata(loaded, "solid", "fp32"),
+                **{"texport.graph": f"block{side}", "texport.noise_distribution": SOLID_NOISE,
+                   "texport.size_multiple": str(net.size_multiple),
+                   "texport.noise_shape": "noise i: scale i's noise over its halo of a block (SolidNetwork.window_noise)"})
+    axes = {name: {0: "batch"} for name in graph.input_names}
+    return GraphSpec(f"{loaded.name}.block{side}", graph, tuple(noise), list(graph.input_names), ["volume"],
+                     {**axes, "volume": {0: "batch"}}, meta, graph)
 
 
 def stylenet_specs(loaded: LoadedStylenet, size: int = 64, batch: int = 1, precision: str = "fp32") -> list[GraphSpec]:

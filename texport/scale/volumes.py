@@ -8,7 +8,10 @@ cubes [kB, (k+1)B) of side B on every axis (`block`, a multiple of the network's
 same noise at the same shape, and cropped: a block of a volume equals the same region of any larger
 volume of the same seed, to the last bit, at the same thread count and block side.
 
-The volume is produced in slabs along z, one block row at a time, and handed to a writer
+Blocks are computed on PyTorch, onnxruntime or OpenVINO (texport.runtime.volumes: one fixed-shape
+graph for every block); each backend's windows agree with its own larger volumes bit for bit, and
+with the other backends' to rounding. The volume is produced in slabs along z, one block row at a
+time, and handed to a writer
 (texport.textures.volumes): memory holds one slab of uint8 voxels and one block's features, whatever
 the volume's size. With `tileable` the volume wraps in all three directions: its sides must be
 multiples of the grid, the lattice covers [0, side) on each axis (its last block cut at the side)
@@ -17,20 +20,18 @@ and every noise coordinate is taken modulo the side.
 
 from __future__ import annotations
 
-import copy
 import os
 from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
-import torch
 
 import texport.defaults as defaults
 from texport.errors import TexportError
 from texport.models.solid import SolidNetwork
 from texport.progress import CountProgress
+from texport.runtime.volumes import BlockComputer
 from texport.textures.dds import DdsOptions
-from texport.textures.images import to_uint8
 from texport.textures.volumes import volume_writer
 
 BLOCK = defaults.SOLID_BLOCK
@@ -77,8 +78,8 @@ class VolumeRequest:
     block: int = BLOCK
 
 
-def check_request(network: SolidNetwork, request: VolumeRequest, limit: int = defaults.TILE_SIZE_LIMIT) -> None:
-    m = network.size_multiple
+def check_request(source: SolidNetwork | BlockComputer, request: VolumeRequest, limit: int = defaults.TILE_SIZE_LIMIT) -> None:
+    m = source.size_multiple
     if request.block < m or request.block % m:
         raise TexportError(f"the block side must be a positive multiple of {m}, got {request.block}")
     if max(request.size) > limit:
@@ -101,13 +102,11 @@ def pieces(start: int, length: int, block: int, period: int | None) -> list[tupl
     return out
 
 
-@torch.no_grad()
-def iter_slabs(network: SolidNetwork, request: VolumeRequest, progress: CountProgress | None = None
+def iter_slabs(source: SolidNetwork | BlockComputer, request: VolumeRequest, progress: CountProgress | None = None
                ) -> Iterator[np.ndarray]:
-    """The volume as uint8 slabs [n, H, W, 3] along z (rows y, columns x), each block row computed block by block."""
-    # channels-last weights: PyTorch then runs the 3D convolutions on oneDNN's kernels rather than its
-    # slow reference path; one copy for the whole volume, so every block sums in the same order
-    network = copy.deepcopy(network).eval().to(memory_format=torch.channels_last_3d)
+    """The volume as uint8 slabs [n, H, W, 3] along z (rows y, columns x), each block row computed block by
+    block by `source` (a network runs on PyTorch; texport.runtime.volumes.BlockComputer on any CPU backend)."""
+    compute = blocks(source, request.block)
     width, height, depth = request.size
     x0, y0, z0 = request.origin
     b = request.block
@@ -120,25 +119,33 @@ def iter_slabs(network: SolidNetwork, request: VolumeRequest, progress: CountPro
         for yo, ky, yoff, yn in axes[1]:
             for xo, kx, xoff, xn in axes[0]:
                 if (ky, kx) not in cache:
-                    block = network.window(request.seed, (kx * b, ky * b, kz * b), (b, b, b), period=period)
-                    cache[(ky, kx)] = to_uint8(block[0].float().cpu()).permute(1, 2, 3, 0).numpy()  # [D, H, W, 3]
+                    cache[(ky, kx)] = compute(request.seed, (kx * b, ky * b, kz * b), period)  # [D, H, W, 3]
                 slab[:, yo:yo + yn, xo:xo + xn] = cache[(ky, kx)][zoff:zoff + zn, yoff:yoff + yn, xoff:xoff + xn]
                 if progress is not None:
                     progress(1, total)
         yield slab
 
 
-def synthesize_volume(network: SolidNetwork, request: VolumeRequest) -> np.ndarray:
+def blocks(source: SolidNetwork | BlockComputer, side: int) -> BlockComputer:
+    """The block computer of a source: a network's on PyTorch, or the given one (of the same block side)."""
+    if isinstance(source, BlockComputer):
+        if source.side != side:
+            raise TexportError(f"the block computer makes blocks of {source.side}, the request {side}")
+        return source
+    return BlockComputer(source, side)
+
+
+def synthesize_volume(source: SolidNetwork | BlockComputer, request: VolumeRequest) -> np.ndarray:
     """The whole window in memory: uint8 [D, H, W, 3]."""
-    check_request(network, request)
-    return np.concatenate(list(iter_slabs(network, request)), axis=0)
+    check_request(source, request)
+    return np.concatenate(list(iter_slabs(source, request)), axis=0)
 
 
-def write_volume(network: SolidNetwork, output: str | os.PathLike, request: VolumeRequest, dds: DdsOptions | None = None,
-                 progress: CountProgress | None = None) -> dict:
+def write_volume(source: SolidNetwork | BlockComputer, output: str | os.PathLike, request: VolumeRequest,
+                 dds: DdsOptions | None = None, progress: CountProgress | None = None) -> dict:
     """Write the window to `output` (.npy, .dds or a folder of PNG slices, texport.textures.volumes), slab by slab."""
-    check_request(network, request)
+    check_request(source, request)
     with volume_writer(output, request.size, dds, request.tileable) as writer:
-        for slab in iter_slabs(network, request, progress):
+        for slab in iter_slabs(source, request, progress):
             writer.write(slab)
     return {"size": request.size, "origin": request.origin, "block": request.block}
