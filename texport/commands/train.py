@@ -206,7 +206,7 @@ def train_solid(
     """Train a solid texture network (Gutierrez et al. 2020) on 2D slices; Ctrl-C saves, --resume continues.
 
     EXEMPLAR is seen on slices normal to x, v[:, :, x] (rows along z, columns along y); --y on slices
-    normal to y, v[:, y, :] (rows along z, columns along x); --z on slices normal to z, v[z] (rows along
+    normal to y, v[:, y, :] (rows along z, columns along x); --z on slices normal to z, v\\[z, :, :] (rows along
     y, columns along x), as a folder output's PNG slices. Rows grow downwards, columns rightwards.
     """
     path = resolve_texture(texture)

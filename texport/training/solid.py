@@ -165,7 +165,7 @@ def train_solid(run: SolidRun, progress: StepProgress | None = None) -> TrainRep
         "noise": noise_record(net.input_channels, dimensions="3: (seed + item, channel, z, y, x)"),
         "texture": image_record(paths["x"], exemplars["x"]),
         "textures": {d: image_record(p, exemplars[d]) for d, p in paths.items()},
-        "slices": "x: v[:, :, x] rows z, columns y; y: v[:, y, :] rows z, columns x; z: v[z] rows y, columns x",
+        "slices": "x: v[:, :, x] rows z, columns y; y: v[:, y, :] rows z, columns x; z: v[z, :, :] rows y, columns x",
         "descriptor": objective_x.descriptor.identity,
         "objective": objective_x.spec.as_dict(),
     }
