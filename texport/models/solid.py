@@ -122,7 +122,8 @@ class SolidNetwork(nn.Module):
     def forward(self, noise: torch.Tensor) -> torch.Tensor:
         """The periodic volume of full-resolution noise [B, K*C, D, H, W] (sides multiples of
         size_multiple): each scale wrapped by its halo, as if the noise repeated in every direction.
-        The exported graph; a window of the infinite volume is the centre of a larger one (solid_halo)."""
+        The exported graph; a window of the infinite volume is the centre of a larger one (the export's
+        metadata `texport.halo`: the receptive radius rounded up to the grid)."""
         m = self.size_multiple
         plans = tuple(plan_axis(0, 2 * m, self.scales) for _ in AXES)  # the margins are the same for every size on the grid
         z = []
