@@ -107,6 +107,14 @@ def test_periodic_graph_equals_the_tileable_window_and_wraps():
 
     expected = periodic[:, :, idx(5, 20)][:, :, :, idx(2, 5)][:, :, :, :, idx(n - 3, 7)]
     assert (shifted - expected).abs().max() <= 1e-6
+    # the exported graph's recipe for a window of the infinite volume: noise grown by the halo, keep the centre
+    m = net.size_multiple
+    h = -(-receptive_radius(net.scales) // m) * m
+    (x0, y0, z0), (w, hh, d) = (8, -4, 12), (8, 4, 12)
+    with torch.no_grad():
+        grown = net(noise.noise_volume(7, net.input_channels, d + 2 * h, hh + 2 * h, w + 2 * h, x0 - h, y0 - h, z0 - h))
+        window = net.window(7, (x0, y0, z0), (w, hh, d))
+    assert (grown[:, :, h:h + d, h:h + hh, h:h + w] - window).abs().max() <= 1e-5
 
 
 def test_any_block_of_the_lattice_equals_the_crop_of_a_bigger_volume_bit_for_bit():
