@@ -47,18 +47,18 @@ def test_wheel_ships_every_subpackage_trained_readme_and_textures(tmp_path):
 
 
 def test_every_shipped_model_loads_and_has_a_provenance_row():
-    from texport.models.handle import PROPO, STYLENET, shipped_models
-    from texport.models.loading import load_propo, load_stylenet, load_texnet, model_kind
+    from texport.models.handle import PROPO, SOLID, STYLENET, shipped_models
+    from texport.models.loading import load_propo, load_solid, load_stylenet, load_texnet, model_kind
 
     readme = (ROOT / "trained" / "README.md").read_text()
-    loaders = {PROPO: load_propo, STYLENET: load_stylenet}
+    loaders = {PROPO: load_propo, STYLENET: load_stylenet, SOLID: load_solid}
     kinds = set()
     for name, path in shipped_models().items():
         kinds.add(model_kind(path))
         model = loaders.get(model_kind(path), load_texnet)(path)
         assert model.manifest["training"]["interrupted"] is False
         assert f"`{path.name}`" in readme, f"{path.name} has no row in trained/README.md"
-    assert kinds == {"texnet", "propo", "stylenet"}
+    assert kinds == {"texnet", "propo", "stylenet", "solid"}
 
 
 def test_trained_readme_is_found_from_the_installed_package():

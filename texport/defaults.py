@@ -22,6 +22,16 @@ TEXNET_LR = 0.05
 TEXNET_SCALES = 5
 TEXNET_WIDTH = 8  # channels per noise scale, as in the paper
 
+# Solid textures (Gutierrez et al. 2020): single-slice training, one random axis per step
+SOLID_ITERS = 2000
+SOLID_BATCH = 2  # slices per step
+SOLID_SIZE = 64  # side of the training slices
+SOLID_LR = 0.05
+SOLID_SCALES = 4
+SOLID_WIDTH = 4  # channels per noise scale (their ch_step)
+SOLID_BLOCK = 64  # side of the lattice blocks every volume is computed on (bit-exact windows)
+SOLID_ENGINE_SIZES = (None, 128, 256)  # an engine profile's cube sides (None: the model's grid)
+
 # Style networks (Ulyanov et al. 2016 sec. 3.3)
 STYLE_ALPHA = 1.0  # content weight, relative (texport.objectives.objective.StyleObjective)
 STYLE_CONTENT_LAYER = "relu4_2"

@@ -27,9 +27,10 @@ from texport.errors import TexportError
 COMMANDS = {
     "gatys": ("gatys", "gatys", "Synthesize a texture by optimization (Gatys et al. 2015), the slow exact fallback; "
                                 "with --content, style transfer."),
-    "train": ("train", "train_app", "Train texture models: texture networks (one texture), ProPO (any texture) or "
-                                    "style networks (one style, any photograph)."),
-    "synth": ("synth", "synth", "Synthesize textures from a trained model in one forward pass (ProPO: like --texture)."),
+    "train": ("train", "train_app", "Train texture models: texture networks (one texture), ProPO (any texture), "
+                                    "style networks (one style, any photograph) or solid textures (volumes from 2D slices)."),
+    "synth": ("synth", "synth", "Synthesize textures from a trained model in one forward pass (ProPO: like --texture; "
+                                "solid models: volumes, --size WxHxD)."),
     "stylize": ("synth", "stylize", "Restyle a photograph with a trained style network in one forward pass (Ulyanov et "
                                     "al. 2016 sec. 3.3)."),
     "export": ("deploy", "export_model", "Export a model for deployment (ProPO .onnx also writes NAME.encode.onnx and "

@@ -23,27 +23,33 @@ from texport.commands.options import (
     SizeLimit,
     Target,
     check_output,
+    counter,
     open_backend_noted,
     progress_bar,
     save_numbered,
     target_texture,
 )
 from texport.errors import TexportError
-from texport.models.handle import open_model
+from texport.models.handle import Model, open_model
 from texport.models.loading import check_count, load_generator, plan_stylize, require_stages, sample, stage_sheet
 from texport.objectives.objective import ObjectiveSpec, parse_loss
 from texport.optimization.refinement import refine as refine_images
 from texport.optimization.refinement import refinement_target
 from texport.runtime.sampling import sample_with, stylize_with
+from texport.runtime.volumes import BlockComputer
+from texport.scale.volumes import VolumeRequest, is_volume_size, parse_origin, parse_volume_size, write_volume
 from texport.textures.dds import output_options
+from texport.textures.volumes import check_volume_output
 from texport.textures.images import load_image, resolve_texture, save_image
 from texport.textures.sizes import plan_size
 
 
 def synth(
     model: str = typer.Argument(..., help="Shipped model name (see 'texport models'), .safetensors, exported .onnx or TensorRT engine."),
-    output: Path = typer.Option(..., "-o", "--output", help="Output PNG or DDS (GPU texture); with --count N, numbered NAME-0000.png …"),
-    size: str = typer.Option("256", "--size", help="Output size: N or WxH, any size >= 16."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output PNG or DDS (GPU texture); with --count N, numbered NAME-0000.png …; "
+                                                          "solid models: VOL.npy (uint8 [D, H, W, 3]), VOL.dds (volume texture) or FOLDER/ (PNG slices along z)."),
+    size: str = typer.Option("256", "--size", help="Output size: N or WxH, any size >= 16; solid models: WxHxD."),
+    origin: Optional[str] = typer.Option(None, "--origin", help="Solid models: X,Y,Z of the volume's first voxel in the infinite volume (any integers)."),
     count: int = typer.Option(1, "--count", help="Number of textures (image n uses seed + n)."),
     seed: Seed = 0,
     tileable: bool = typer.Option(False, "--tileable", help="Require an output that wraps around (sizes on the model's grid)."),
@@ -62,14 +68,20 @@ def synth(
     srgb: DdsSrgb = None,
     mips: DdsMips = False,
 ) -> None:
-    """Synthesize textures from a trained model in one forward pass (ProPO: like --texture)."""
+    """Synthesize textures from a trained model in one forward pass (ProPO: like --texture; solid models: volumes, --size WxHxD)."""
+    handle = open_model(model)
+    if handle.is_solid or is_volume_size(size) or origin is not None:
+        if count != 1 or refine or stages or texture is not None or bits16 or fp16:
+            raise TexportError("a solid model's volume takes --size, --origin, --seed, --tileable, --backend (torch, "
+                               "onnxruntime, openvino) and the DDS options")
+        return synth_volume(handle, output, size, origin, seed, tileable, device, backend, dds_format, srgb, mips)
     check_output(output, (".png", ".dds"))
     dds = output_options(output, dds_format, srgb, mips, bits=16 if bits16 else 8)  # None for a PNG
     check_count(count)
     if refine < 0:
         raise TexportError(f"--refine must be at least 0, got {refine}")
     parse_loss(loss)  # a misspelt --loss fails before the model loads, with or without --refine
-    handle = open_model(model).require_generator()  # resolved once; everything below takes the handle
+    handle = handle.require_generator()  # resolved once; everything below takes the handle
     plan = plan_size(size, handle.size_multiple, handle.min_side, tileable, snap, size_limit)  # the one size plan
     target = target_texture(handle, texture, texnet_may_take_one=bool(refine),
                              texnet_use="ProPO models, or the target of --refine")
@@ -102,6 +114,27 @@ def synth(
                                    objective=ObjectiveSpec(loss=loss, precision=precision))
         how += f", refined by {refine} evaluations in {time.perf_counter() - start:.1f} s"
     save_numbered(images, output, bits16, how, dds, tileable)
+
+
+def synth_volume(handle: Model, output: Path, size: str, origin: Optional[str], seed: int, tileable: bool, device: str,
+                 backend: Optional[str], dds_format: Optional[str], srgb: Optional[bool], mips: bool) -> None:
+    """A solid model's window (texport.scale.volumes), every request error before any work."""
+    if not handle.is_solid:
+        raise TexportError(f"{handle.path.name} is a {handle.kind} model: it makes images (--size N or WxH); "
+                           "volumes (--size WxHxD, --origin) come from solid models ('texport train solid')")
+    if not is_volume_size(size):
+        raise TexportError(f"{handle.path.name} is a solid model: give a volume size WxHxD, got {size!r}")
+    request = VolumeRequest(parse_volume_size(size), parse_origin(origin), seed, tileable)
+    check_volume_output(output)
+    dds = output_options(output, dds_format, srgb, mips)  # None for .npy and folders (DDS options refused there)
+    blocks = BlockComputer.open(handle, request.block, backend, device)
+    bar, update = progress_bar(1, f"synth {'x'.join(map(str, request.size))}", show_loss=False)
+    start = time.perf_counter()
+    with bar:
+        write_volume(blocks, output, request, dds, counter(update))
+    what = f", {dds.describe()}" if dds is not None else ""
+    typer.echo(f"wrote {output} ({'x'.join(map(str, request.size))} at {','.join(map(str, request.origin))}{what}) "
+               f"from {handle.name} on {blocks.describe()} in {time.perf_counter() - start:.2f} s")
 
 
 def stylize(

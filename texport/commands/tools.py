@@ -19,9 +19,9 @@ from texport.commands.options import (
     check_output,
 )
 from texport.errors import TexportError
-from texport.models.checkpoints import read_manifest
+from texport.models.checkpoints import load_stored_exemplar, read_manifest, stored_exemplar_names
 from texport.textures.dds import output_options, save_dds
-from texport.textures.images import load_image, resolve_texture, shipped_textures
+from texport.textures.images import load_image, resolve_texture, save_image, shipped_textures
 
 
 def dds_command(
@@ -43,8 +43,26 @@ def dds_command(
 
 def models(
     name: Optional[str] = typer.Argument(None, help="Show one model's full manifest (name or path)."),
+    exemplar: Optional[Path] = typer.Option(None, "--exemplar", help="Write the exemplar(s) the model keeps to this PNG "
+                                                                     "(a solid model's y and z ones, if it has them, as OUT-y.png, OUT-z.png)."),
 ) -> None:
     """List the shipped models, or print one model's manifest as JSON."""
+    if exemplar is not None:
+        if name is None:
+            raise TexportError("--exemplar needs a model name or file")
+        check_output(exemplar)
+        path = handle.resolve_model(name)
+        read_manifest(path)  # a texport model, or one line saying what it is not
+        names = stored_exemplar_names(path)
+        if not names:
+            raise TexportError(f"{path.name} keeps no exemplar (ProPO learns from a dataset; files from before "
+                               "exemplars were kept have none)")
+        written = []
+        for stored in names:
+            out = exemplar if not stored else exemplar.with_name(f"{exemplar.stem}-{stored}{exemplar.suffix}")
+            written.append(str(save_image(load_stored_exemplar(path, stored), out)))
+        typer.echo(f"wrote {', '.join(written)}")
+        return
     if name is not None:
         typer.echo(json.dumps(read_manifest(handle.resolve_model(name)), indent=2, sort_keys=True))
         return

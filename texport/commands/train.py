@@ -1,4 +1,4 @@
-"""`texport train texnet|propo|style`: each command builds its run spec and hands it to texport.training."""
+"""`texport train texnet|propo|style|solid`: each command builds its run spec and hands it to texport.training."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import typer
 
 import texport.defaults as D
 import texport.training.propo as propo_training
+import texport.training.solid as solid_training
 import texport.training.style as style_training
 import texport.training.texnet as texnet_training
 from texport.commands.options import (
@@ -30,8 +31,8 @@ from texport.commands.options import (
 )
 from texport.textures.images import parse_box, resolve_texture
 
-train_app = typer.Typer(help="Train texture models: texture networks (one texture), ProPO (any texture) or style "
-                             "networks (one style, any photograph).",
+train_app = typer.Typer(help="Train texture models: texture networks (one texture), ProPO (any texture), style "
+                             "networks (one style, any photograph) or solid textures (volumes from 2D slices).",
                         no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 
@@ -178,4 +179,50 @@ def train_style(
         report = style_training.train_style(run, progress=update)
     if preview and not report.interrupted:
         style_training.write_preview(output, content)
+    report_training(output, report)
+
+
+@train_app.command("solid")
+def train_solid(
+    texture: str = typer.Argument(..., help="Exemplar for slices normal to x (rows along z, columns along y); also y and z by default."),
+    output: Path = typer.Option(..., "-o", "--output", help="Model file to write (.safetensors), e.g. trained/NAME.safetensors."),
+    texture_y: Optional[str] = typer.Option(None, "--y", help="Exemplar for slices normal to y (rows along z, columns along x)."),
+    texture_z: Optional[str] = typer.Option(None, "--z", help="Exemplar for slices normal to z (rows along y, columns along x)."),
+    iters: int = typer.Option(D.SOLID_ITERS, "--iters", help="Training iterations (Adam steps, one random direction each)."),
+    batch: int = typer.Option(D.SOLID_BATCH, "--batch", help="Slices per iteration."),
+    size: int = typer.Option(D.SOLID_SIZE, "--size", help="Side of the training slices (at least 16)."),
+    lr: float = typer.Option(D.SOLID_LR, "--lr", help="Initial Adam learning rate (x0.7 from half the run, every tenth)."),
+    loss: str = typer.Option(D.LOSS, "--loss", help="Objective: gram+color (default), gram, sw+color or sw."),
+    color_weight: ColorWeight = D.COLOR_WEIGHT,
+    spectrum_weight: float = typer.Option(D.SPECTRUM_WEIGHT, "--spectrum-weight", help="Weight of the spectrum constraint (0 = off)."),
+    scales: int = typer.Option(D.SOLID_SCALES, "--scales", help="Noise scales K."),
+    width: int = typer.Option(D.SOLID_WIDTH, "--width", help="Channels per noise scale (Gutierrez et al. 2020: 4)."),
+    seed: Seed = 0,
+    device: Device = "auto",
+    descriptor: DescriptorName = "auto",
+    descriptor_weights: DescriptorWeights = None,
+    precision: Precision = D.TRAIN_PRECISION,
+    resume: Resume = False,
+    finish: Finish = False,
+    checkpoint_every: CheckpointEvery = D.CHECKPOINT_EVERY,
+    preview: bool = typer.Option(True, "--preview/--no-preview", help="Also write OUTPUT with .png: exemplars | slices | a carved cube."),
+) -> None:
+    """Train a solid texture network (Gutierrez et al. 2020) on 2D slices; Ctrl-C saves, --resume continues.
+
+    EXEMPLAR is seen on slices normal to x, v[:, :, x] (rows along z, columns along y); --y on slices
+    normal to y, v[:, y, :] (rows along z, columns along x); --z on slices normal to z, v\\[z, :, :] (rows along
+    y, columns along x), as a folder output's PNG slices. Rows grow downwards, columns rightwards.
+    """
+    path = resolve_texture(texture)
+    run = solid_training.SolidRun.of(
+        path, output, texture_y=resolve_texture(texture_y) if texture_y else None,
+        texture_z=resolve_texture(texture_z) if texture_z else None, iters=iters, batch=batch, lr=lr, seed=seed,
+        checkpoint_every=checkpoint_every, device=device, size=size, scales=scales, width=width, loss=loss,
+        color_weight=color_weight, spectrum_weight=spectrum_weight, descriptor=descriptor,
+        descriptor_weights=weights_path(descriptor_weights), precision=precision, resume=resume, finish=finish)
+    bar, update = progress_bar(iters, f"train solid {path.stem}")
+    with bar:
+        report = solid_training.train_solid(run, progress=update)
+    if preview and report.iterations:
+        solid_training.write_preview(output)
     report_training(output, report)

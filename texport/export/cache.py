@@ -18,9 +18,11 @@ import torch
 from texport import __version__
 from texport.errors import TexportError
 from texport.export.exporter import specs_for
+from texport.export.graphs import solid_block_spec
 from texport.export.onnx import export_onnx
 from texport.files import cache_folder, sha256_file
 from texport.models.handle import Model, open_model
+from texport.models.loading import load_solid
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # texport/
 
@@ -40,14 +42,19 @@ def code_hash() -> str:
     return digest.hexdigest()
 
 
-def cached_onnx(model: str | os.PathLike | Model, fp16: bool) -> Path:
-    """The model's main ONNX graph, exported once per model file, precision and texport source."""
+def cached_onnx(model: str | os.PathLike | Model, fp16: bool, block: int | None = None) -> Path:
+    """The model's main ONNX graph, exported once per model file, precision and texport source;
+    block: a solid network's block graph for lattice blocks of that side instead (export.graphs.solid_block_spec)."""
     model = open_model(model)
     path = model.path
-    key = hashlib.sha256(f"{sha256_file(path)}:{fp16}:{__version__}:{code_hash()}:{torch.__version__}".encode()).hexdigest()[:16]
-    out = cache_folder("onnx") / f"{path.stem}-{'fp16' if fp16 else 'fp32'}-{key}.onnx"
+    variant = f"block{block}" if block is not None else ("fp16" if fp16 else "fp32")
+    graph = variant if block is not None else fp16
+    key = hashlib.sha256(f"{sha256_file(path)}:{graph}:{__version__}:{code_hash()}:{torch.__version__}".encode()).hexdigest()[:16]
+    out = cache_folder("onnx") / f"{path.stem}-{variant}-{key}.onnx"
     if not out.is_file():
-        export_onnx(specs_for(model, "fp16" if fp16 else "fp32", split=False)[0], out)
+        spec = solid_block_spec(load_solid(model, "cpu"), block) if block is not None else \
+            specs_for(model, "fp16" if fp16 else "fp32", split=False)[0]
+        export_onnx(spec, out)
     return out
 
 

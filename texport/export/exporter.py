@@ -21,12 +21,12 @@ import torch
 
 import texport.defaults as defaults
 from texport.errors import TexportError
-from texport.export.graphs import GraphSpec, propo_specs, stylenet_specs, texnet_specs
+from texport.export.graphs import GraphSpec, propo_specs, solid_specs, stylenet_specs, texnet_specs
 from texport.export.onnx import DEFAULT_OPSET, export_onnx
 from texport.export.tensorrt import InputProfile, build_engine, import_flavour
 from texport.models.formats import export_format
-from texport.models.handle import PROPO, STYLENET, Model, open_model
-from texport.models.loading import load_propo, load_stylenet, load_texnet
+from texport.models.handle import PROPO, SOLID, STYLENET, Model, open_model
+from texport.models.loading import load_propo, load_solid, load_stylenet, load_texnet
 
 PARITY = {"fp32": 1e-4, "fp16": 1e-2}  # the largest max abs difference on the 0-1 image an export may show
 PARITY_FP32 = PARITY["fp32"]
@@ -53,6 +53,10 @@ def specs_for(model: Model, precision: str = "fp32", size: int = 64, split: bool
         return propo_specs(load_propo(model, "cpu"), size=size, texture_size=size, precision=precision, split=split)
     if model.kind == STYLENET:
         return stylenet_specs(load_stylenet(model, "cpu"), size=size, precision=precision)
+    if model.kind == SOLID:
+        if precision != "fp32":
+            raise TexportError("solid networks export in fp32")
+        return solid_specs(load_solid(model, "cpu"), size=min(size, 4 * model.size_multiple))
     return texnet_specs(load_texnet(model, "cpu"), size=size, precision=precision)
 
 
@@ -84,6 +88,8 @@ def export(output: str | os.PathLike, model: str | os.PathLike | Model | None = 
         raise TexportError(f"export starts from a texport model (a shipped name or .safetensors), not a {model.format} file")
     if batch < 1:
         raise TexportError(f"the engine's largest batch must be at least 1, got {batch}")
+    if model.is_solid and sizes == DEFAULT_SIZES:  # cubes: the image sides would be volumes of gigavoxels
+        sizes = defaults.SOLID_ENGINE_SIZES
     lo, opt, hi = sizes
     sizes = (model.min_side if lo is None else lo, opt, hi)  # None: the model's smallest side
     _check_sides("image", sizes, model.size_multiple, model.min_side)  # the user's mistake in any format
@@ -122,7 +128,10 @@ def engine_profiles(spec: GraphSpec, batch: int, sizes, texture_sizes) -> list:
     profiles = []
     for name, tensor in zip(spec.input_names, spec.inputs):
         channels = tensor.shape[1]
-        if name == "texture":
+        if tensor.dim() == 5:  # a solid network's noise: cubes min^3 .. max^3
+            profiles.append(InputProfile(name, (1, channels, lo, lo, lo), (batch, channels, opt, opt, opt),
+                                         (batch, channels, hi, hi, hi)))
+        elif name == "texture":
             t_lo, t_opt, t_hi = texture_sizes
             profiles.append(InputProfile(name, (1, channels, t_lo, t_lo), (batch, channels, t_opt, t_opt),
                                          (batch, channels, t_hi, t_hi)))

@@ -1,7 +1,9 @@
 """Deployable graphs: each shipped model kind as modules with named tensor inputs and outputs.
 
 What an engine sees: a texture network maps `noise` [B, K*C, H, W] to `image`
-[B, 3, H, W]; ProPO maps `noise` [B, 3, H, W] and `texture` [B, 3, h, w] to `image`, and splits
+[B, 3, H, W]; a solid network `noise` [B, K*C, D, H, W] to `volume` [B, 3, D, H, W] (periodic in
+the noise's sides; a window of the infinite volume is the centre of a larger periodic one, see
+`SOLID_NOISE`); ProPO maps `noise` [B, 3, H, W] and `texture` [B, 3, h, w] to `image`, and splits
 into `texture` -> one named tensor per statistic (`encode`) and `noise` + those tensors -> `image`
 (`synth`), for engines that reuse a texture's statistics across frames. A style network maps
 `content` [B, 3, H, W] and `noise` [B, K*C, H, W] (the same H and W) to `image`; hosts scale the noise
@@ -25,12 +27,15 @@ import torch
 from torch import nn
 
 from texport import __version__
-from texport.models.loading import LoadedPropo, LoadedStylenet, LoadedTexnet
+from texport.models.loading import LoadedPropo, LoadedSolid, LoadedStylenet, LoadedTexnet
 from texport.models.propo import BASIS_KEY, COLOR_KEY, MEAN_KEY, QUANTILES_KEY, SIZE_MULTIPLE, STD_KEY, ProPO
 from texport.textures.images import load_image, resolve_texture
-from texport.textures.noise import noise_field
+from texport.models.solid import plan_axis, receptive_radius
+from texport.textures.noise import noise_field, noise_volume
 
 NOISE_CONTRACT = "texport.noise/1: lowbias32 hash of (seed + item, channel, y, x), uniform [0, 1) in 2^-24 steps"
+SOLID_NOISE = ("texport.noise/1 3D: lowbias32 hash32(x + hash32(y + hash32(z + hash32(channel + hash32(seed + item))))), "
+               "uniform [0, 1) in 2^-24 steps")
 
 
 class TexnetGraph(nn.Module):
@@ -145,6 +150,7 @@ class GraphSpec:
 
 
 _IMAGE_AXES = {0: "batch", 2: "height", 3: "width"}
+_VOLUME_AXES = {0: "batch", 2: "depth", 3: "height", 4: "width"}
 _TEXTURE_AXES = {0: "batch", 2: "texture_height", 3: "texture_width"}
 
 
@@ -171,6 +177,57 @@ def texnet_specs(loaded: LoadedTexnet, size: int = 64, batch: int = 1, precision
     graph = TexnetGraph(net).eval()
     return [GraphSpec(loaded.name, in_precision(graph, precision), (noise,), list(graph.input_names), ["image"],
                       {"noise": _IMAGE_AXES, "image": _IMAGE_AXES}, meta, graph)]
+
+
+def solid_specs(loaded: LoadedSolid, size: int = 16, batch: int = 1) -> list[GraphSpec]:
+    """noise [B, K*C, D, H, W] -> volume [B, 3, D, H, W], every size dynamic (multiples of the grid)."""
+    net = loaded.network
+    dev = next(net.parameters()).device
+    noise = noise_volume(0, net.input_channels, size, size, size, batch=batch, device=dev)
+    halo = -(-receptive_radius(net.scales) // net.size_multiple) * net.size_multiple
+    meta = dict(_common_metadata(loaded, "solid", "fp32"),
+                **{"texport.value_range": "volume in [0, 1], RGB, NCDHW",
+                   "texport.noise_distribution": SOLID_NOISE,
+                   "texport.size_multiple": str(net.size_multiple),
+                   "texport.noise_shape": f"[batch, {net.input_channels}, depth, height, width] at voxels (x, y, z); scale i = "
+                                          f"channels {net.noise_channels}i..{net.noise_channels}(i+1)-1 subsampled by 2^i "
+                                          "on every axis",
+                   "texport.periodic": "the volume wraps around the noise's sides; for the window at (x0, y0, z0) of the "
+                                       f"infinite volume feed the noise of [x0 - {halo}, x0 + W + {halo}) (and y, z; x0 a "
+                                       f"multiple of {net.size_multiple}) and keep the centre",
+                   "texport.halo": str(halo)})
+    graph = TexnetGraph(net).eval()
+    return [GraphSpec(loaded.name, graph, (noise,), list(graph.input_names), ["volume"],
+                      {"noise": _VOLUME_AXES, "volume": _VOLUME_AXES}, meta, graph)]
+
+
+class SolidBlockGraph(nn.Module):
+    """One block of a solid network's lattice (texport.scale.volumes): each scale's noise with its halo
+    (`SolidNetwork.window_noise` of a block at a multiple of the grid) -> the block [B, 3, side, side, side].
+    Every block has the same shapes and crops, so one fixed-shape graph serves the whole lattice."""
+
+    def __init__(self, network: nn.Module, side: int):
+        super().__init__()
+        self.network = network
+        self.plans = tuple(plan_axis(0, side, network.scales) for _ in range(3))
+        self.input_names = tuple(f"noise{i}" for i in range(network.scales))
+
+    def forward(self, *noise: torch.Tensor) -> torch.Tensor:
+        return self.network.generate(list(noise), self.plans)
+
+
+def solid_block_spec(loaded: LoadedSolid, side: int) -> GraphSpec:
+    """The block graph of a solid network's lattice for blocks of `side` (fixed shapes, dynamic batch)."""
+    net = loaded.network
+    graph = SolidBlockGraph(net, side).eval()
+    noise, _ = net.window_noise(0, (0, 0, 0), (side, side, side), device=next(net.parameters()).device)
+    meta = dict(_common_metadata(loaded, "solid", "fp32"),
+                **{"texport.graph": f"block{side}", "texport.noise_distribution": SOLID_NOISE,
+                   "texport.size_multiple": str(net.size_multiple),
+                   "texport.noise_shape": "noise i: scale i's noise over its halo of a block (SolidNetwork.window_noise)"})
+    axes = {name: {0: "batch"} for name in graph.input_names}
+    return GraphSpec(f"{loaded.name}.block{side}", graph, tuple(noise), list(graph.input_names), ["volume"],
+                     {**axes, "volume": {0: "batch"}}, meta, graph)
 
 
 def stylenet_specs(loaded: LoadedStylenet, size: int = 64, batch: int = 1, precision: str = "fp32") -> list[GraphSpec]:

@@ -31,13 +31,15 @@ EXEMPLAR_KEY = "exemplar"
 
 
 def save_checkpoint(path: str | os.PathLike, state: Mapping[str, torch.Tensor], manifest: dict,
-                    exemplar: torch.Tensor | None = None) -> None:
+                    exemplar: torch.Tensor | None = None, more_exemplars: Mapping[str, torch.Tensor] | None = None) -> None:
     """Write weights (and the exemplar [1, 3, H, W] in [0, 1], as 8 bits) and manifest atomically
-    (an existing file is replaced only by a complete one)."""
+    (an existing file is replaced only by a complete one). more_exemplars: a solid network's other
+    directions ({"y": image, "z": image}), kept as exemplar.y, exemplar.z."""
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, "texport_version": __version__, **manifest}
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
-    if exemplar is not None:
-        tensors[EXEMPLAR_KEY] = (exemplar.detach().float().cpu()[0].clamp(0, 1) * 255).round().to(torch.uint8).contiguous()
+    for key, image in ([(EXEMPLAR_KEY, exemplar)] if exemplar is not None else []) + \
+            [(f"{EXEMPLAR_KEY}.{name}", image) for name, image in (more_exemplars or {}).items()]:
+        tensors[key] = (image.detach().float().cpu()[0].clamp(0, 1) * 255).round().to(torch.uint8).contiguous()
     # serialized in memory, then written by Python: a failed write (the disk full) is an OSError that
     # texport.files turns into one line, and the earlier file stays
     write_bytes_atomic(path, save(tensors, metadata={MANIFEST_KEY: json.dumps(header, sort_keys=True)}))
@@ -67,18 +69,32 @@ def load_checkpoint(path: str | os.PathLike, kind: str | None = None,
         state = load_file(str(path))
     except Exception as exc:
         raise TexportError(f"{path} is damaged (truncated or corrupt weights: {_short(exc)})") from None
-    state.pop(EXEMPLAR_KEY, None)
+    for key in [k for k in state if k == EXEMPLAR_KEY or k.startswith(EXEMPLAR_KEY + ".")]:
+        state.pop(key)
     return state, manifest
 
 
-def load_stored_exemplar(path: str | os.PathLike) -> torch.Tensor | None:
-    """The exemplar [1, 3, H, W] in [0, 1] a model file keeps, or None (files made before it was kept)."""
+def stored_exemplar_names(path: str | os.PathLike) -> list[str]:
+    """The exemplars a model file keeps: "" for the exemplar, then a solid network's other directions ("y", "z")."""
     path = _existing(path)
     try:
         with safe_open(str(path), framework="pt") as f:
-            if EXEMPLAR_KEY not in f.keys():
+            keys = list(f.keys())
+    except Exception as exc:
+        raise TexportError(f"{path} is damaged (unreadable tensors: {_short(exc)})") from None
+    return [k.partition(".")[2] for k in sorted(keys) if k == EXEMPLAR_KEY or k.startswith(EXEMPLAR_KEY + ".")]
+
+
+def load_stored_exemplar(path: str | os.PathLike, name: str = "") -> torch.Tensor | None:
+    """The exemplar [1, 3, H, W] in [0, 1] a model file keeps, or None (files made before it was kept);
+    name: a solid network's other direction ("y", "z")."""
+    path = _existing(path)
+    key = f"{EXEMPLAR_KEY}.{name}" if name else EXEMPLAR_KEY
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            if key not in f.keys():
                 return None
-            stored = f.get_tensor(EXEMPLAR_KEY)
+            stored = f.get_tensor(key)
     except Exception as exc:
         raise TexportError(f"{path} is damaged (unreadable exemplar: {_short(exc)})") from None
     if stored.dtype != torch.uint8 or stored.dim() != 3 or stored.shape[0] != 3:

@@ -6,8 +6,9 @@ the safetensors header, the ONNX metadata, the engine's JSON sidecar); this modu
 and keeps what backends, export, bench and tiling need to know about the graph: its kind and the
 sizes it takes. Later steps take the handle, so nothing re-resolves a name or re-reads a manifest.
 
-Three kinds: texture networks and ProPO generate from noise (ProPO also reads a target texture);
-a style network (texport.stylenet) restyles a content image, so only `texport stylize` runs it.
+Four kinds: texture networks and ProPO generate images from noise (ProPO also reads a target texture);
+a solid network (texport.models.solid) generates volumes from 3D noise; a style network
+(texport.stylenet) restyles a content image, so only `texport stylize` runs it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from texport.models.propo import MIN_SIDE, SIZE_MULTIPLE
 TEXNET = "texnet"
 PROPO = "propo"
 STYLENET = "stylenet"
-KINDS = (TEXNET, PROPO, STYLENET)
+SOLID = "solid"
+KINDS = (TEXNET, PROPO, STYLENET, SOLID)
 
 
 @dataclass(frozen=True)
@@ -51,8 +53,17 @@ class Model:
         """Takes a content image besides the noise (texport.stylize)."""
         return self.kind == STYLENET
 
-    def require_generator(self) -> "Model":
-        """Self, if it generates from noise alone (synth, tile, bench, batch); a style network is one line naming stylize."""
+    @property
+    def is_solid(self) -> bool:
+        """Generates volumes [B, 3, D, H, W] from 3D noise [B, K*C, D, H, W]."""
+        return self.kind == SOLID
+
+    def require_generator(self, volumes: bool = False) -> "Model":
+        """Self, if it generates from noise alone (synth, tile, bench, batch); a style network is one line naming
+        stylize, a solid network one naming a volume size, unless the caller takes volumes."""
+        if self.is_solid and not volumes:
+            raise TexportError(f"{self.path.name} is a solid texture network: it makes volumes "
+                               "(texport synth MODEL --size WxHxD -o VOL.npy|VOL.dds|FOLDER/)")
         if self.is_stylenet:
             raise TexportError(f"{self.path.name} is a style network: it restyles a photograph, it does not synthesize "
                                "from noise (texport stylize MODEL CONTENT -o OUT.png)")
@@ -105,7 +116,7 @@ def _from_weights(path: Path) -> Model:
     try:
         if kind == PROPO:
             return Model(path, "texport", PROPO, SIZE_MULTIPLE, MIN_SIDE, 3, manifest)
-        if kind in (TEXNET, STYLENET):
+        if kind in (TEXNET, STYLENET, SOLID):
             arch = manifest["architecture"]
             scales, channels = int(arch.get("scales", 5)), int(arch.get("noise_channels", 3))
             multiple = 2 ** (scales - 1)

@@ -20,8 +20,9 @@ import texport.textures.noise as noise_lib
 from texport.devices import resolve_device
 from texport.errors import TexportError
 from texport.models.checkpoints import check_state, load_checkpoint
-from texport.models.handle import PROPO, STYLENET, TEXNET, Model, open_model
+from texport.models.handle import PROPO, SOLID, STYLENET, TEXNET, Model, open_model
 from texport.models.propo import LEVELS, MIN_SIDE, SIZE_MULTIPLE, ProPO, pseudo_optimizer_state
+from texport.models.solid import SolidNetwork
 from texport.models.stylenet import StyleNetwork
 from texport.models.texnet import TextureNetwork
 from texport.objectives.descriptor import build_descriptor
@@ -70,6 +71,16 @@ def load_texnet(source: str | os.PathLike | Model, device: str | torch.device = 
 def load_stylenet(source: str | os.PathLike | Model, device: str | torch.device = "cpu") -> LoadedStylenet:
     """A style network in eval mode on the device."""
     return _load_multiscale(source, STYLENET, StyleNetwork, LoadedStylenet, device)
+
+
+@dataclass
+class LoadedSolid(Loaded):
+    network: SolidNetwork
+
+
+def load_solid(source: str | os.PathLike | Model, device: str | torch.device = "cpu") -> LoadedSolid:
+    """A solid network in eval mode (frozen BatchNorm statistics) on the device."""
+    return _load_multiscale(source, SOLID, SolidNetwork, LoadedSolid, device)
 
 
 def _load_multiscale(source, kind: str, network_class: type, loaded_class: type, device):

@@ -39,8 +39,8 @@ from texport.export.cache import onnx_file
 from texport.export.graphs import ProPOGraph, StyleGraph, TexnetGraph, in_precision
 from texport.export.tensorrt import RuntimeCache, import_flavour
 from texport.models.formats import BACKENDS, FORMATS, backend_options, read_graph, read_metadata
-from texport.models.handle import PROPO, STYLENET, Model, open_model
-from texport.models.loading import load_propo, load_stylenet, load_texnet
+from texport.models.handle import PROPO, SOLID, STYLENET, Model, open_model
+from texport.models.loading import load_propo, load_solid, load_stylenet, load_texnet
 
 FORMAT_ROWS = {row.name: row for row in FORMATS}
 
@@ -128,6 +128,8 @@ class TorchBackend(Backend):
             graph = ProPOGraph(load_propo(model, dev).network)
         elif self.kind == STYLENET:
             graph = StyleGraph(load_stylenet(model, dev).network)
+        elif self.kind == SOLID:  # noise [B, K*C, D, H, W] -> volume [B, 3, D, H, W]
+            graph = TexnetGraph(load_solid(model, dev).network)
         else:
             graph = TexnetGraph(load_texnet(model, dev).network)
         self.input_names = graph.input_names  # the order the graph's forward takes them
@@ -162,11 +164,10 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
     def __init__(self, model: Model, device: str = "auto", fp16: bool = False, threads: int | None = None,
-                 low_memory: bool = False):
-
-
+                 low_memory: bool = False, graph: Path | None = None):
+        """graph: another ONNX file of this model to run (a solid network's block graph), fed by name (`run`)."""
         super().__init__(model)
-        path = onnx_file(model, fp16)
+        path = graph or onnx_file(model, fp16)
         self.precision = read_metadata(path).get("texport.precision", "fp32").split()[0]
         available = ort.get_available_providers()
         want_cuda = device in ("auto", "cuda") and torch.cuda.is_available() and "CUDAExecutionProvider" in available
@@ -188,7 +189,10 @@ class OnnxRuntimeBackend(Backend):
         self.input_names = tuple(i.name for i in self.session.get_inputs())
 
     def __call__(self, noise, texture=None, content=None):
-        xs = self.inputs(noise, texture, content)
+        return self.run(self.inputs(noise, texture, content))
+
+    def run(self, xs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The graph on inputs given by name: its first output."""
         feed = {n: xs[n].detach().float().cpu().numpy() for n in self.input_names}
         return torch.from_numpy(self.session.run(None, feed)[0]).float()
 
@@ -207,7 +211,8 @@ class OpenVINOBackend(Backend):
     name = "openvino"
 
     def __init__(self, model: Model, device: str = "auto", fp16: bool = False, threads: int | None = None,
-                 bf16: bool = False):
+                 bf16: bool = False, graph: Path | None = None):
+        """graph: another ONNX file of this model to run (a solid network's block graph), fed by name (`run`)."""
         super().__init__(model)
         if importlib.util.find_spec("openvino") is None:
             raise TexportError("the openvino backend needs OpenVINO: pip install 'texport[openvino]'")
@@ -221,7 +226,7 @@ class OpenVINOBackend(Backend):
         if bf16 and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
             raise TexportError(f"this CPU has no bf16 ({core.get_property('CPU', 'FULL_DEVICE_NAME')})")
 
-        path = onnx_file(model, fp16)
+        path = graph or onnx_file(model, fp16)
         meta, onnx_inputs = read_graph(path)
         graph = meta.get("texport.precision", "fp32").split()[0]
         if bf16 and graph != "fp32":
@@ -239,7 +244,10 @@ class OpenVINOBackend(Backend):
         self.request = self.compiled.create_infer_request()
 
     def __call__(self, noise, texture=None, content=None):
-        xs = self.inputs(noise, texture, content)
+        return self.run(self.inputs(noise, texture, content))
+
+    def run(self, xs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The graph on inputs given by name: its first output."""
         feed = {n: xs[n].detach().float().cpu().numpy() for n in self.input_names}
         result = self.request.infer(feed)
         return torch.from_numpy(next(iter(result.values())).copy()).float()

@@ -26,10 +26,10 @@ from torch.utils.flop_counter import FlopCounterMode
 import texport.defaults as defaults
 from texport import __version__
 from texport.errors import TexportError
-from texport.models.handle import PROPO, Model, open_model
+from texport.models.handle import PROPO, SOLID, Model, open_model
 from texport.runtime.backends import Backend, available, open_backend, parse_backend
 from texport.textures.images import load_image, resolve_texture
-from texport.textures.noise import noise_field
+from texport.textures.noise import noise_field, noise_volume
 
 DEFAULT_SIZES = defaults.BENCH_SIZES
 DEFAULT_BATCHES = defaults.BENCH_BATCHES
@@ -47,6 +47,7 @@ class BenchRow:
     p95_ms: float | None = None
     images_per_s: float | None = None
     megapixels_per_s: float | None = None
+    megavoxels_per_s: float | None = None  # solid networks: cubes side^3
     gflop_per_image: float | None = None
     gflops: float | None = None
     peak_memory_mb: float | None = None
@@ -92,6 +93,7 @@ class FlopModel:
     """
 
     SIDES = (64, 128, 192)
+    CUBES = (1, 2, 3, 4)  # solid networks, in multiples of their grid: a + b side + c side^2 + d side^3
 
     def __init__(self, model: str | os.PathLike | Model, texture: torch.Tensor | None):
         model = open_model(model)
@@ -100,19 +102,26 @@ class FlopModel:
             return  # counted only for texport models (the graph they came from is not at hand)
         backend = open_backend(model, "torch", "cpu")
         counts = []
-        for side in self.SIDES:
-            z = noise_field(0, backend.noise_channels, side, side)
+        sides = tuple(model.size_multiple * k for k in self.CUBES) if model.kind == SOLID else self.SIDES
+        for side in sides:
+            z = bench_noise(backend, side, 1)
             with FlopCounterMode(display=False) as counter, torch.no_grad():
                 backend(z, texture)
             counts.append(counter.get_total_flops() / 1e9)
-        vandermonde = torch.tensor([[1.0, s, s * s] for s in self.SIDES], dtype=torch.float64)
+        vandermonde = torch.tensor([[float(s) ** p for p in range(len(sides))] for s in sides], dtype=torch.float64)
         self.coefficients = torch.linalg.solve(vandermonde, torch.tensor(counts, dtype=torch.float64)).tolist()
 
     def __call__(self, side: int) -> float | None:
         if self.coefficients is None:
             return None
-        a, b, c = self.coefficients
-        return a + b * side + c * side * side
+        return sum(c * side ** p for p, c in enumerate(self.coefficients))
+
+
+def bench_noise(backend: Backend, side: int, batch: int) -> torch.Tensor:
+    """The noise of a square image, or of a cube for a solid network."""
+    if backend.kind == SOLID:
+        return noise_volume(0, backend.noise_channels, side, side, side, batch=batch)
+    return noise_field(0, backend.noise_channels, side, side, batch=batch)
 
 
 @dataclass(frozen=True)
@@ -138,7 +147,7 @@ def bench(model: str | os.PathLike | Model, backends: list[str] | None = None, s
         raise TexportError(f"timed runs must be at least 1 and warm-up runs at least 0, got {runs}, {warmup}")
     if not sizes or not batches or min(sizes) < 1 or min(batches) < 1:
         raise TexportError(f"sizes and batches must be positive, got {list(sizes)} and {list(batches)}")
-    model = open_model(model).require_generator()  # resolved once: every backend and the FLOP count take the handle
+    model = open_model(model).require_generator(volumes=True)  # resolved once: every backend and the FLOP count take the handle
     names = backends if backends and backends != ["all"] else runnable(model, device)
     specs = [parse_backend(spec) for spec in names]  # "torch:channels_last+compile": with those options
     if texture is None:
@@ -182,7 +191,7 @@ def _time(backend: Backend, row: BenchRow, side: int, batch: int, texture, warmu
     if side % backend.size_multiple or side < backend.min_side:
         raise TexportError(f"this model takes sides that are multiples of {backend.size_multiple} (at least "
                            f"{backend.min_side}), not {side}")
-    z = noise_field(0, backend.noise_channels, side, side, batch=batch)
+    z = bench_noise(backend, side, batch)
     cuda = backend.device.startswith("cuda")
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -198,7 +207,10 @@ def _time(backend: Backend, row: BenchRow, side: int, batch: int, texture, warmu
     row.median_ms = median * 1e3
     row.p95_ms = sorted(times)[min(len(times) - 1, round(0.95 * (len(times) - 1)))] * 1e3
     row.images_per_s = batch / median
-    row.megapixels_per_s = batch * side * side / 1e6 / median
+    if backend.kind == SOLID:
+        row.megavoxels_per_s = batch * side ** 3 / 1e6 / median
+    else:
+        row.megapixels_per_s = batch * side * side / 1e6 / median
     if gflop is not None:
         row.gflop_per_image = gflop
         row.gflops = gflop * batch / median
@@ -212,8 +224,9 @@ def _time(backend: Backend, row: BenchRow, side: int, batch: int, texture, warmu
 
 def table(rows: list[BenchRow]) -> str:
     w = max([len("backend")] + [len(r.backend) for r in rows])  # "torch+channels_last+compile" is 27 wide
-    head = (f"{'backend':<{w}} {'precision':<9} {'size':>5} {'batch':>5} {'median ms':>10} {'p95 ms':>9} {'img/s':>8} "
-            f"{'MP/s':>8} {'GFLOP/s':>8} {'peak MB':>8}  device")
+    volumes = any(r.megavoxels_per_s is not None for r in rows)  # a solid network: cubes, megavoxels per second
+    head = (f"{'backend':<{w}} {'precision':<9} {'size':>5} {'batch':>5} {'median ms':>10} {'p95 ms':>9} "
+            f"{'vol/s' if volumes else 'img/s':>8} {'MV/s' if volumes else 'MP/s':>8} {'GFLOP/s':>8} {'peak MB':>8}  device")
     lines = [head, "-" * len(head)]
     for r in rows:
         if r.skipped:
@@ -224,7 +237,7 @@ def table(rows: list[BenchRow]) -> str:
             return "-" if v is None else format(v, spec)
 
         lines.append(f"{r.backend:<{w}} {r.precision:<9} {r.size:>5} {r.batch:>5} {f(r.median_ms, '10.1f')} "
-                     f"{f(r.p95_ms, '9.1f')} {f(r.images_per_s, '8.2f')} {f(r.megapixels_per_s, '8.2f')} "
+                     f"{f(r.p95_ms, '9.1f')} {f(r.images_per_s, '8.2f')} {f(r.megavoxels_per_s if volumes else r.megapixels_per_s, '8.2f')} "
                      f"{f(r.gflops, '8.1f')} {f(r.peak_memory_mb, '8.0f')}  {r.device_name}")
     return "\n".join(lines)
 

@@ -58,10 +58,11 @@ if TYPE_CHECKING:
 
 MAGIC = b"DDS "
 DDSD_CAPS, DDSD_HEIGHT, DDSD_WIDTH, DDSD_PITCH = 0x1, 0x2, 0x4, 0x8
-DDSD_PIXELFORMAT, DDSD_MIPMAPCOUNT, DDSD_LINEARSIZE = 0x1000, 0x20000, 0x80000
+DDSD_PIXELFORMAT, DDSD_MIPMAPCOUNT, DDSD_LINEARSIZE, DDSD_DEPTH = 0x1000, 0x20000, 0x80000, 0x800000
 DDPF_FOURCC = 0x4
 DDSCAPS_COMPLEX, DDSCAPS_TEXTURE, DDSCAPS_MIPMAP = 0x8, 0x1000, 0x400000
-DDS_DIMENSION_TEXTURE2D = 3
+DDSCAPS2_VOLUME = 0x200000
+DDS_DIMENSION_TEXTURE2D, DDS_DIMENSION_TEXTURE3D = 3, 4
 DDS_ALPHA_MODE_OPAQUE = 3
 HEADER_BYTES = 4 + 124 + 20
 BAND_ROWS = 256  # rows encoded per etcpak call: a Ctrl-C is seen between bands, the blocks are the same
@@ -137,10 +138,12 @@ def level_bytes(format: str | Format, width: int, height: int) -> int:
     return max(1, (width + 3) // 4) * max(1, (height + 3) // 4) * fmt.block_bytes
 
 
-def header(format: str | Format, width: int, height: int, levels: int = 1, srgb: bool = True) -> bytes:
-    """The magic number, DDS_HEADER and DDS_HEADER_DXT10 (148 bytes) of a 2D texture with `levels` mip levels."""
+def header(format: str | Format, width: int, height: int, levels: int = 1, srgb: bool = True, depth: int = 0) -> bytes:
+    """The magic number, DDS_HEADER and DDS_HEADER_DXT10 (148 bytes) of a 2D texture with `levels` mip levels;
+    depth > 0: a volume texture (DDSD_DEPTH, caps2 DDSCAPS2_VOLUME, resource dimension TEXTURE3D; the
+    size field is one slice's, as DirectXTex writes it)."""
     fmt = format if isinstance(format, Format) else check_format(format)
-    flags = DDSD_CAPS | DDSD_HEIGHT | DDSD_WIDTH | DDSD_PIXELFORMAT | DDSD_MIPMAPCOUNT
+    flags = DDSD_CAPS | DDSD_HEIGHT | DDSD_WIDTH | DDSD_PIXELFORMAT | DDSD_MIPMAPCOUNT | (DDSD_DEPTH if depth else 0)
     if fmt.block_bytes:
         flags |= DDSD_LINEARSIZE
         pitch_or_size = level_bytes(fmt, width, height)
@@ -149,9 +152,10 @@ def header(format: str | Format, width: int, height: int, levels: int = 1, srgb:
         pitch_or_size = width * 4
     caps = DDSCAPS_TEXTURE | (DDSCAPS_COMPLEX | DDSCAPS_MIPMAP if levels > 1 else 0)
     pixel_format = struct.pack("<II4s5I", 32, DDPF_FOURCC, b"DX10", 0, 0, 0, 0, 0)
-    dds_header = struct.pack("<7I44x", 124, flags, height, width, pitch_or_size, 0, levels) + pixel_format + \
-        struct.pack("<5I", caps, 0, 0, 0, 0)
-    dx10 = struct.pack("<5I", fmt.dxgi_srgb if srgb else fmt.dxgi, DDS_DIMENSION_TEXTURE2D, 0, 1, DDS_ALPHA_MODE_OPAQUE)
+    dds_header = struct.pack("<7I44x", 124, flags, height, width, pitch_or_size, depth, levels) + pixel_format + \
+        struct.pack("<5I", caps, DDSCAPS2_VOLUME if depth else 0, 0, 0, 0)
+    dimension = DDS_DIMENSION_TEXTURE3D if depth else DDS_DIMENSION_TEXTURE2D
+    dx10 = struct.pack("<5I", fmt.dxgi_srgb if srgb else fmt.dxgi, dimension, 0, 1, DDS_ALPHA_MODE_OPAQUE)
     return MAGIC + dds_header + dx10
 
 

@@ -79,6 +79,11 @@ def _reduce_axis(image: np.ndarray, size_out: int, axis: int, wrap: bool) -> np.
     return out
 
 
+def reduce_axis(image: np.ndarray, size_out: int, axis: int, wrap: bool) -> np.ndarray:
+    """The tent filter along one axis of a float array (a volume's depth: texport.textures.dds_volume)."""
+    return _reduce_axis(image, size_out, axis, wrap)
+
+
 def reduce(image: np.ndarray, width: int, height: int, wrap: bool) -> np.ndarray:
     """Filter an [H, W, C] float image down to [height, width, C] with the tent filter (separable)."""
     return _reduce_axis(_reduce_axis(image, width, 1, wrap), height, 0, wrap)

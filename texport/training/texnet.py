@@ -96,7 +96,7 @@ def recalibrate_batchnorm(net: TextureNetwork, size: int, batch: int, seed: int,
 def precise_batchnorm(net: torch.nn.Module, forward: Callable[[int], object], batches: int = 32) -> None:
     """BatchNorm's running statistics set to the cumulative average over `batches` training-mode
     forwards (`forward(i)` runs batch i); the network is left in eval mode."""
-    norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    norms = [m for m in net.modules() if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d))]
     if not norms:
         return
     saved = [m.momentum for m in norms]
