@@ -131,6 +131,39 @@ def tune_run(texture: str, loss: str, iters: int, seed: int) -> dict:
                            "model": manifest["training"]}, compute)
 
 
+def speed(repeats: int = 3) -> dict:
+    """Seconds of one Gatys evaluation (256 px) and one training step (the pebbles network's batch and
+    size) under each loss, best of `repeats`, the losses interleaved so that load on the machine
+    falls on both alike."""
+    pebbles = exemplar_of("pebbles")
+    manifest = read_manifest(resolve_model("pebbles"))
+    batch, size = manifest["training"]["batch"], manifest["training"]["size"]
+    net = load_texnet("pebbles").network.train()
+    noise = net.noise(size, size, seed=0, batch=batch)
+    x = torch.rand(1, 3, SIZE, SIZE, requires_grad=True)
+    work = {}
+    for loss in LOSSES:
+        spec = ObjectiveSpec(loss=loss, descriptor="vgg16-hed", precision=PRECISION)
+        objective, tileable = build_objective(pebbles, spec), build_objective(pebbles, spec, tileable=True)
+
+        def evaluation(objective=objective):
+            torch.autograd.grad(objective(x)["total"].sum(), x)
+
+        def step(objective=tileable):
+            net.zero_grad(set_to_none=True)
+            objective(net(noise))["total"].mean().backward()
+
+        work[loss] = {"evaluation": evaluation, "step": step}
+    best = {loss: {part: float("inf") for part in parts} for loss, parts in work.items()}
+    for _ in range(repeats):
+        for loss, parts in work.items():
+            for part, function in parts.items():
+                start = time.perf_counter()
+                function()
+                best[loss][part] = min(best[loss][part], time.perf_counter() - start)
+    return best
+
+
 def shipped_row(texture: str) -> dict:
     """The shipped network as it is: the row every fine-tune is compared with."""
     def compute(stem: Path) -> dict:
@@ -186,13 +219,20 @@ def main() -> None:
     if args.stage == "screen":
         rows = [dict(screen_run(t, loss, args.iters), label=loss) for t in textures for loss in LOSSES]
         images = sheet(textures, rows, "distribution_screen.png")
+        cost = speed()
         body = ["## Gram against sliced Wasserstein: the Gatys screen (`benchmarks/distribution.py screen`)", "",
                 f"Gatys at {SIZE} px, {args.iters} L-BFGS-B evaluations from the same noise (seed 0), spectrum term at its "
                 f"default weight, each loss with its colour term. Measures on the saved 8-bit image: objective = today's "
                 f"default objective (gram+color + spectrum), whatever was optimized; palette = palette spread (std of 32x32 "
                 f"patch-mean CIELAB chroma / the exemplar's; 1 is the exemplar's). {machine()}.", "",
                 *table(rows, "loss"), "",
-                "Seconds per evaluation: " + ", ".join(f"{r['texture']} {r['label']} {r['seconds_per_evaluation']:.2f}" for r in rows),
+                "Cost, best of 3, losses interleaved (seconds; a Gatys evaluation at 256 px, a training step at the pebbles "
+                "network's batch and size): " + ", ".join(
+                    f"{loss} {cost[loss]['evaluation']:.3f} / {cost[loss]['step']:.3f}" for loss in LOSSES)
+                + f"; sw+color / gram+color {cost['sw+color']['evaluation'] / cost['gram+color']['evaluation']:.2f}x per "
+                f"evaluation, {cost['sw+color']['step'] / cost['gram+color']['step']:.2f}x per step.", "",
+                "Seconds per evaluation in the runs above (beside other jobs; the gram+color runs are precision.py's): "
+                + ", ".join(f"{r['texture']} {r['label']} {r['seconds_per_evaluation']:.2f}" for r in rows),
                 "", f"Images (per row: exemplar | gram+color | sw+color): {images}", ""]
         gatys_benchmark.replace_section(gatys_benchmark.RESULTS, "distribution-screen", "\n".join(body))
     else:
