@@ -163,6 +163,13 @@ def _etcpak():
     return etcpak
 
 
+def check_encoder(format: str | Format) -> None:
+    """A one-line TexportError now, before any work, when `format` needs an encoder that is not installed."""
+    fmt = format if isinstance(format, Format) else check_format(format)
+    if fmt.block_bytes:
+        _etcpak()
+
+
 def _bc7_params():
     params = _etcpak().BC7CompressBlockParams()
     params.init_linear_weights()  # equal RGB(A) weights: the error on the stored values (module docstring)
