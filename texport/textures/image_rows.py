@@ -108,8 +108,8 @@ def _png_bands(path: Path, size_limit: int, rows: int) -> Iterator[np.ndarray]:
                         previous = samples[-1]
                         yield _rgb(samples.reshape(n, width, channels))
                         y += n
-                if y == height:
-                    return
+            if y == height:  # every chunk's CRC checked, up to IEND
+                return
     except zlib.error as exc:
         raise TexportError(f"cannot read image {path}: damaged image data ({exc})") from None
     except OSError as exc:
@@ -117,7 +117,7 @@ def _png_bands(path: Path, size_limit: int, rows: int) -> Iterator[np.ndarray]:
     except _Pillow:
         yield from _pillow_bands(path, size_limit, rows, y)
         return
-    raise TexportError(f"cannot read image {path}: its image data ends after {y} of {height} rows")
+    raise TexportError(f"cannot read image {path}: its image data ends after {y + len(pending) // stride} of {height} rows")
 
 
 def _unfilter(raw: np.ndarray, previous: np.ndarray, channels: int) -> np.ndarray:
