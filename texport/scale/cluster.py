@@ -292,9 +292,10 @@ def tile_on_ray(model, output: str | os.PathLike, request: TileRequest, workers:
                 texture: torch.Tensor | None = None, backend: str | None = None, fp16: bool = False,
                 progress: CountProgress | None = None) -> dict:
     """tiling.tile_image on a Ray cluster: the same PNG or DDS, its bands computed by workers (one band
-    per task; the driver builds a DDS's blocks and mips as the bands come). Returns tile_image's summary plus the cluster's: workers, threads, hosts, backend, tasks,
-    startup and total seconds, worker seconds (summed over workers) and driver seconds (taking results
-    and writing the file, not waiting)."""
+    per task; the driver builds a DDS's blocks and mips as the bands come). Returns tile_image's
+    summary plus the cluster's: workers, threads, hosts, backend, tasks, startup and total seconds,
+    worker seconds (summed over workers) and driver seconds (taking results and writing the file, not
+    waiting)."""
     ray = import_ray()
     handle = open_model(model)
     plan = plan_tiles(handle, request, texture is not None)

@@ -1,9 +1,9 @@
 """Large textures in tiles with bounded memory (`texport tile`).
 
-The image is produced band by band (a row of tiles) and streamed to a PNG (images.PngRowWriter);
-only one band of floats is held. Each tile is computed on a window `overlap` pixels larger on
-every side, from the coordinate-seeded noise of texport.noise (never materialized whole), and
-accumulated with per-pixel weights:
+The image is produced band by band (a row of tiles) and streamed to a PNG (images.PngRowWriter) or
+a DDS with its mips (texport.dds_stream); only one band of floats is held. Each tile is computed on
+a window `overlap` pixels larger on every side, from the coordinate-seeded noise of texport.noise
+(never materialized whole), and accumulated with per-pixel weights:
 
 - texture networks: the weight is 1 on the tile and 0 on its border, and the border (the halo)
   covers the generator's receptive field, so every output pixel sees exactly the noise a single
