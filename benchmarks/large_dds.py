@@ -6,9 +6,11 @@ wall time and peak resident memory of each (VmHWM of the process), the DDS's tim
 (target <= 1.3), its peak (target <= 2.5 GB), and the DDS read back by two readers that are not
 texport's: texture2ddecoder decodes level 0 on a few crops, block rows read straight from the file
 (PSNR against the PNG's pixels, read by Pillow; target >= 35 dB) and every level up to 4096 px whole;
-Pillow opens the file and decodes level 0, which must equal texture2ddecoder's on the crops.
+Pillow opens the file and decodes level 0, which must equal texture2ddecoder's on the crops. Then
+`texport dds` converts the PNG (streaming its rows): its time, peak memory and whether its bytes are
+the streamed file's.
 
-    python benchmarks/large_dds.py                          # 16384x16384, onnxruntime (about 30 minutes on 2 cores)
+    python benchmarks/large_dds.py                          # 16384x16384, onnxruntime (about an hour on 2 busy cores)
     python benchmarks/large_dds.py --size 4096 --section large-dds-4096
 """
 
@@ -88,6 +90,16 @@ def decode_small_levels(path: Path, fmt: str, size: int, largest: int = 4096) ->
     return decoded
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            x, y = fa.read(1 << 24), fb.read(1 << 24)
+            if x != y:
+                return False
+            if not x:
+                return True
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean())
     return math.inf if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
@@ -100,6 +112,8 @@ def main() -> None:
     parser.add_argument("--format", default="bc7", choices=list(DECODE))
     parser.add_argument("--folder", default=None, help="Write big.dds and big.png here and keep them (default: a "
                                                        "temporary folder under benchmarks/, removed after).")
+    parser.add_argument("--no-convert", dest="convert", action="store_false",
+                        help="Skip `texport dds big.png` (its time, memory and bytes against the streamed DDS).")
     parser.add_argument("--section", default="large-dds", help="RESULTS.md section to write.")
     args = parser.parse_args()
     size, fmt = args.size, args.format
@@ -114,6 +128,14 @@ def main() -> None:
         print(f"tile -> PNG {size}x{size} ...", flush=True)
         png_run = run_tile([*common, "-o", str(out_png)])
         print(png_run, flush=True)
+        converted = None
+        if args.convert:
+            print("dds big.png ...", flush=True)
+            out_conv = folder / "converted.dds"
+            converted = run_tile(["dds", str(out_png), "--format", fmt, "--mips", "--tileable", "-o", str(out_conv)])
+            converted["same"] = _same_file(out_conv, out_dds)
+            out_conv.unlink()
+            print(converted, flush=True)
         side = min(1024, size)
         boxes = [(0, 0, side, side), ((size - side) // 2 // 4 * 4, (size - side) // 2 // 4 * 4, side, side),
                  (size - side, size - side, side, side)]
@@ -137,7 +159,8 @@ def main() -> None:
     ratio = streamed["seconds"] / png_run["seconds"]
     command = "python benchmarks/large_dds.py" + "".join(
         f" {flag}" for flag, on in ((f"--size {size}", size != 16384), (f"--backend {args.backend}", args.backend != "onnxruntime"),
-                                    (f"--format {fmt}", fmt != "bc7"), (f"--section {args.section}", args.section != "large-dds")) if on)
+                                    (f"--format {fmt}", fmt != "bc7"), ("--no-convert", not args.convert),
+                                    (f"--section {args.section}", args.section != "large-dds")) if on)
     title = dds.FORMATS[fmt].title
     lines = [
         f"## Large DDS textures (`{command}`)",
@@ -152,6 +175,12 @@ def main() -> None:
         "| --- | --- | --- | --- |",
         f"| DDS, {title} with mips | {streamed['seconds']:.0f} | **{streamed['peak_mb']:.0f}** (target <= 2560) | {dds_mb:.0f} |",
         f"| PNG | {png_run['seconds']:.0f} | {png_run['peak_mb']:.0f} | {png_mb:.0f} |",
+    ]
+    if converted is not None:
+        lines.append(f"| `texport dds big.png --mips --tileable` (the PNG to a DDS) | {converted['seconds']:.0f} | "
+                     f"{converted['peak_mb']:.0f} | {dds_mb:.0f}: the streamed file's bytes "
+                     f"{'exactly' if converted['same'] else '**NOT**'} |")
+    lines += [
         "",
         f"DDS time over PNG time: **{ratio:.2f}x** (target <= 1.3). Level 0 against the PNG, decoded by "
         f"texture2ddecoder on {len(boxes)} crops of {side}x{side} (top left, centre, bottom right): PSNR "
