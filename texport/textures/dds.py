@@ -35,7 +35,8 @@ default luma weighting.
 
 Level 0 holds the same 8-bit values as the PNG that save_image writes for the same image, and the
 chain is built from those values, so `texport synth ... -o x.dds` equals `texport synth ... -o x.png`
-followed by `texport dds x.png -o x.dds` with the same DDS options and --tileable.
+followed by `texport dds x.png -o x.dds` with the same DDS options and --tileable. Images too large
+to hold whole are written band by band by texport.dds_stream, with the same bytes.
 """
 
 from __future__ import annotations
