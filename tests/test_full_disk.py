@@ -42,10 +42,13 @@ def test_synth(tmp_path, output):
     assert out.name in check_refused(result, [out])
 
 
-def test_tile(tmp_path):
-    out = tmp_path / "big.png"
+@pytest.mark.parametrize("output", ["big.png", "big.dds"])
+def test_tile(tmp_path, output):
+    out = tmp_path / output
     out.write_bytes(PREVIOUS)
-    result = run_with_file_limit(["tile", "pebbles", "--size", "1024x768", "--tile", "256", "-o", out], 256 << 10, tmp_path)
+    mips = ["--mips"] if output.endswith(".dds") else []  # the DDS reserves its whole size first: refused at once
+    result = run_with_file_limit(["tile", "pebbles", "--size", "1024x768", "--tile", "256", *mips, "-o", out], 256 << 10,
+                                 tmp_path)
     check_refused(result, [out])
 
 

@@ -81,6 +81,17 @@ def test_cli_tile_on_ray_is_byte_identical(cluster, one_thread, cli_main, tmp_pa
     assert (tmp_path / "ray.png").read_bytes() == (tmp_path / "one.png").read_bytes()
 
 
+def test_cli_tile_to_dds_on_ray_is_byte_identical(cluster, one_thread, cli_main, tmp_path):
+    """The driver streams the workers' scanlines into the DDS (blocks and wrapping mips) as one process does."""
+    args = ["tile", "pebbles", "--size", "256x192", "--tile", "64", "--seed", "3", "--tileable", "--mips"]
+    one = cli_main(*args, "-o", tmp_path / "one.dds")
+    assert one.returncode == 0, one.stderr
+    many = cli_main(*args, "-o", tmp_path / "ray.dds", "--ray", "local:2")
+    assert many.returncode == 0, many.stderr
+    assert "BC7 sRGB, mips" in many.stdout and "Ray workers" in many.stdout, many.stdout
+    assert (tmp_path / "ray.dds").read_bytes() == (tmp_path / "one.dds").read_bytes()
+
+
 @pytest.mark.parametrize("model,backend,width,height,tile,tileable", [
     ("pebbles", "onnxruntime", 256, 192, 64, True),
     ("propo", "torch", 256, 256, 128, True),

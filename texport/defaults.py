@@ -61,6 +61,7 @@ GATYS_PRECISION = "fp32"
 # Sizes
 SIZE_LIMIT = 8192  # largest side synth and gatys accept (TEXPORT_MAX_SIZE overrides)
 TILE_SIZE_LIMIT = 65536  # largest side of a tiled output
+DDS_SIZE_LIMIT = 16384  # largest side `texport dds` reads: Direct3D 11/12's largest texture
 TILE = 1024
 
 # Export

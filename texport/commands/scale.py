@@ -12,6 +12,9 @@ import texport.defaults as D
 from texport.commands.options import (
     BackendSpec,
     Bits16,
+    DdsFormat,
+    DdsMips,
+    DdsSrgb,
     Device,
     Fp16,
     RayAddress,
@@ -30,12 +33,13 @@ from texport.scale.batch import load_jobs, run_batch
 from texport.scale.cluster import RayWorkers, batch_on_ray, tile_on_ray
 from texport.scale.connection import import_ray
 from texport.scale.tiling import TileRequest, tile_image
+from texport.textures.dds import check_encoder, output_options
 from texport.textures.sizes import check_size, parse_size
 
 
 def tile(
     model: str = typer.Argument(..., help="Shipped model name, .safetensors, exported .onnx, or TensorRT engine."),
-    output: Path = typer.Option(..., "-o", "--output", help="Output PNG, written band by band."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output PNG or DDS, written band by band."),
     size: str = typer.Option(..., "--size", help="Output size WxH (or N), e.g. 16384x16384."),
     tile_size: int = typer.Option(D.TILE, "--tile", help="Tile side, a multiple of the model's grid (ProPO: at least 128)."),
     seed: Seed = 0,
@@ -48,9 +52,15 @@ def tile(
     bits16: Bits16 = False,
     ray: RayAddress = None,
     ray_threads: RayThreads = 1,
+    dds_format: DdsFormat = None,
+    srgb: DdsSrgb = None,
+    mips: DdsMips = False,
 ) -> None:
     """Large textures in tiles with bounded memory (texture networks: tiles join exactly); --ray: bands on a cluster."""
-    check_output(output)
+    check_output(output, (".png", ".dds"))
+    dds = output_options(output, dds_format, srgb, mips, 16 if bits16 else 8)
+    if dds is not None:
+        check_encoder(dds.format)
     width, height = check_size(parse_size(size), size_limit)
     if ray is not None:
         import_ray()  # no Ray: its one line before any work
@@ -58,7 +68,7 @@ def tile(
     target = target_texture(handle, texture)
     # bounded memory over speed
     local = None if ray is not None else open_backend_noted(handle, backend, device, fp16, low_memory=True)
-    request = TileRequest(width, height, tile_size, seed, tileable, 16 if bits16 else 8)
+    request = TileRequest(width, height, tile_size, seed, tileable, 16 if bits16 else 8, dds)
     bar, update = progress_bar(1, f"tile {width}x{height}", show_loss=False)
     start = time.perf_counter()
     with bar:
@@ -69,7 +79,8 @@ def tile(
                                   fp16, progress=counter(update))
     seconds = time.perf_counter() - start
     where = local.describe() if local is not None else describe_ray(summary)
-    typer.echo(f"wrote {output} ({width}x{height}, {summary['tiles']} tiles of {tile_size} + {summary['overlap']} px "
+    what = f", {dds.describe()}" if dds is not None else ""
+    typer.echo(f"wrote {output} ({width}x{height}{what}, {summary['tiles']} tiles of {tile_size} + {summary['overlap']} px "
                f"on each side) on {where} in {seconds:.1f} s")
 
 

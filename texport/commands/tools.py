@@ -12,16 +12,20 @@ import typer
 import texport.models.handle as handle
 import texport.objectives.descriptor as d
 from texport import __version__
+import texport.defaults as D
 from texport.commands.options import (
     DdsFormat,
     DdsMips,
     DdsSrgb,
     check_output,
+    progress_bar,
 )
 from texport.errors import TexportError
 from texport.models.checkpoints import load_stored_exemplar, read_manifest, stored_exemplar_names
-from texport.textures.dds import output_options, save_dds
-from texport.textures.images import load_image, resolve_texture, save_image, shipped_textures
+from texport.textures.dds import check_encoder, output_options
+from texport.textures.dds_stream import write_dds_bands
+from texport.textures.image_rows import image_bands
+from texport.textures.images import resolve_texture, save_image, shipped_textures
 
 
 def dds_command(
@@ -31,14 +35,27 @@ def dds_command(
     srgb: DdsSrgb = None,
     mips: DdsMips = False,
     tileable: bool = typer.Option(False, "--tileable", help="The image wraps around: so do its mips."),
+    size_limit: int = typer.Option(D.DDS_SIZE_LIMIT, "--size-limit", help="Largest accepted side of the image (Pillow's "
+                                                                          "decompression-bomb guard stays on above it)."),
 ) -> None:
     """Convert an image into a DDS GPU texture (BC7, BC1, BC3 or RGBA8; with --mips, the mip chain)."""
     check_output(output, (".dds",))
     options = output_options(output, dds_format, srgb, mips)
-    picture = load_image(resolve_texture(image))
-    save_dds(picture, output, options.format, options.srgb, options.mips, tileable)
-    h, w = picture.shape[-2:]
-    typer.echo(f"wrote {output} ({w}x{h}, {options.describe()})")
+    check_encoder(options.format)
+    width, height, bands = image_bands(resolve_texture(image), size_limit)
+    bar, update = progress_bar(height, f"dds {width}x{height}", show_loss=False)
+    with bar:
+        write_dds_bands(output, width, height, options, tileable, _counted(bands, update))
+    typer.echo(f"wrote {output} ({width}x{height}, {options.describe()})")
+
+
+def _counted(bands, update):
+    """The bands, the progress bar moved by each one's rows."""
+    done = 0
+    for band in bands:
+        yield band
+        done += band.shape[0]
+        update(done)
 
 
 def models(

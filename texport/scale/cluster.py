@@ -50,8 +50,8 @@ from texport.runtime.backends import backend_spec, choose_backend, open_backend
 from texport.scale.batch import Recent, pending
 from texport.scale.batch import render as make
 from texport.scale.connection import Cluster, connect, import_ray
-from texport.scale.tiling import Sums, TileRequest, assemble, compute_band, crossfade_head, plan_tiles
-from texport.textures.images import load_image, png_rows, write_png_bands
+from texport.scale.tiling import Sums, TileRequest, assemble, compute_band, crossfade_head, plan_tiles, write_bands
+from texport.textures.images import load_image, png_rows
 
 MAX_RESTARTS = 3  # an actor's process may die this many times in one run
 MAX_TASK_RETRIES = 3  # and each of its tasks may be retried this many times
@@ -291,10 +291,11 @@ class RayWorkers:
 def tile_on_ray(model, output: str | os.PathLike, request: TileRequest, workers: RayWorkers,
                 texture: torch.Tensor | None = None, backend: str | None = None, fp16: bool = False,
                 progress: CountProgress | None = None) -> dict:
-    """tiling.tile_image on a Ray cluster: the same PNG, its bands computed by workers (one band per
-    task). Returns tile_image's summary plus the cluster's: workers, threads, hosts, backend, tasks,
-    startup and total seconds, worker seconds (summed over workers) and driver seconds (taking results
-    and writing the file, not waiting)."""
+    """tiling.tile_image on a Ray cluster: the same PNG or DDS, its bands computed by workers (one band
+    per task; the driver builds a DDS's blocks and mips as the bands come). Returns tile_image's
+    summary plus the cluster's: workers, threads, hosts, backend, tasks, startup and total seconds,
+    worker seconds (summed over workers) and driver seconds (taking results and writing the file, not
+    waiting)."""
     ray = import_ray()
     handle = open_model(model)
     plan = plan_tiles(handle, request, texture is not None)
@@ -336,7 +337,7 @@ def tile_on_ray(model, output: str | os.PathLike, request: TileRequest, workers:
                 yield from assemble(plan, rest, head)
 
             taking = time.perf_counter()
-            summary["path"] = write_png_bands(output, request.width, request.height, bits, bands())
+            summary["path"] = write_bands(output, request, bands())
             return _finish(ray, actors, summary, started, ready, (taking, waited[0]))
 
 

@@ -1,9 +1,9 @@
 """Large textures in tiles with bounded memory (`texport tile`).
 
-The image is produced band by band (a row of tiles) and streamed to a PNG (images.PngRowWriter);
-only one band of floats is held. Each tile is computed on a window `overlap` pixels larger on
-every side, from the coordinate-seeded noise of texport.noise (never materialized whole), and
-accumulated with per-pixel weights:
+The image is produced band by band (a row of tiles) and streamed to a PNG (images.PngRowWriter) or
+a DDS with its mips (texport.dds_stream); only one band of floats is held. Each tile is computed on
+a window `overlap` pixels larger on every side, from the coordinate-seeded noise of texport.noise
+(never materialized whole), and accumulated with per-pixel weights:
 
 - texture networks: the weight is 1 on the tile and 0 on its border, and the border (the halo)
   covers the generator's receptive field, so every output pixel sees exactly the noise a single
@@ -43,6 +43,8 @@ from texport.models.handle import PROPO
 from texport.models.texnet import receptive_radius
 from texport.progress import CountProgress
 from texport.runtime.backends import Backend
+from texport.textures.dds import DdsOptions
+from texport.textures.dds_stream import write_dds_bands
 from texport.textures.images import write_png_bands
 from texport.textures.noise import noise_at
 from texport.textures.sizes import tileable_size
@@ -63,23 +65,31 @@ def weight_profile(tile: int, overlap: int) -> torch.Tensor:
 @dataclass(frozen=True)
 class TileRequest:
     """What a tiled output is asked for, on any machine or cluster: its size, the tile side, the noise
-    seed, whether it wraps around, and the PNG's bits per channel."""
+    seed, whether it wraps around, and the PNG's bits per channel or, for a DDS, its options."""
     width: int
     height: int
     tile: int = defaults.TILE  # a multiple of the model's grid (ProPO: at least 2 x PROPO_OVERLAP)
     seed: int = 0
     tileable: bool = False
     bits: int = 8
+    dds: DdsOptions | None = None  # a DDS output (texport.dds_stream), its mips wrapping when tileable
 
 
 def tile_image(backend: Backend, output: str | os.PathLike, request: TileRequest, texture: torch.Tensor | None = None,
                progress: CountProgress | None = None) -> dict:
-    """Write the requested texture from `backend` to `output` (PNG) tile by tile; returns a summary.
+    """Write the requested texture from `backend` to `output` (PNG or DDS) tile by tile; returns a summary.
     texture: ProPO's target."""
     bands = iter_bands(backend, request, texture, progress)
     summary = next(bands)
-    summary["path"] = write_png_bands(output, request.width, request.height, request.bits, bands)
+    summary["path"] = write_bands(output, request, bands)
     return summary
+
+
+def write_bands(output: str | os.PathLike, request: TileRequest, bands: Iterable):
+    """The output from its bands top to bottom (floats or PNG scanlines): a PNG, or a DDS given request.dds."""
+    if request.dds is not None:
+        return write_dds_bands(output, request.width, request.height, request.dds, request.tileable, bands)
+    return write_png_bands(output, request.width, request.height, request.bits, bands)
 
 
 def texnet_halo(size_multiple: int) -> int:
@@ -133,6 +143,8 @@ def plan_tiles(model, request: TileRequest, has_texture: bool = False) -> TilePl
     noise channels) and fix its geometry; one-line errors."""
     width, height, tile, seed, tileable = request.width, request.height, request.tile, request.seed, request.tileable
 
+    if request.dds is not None and request.bits != 8:
+        raise TexportError(f"a DDS file holds 8 bits per channel; {request.bits}-bit output is for PNG files")
     multiple = model.size_multiple
     if tile < multiple or tile % multiple:
         raise TexportError(f"the tile side must be a positive multiple of {multiple}, got {tile}")

@@ -35,7 +35,8 @@ default luma weighting.
 
 Level 0 holds the same 8-bit values as the PNG that save_image writes for the same image, and the
 chain is built from those values, so `texport synth ... -o x.dds` equals `texport synth ... -o x.png`
-followed by `texport dds x.png -o x.dds` with the same DDS options and --tileable.
+followed by `texport dds x.png -o x.dds` with the same DDS options and --tileable. Images too large
+to hold whole are written band by band by texport.dds_stream, with the same bytes.
 """
 
 from __future__ import annotations
@@ -165,6 +166,13 @@ def _etcpak():
     except ImportError:
         raise TexportError("BC formats need the etcpak package (pip install etcpak); rgba8 does not") from None
     return etcpak
+
+
+def check_encoder(format: str | Format) -> None:
+    """A one-line TexportError now, before any work, when `format` needs an encoder that is not installed."""
+    fmt = format if isinstance(format, Format) else check_format(format)
+    if fmt.block_bytes:
+        _etcpak()
 
 
 def _bc7_params():

@@ -9,7 +9,7 @@ import struct
 import zlib
 from importlib import resources
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -44,11 +44,12 @@ def resolve_texture(name_or_path: str | os.PathLike) -> Path:
     raise TexportError(f"no such file: {path} (shipped textures: {names})")
 
 
-def _to_float_rgb(img: Image.Image) -> np.ndarray:
-    """HxWx3 float32 in [0, 1] from any Pillow mode (gray, 16-bit, palette, alpha: alpha is dropped)."""
+def _to_float_rgb(img: Image.Image, top: float | None = None) -> np.ndarray:
+    """HxWx3 float32 in [0, 1] from any Pillow mode (gray, 16-bit, palette, alpha: alpha is dropped).
+    top: the white of integer gray modes (`integer_white`; by default this image's)."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(img).astype(np.float32)
-        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        top = top or integer_white(img)
         arr = np.clip(arr / top, 0.0, 1.0)
         return np.repeat(arr[..., None], 3, axis=2)
     if img.mode == "F":
@@ -61,22 +62,53 @@ def _to_float_rgb(img: Image.Image) -> np.ndarray:
 
 def load_image(path: str | os.PathLike, device: torch.device | str = "cpu") -> torch.Tensor:
     """Read an image as a [1, 3, H, W] float32 tensor in [0, 1]; bad files raise TexportError."""
+    with open_image(path) as img:
+        img.load()
+        arr = _to_float_rgb(img)
+    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous().to(device)
+
+
+def integer_white(img: Image.Image) -> float:
+    """The value of white in an integer gray image: 65535 for 16-bit modes, and for 32-bit ones whose
+    values go above 255; else 255."""
+    return 65535.0 if img.mode.startswith("I;16") or (img.mode == "I" and img.getextrema()[1] > 255) else 255.0
+
+
+def check_side_limit(path: Path, width: int, height: int, size_limit: int) -> None:
+    if max(width, height) > size_limit:
+        raise TexportError(f"image too large: {path} is {width}x{height}, above the size limit of {size_limit} "
+                           "(--size-limit)")
+
+
+@contextlib.contextmanager
+def open_image(path: str | os.PathLike, size_limit: int | None = None) -> Iterator[Image.Image]:
+    """A Pillow image of the file, for the block, with bad files as one-line TexportErrors.
+
+    Pillow refuses images whose declared pixel count is far above its default (a decompression bomb:
+    a small file that decodes to gigabytes). With size_limit, our own limit on the declared sides
+    replaces that guard: images within it are read whatever their pixel count, and Pillow's guard
+    stays on, at size_limit squared pixels, for any other."""
     path = Path(path)
     if not path.exists():
         raise TexportError(f"no such file: {path}")
     if path.is_dir():
         raise TexportError(f"expected an image file, got a folder: {path}")
+    saved = Image.MAX_IMAGE_PIXELS
+    if size_limit is not None and saved is not None:
+        Image.MAX_IMAGE_PIXELS = max(saved, size_limit * size_limit)
     try:
         with Image.open(path) as img:
-            img.load()
-            arr = _to_float_rgb(img)
+            if size_limit is not None:
+                check_side_limit(path, img.width, img.height, size_limit)
+            yield img
     except UnidentifiedImageError:
         raise TexportError(f"not an image (or an unsupported format): {path}") from None
     except Image.DecompressionBombError as exc:
         raise TexportError(f"image too large to read safely: {path} ({exc})") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise TexportError(f"cannot read image {path}: {exc}") from None
-    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous().to(device)
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
 
 
 def parse_box(text: str | Sequence[int]) -> tuple[int, int, int, int]:

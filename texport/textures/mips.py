@@ -101,3 +101,74 @@ def mip_chain(image: np.ndarray, tileable: bool = False, srgb: bool = True, leve
         work = reduce(work, w, h, wrap=tileable)
         chain.append((linear_to_srgb(work) if srgb else np.clip(work, 0.0, 1.0)).astype(np.float32))
     return chain
+
+
+class RowReducer:
+    """One level of the chain made from the level above a few rows at a time, for images too large to hold
+    (texport.dds_stream): reduce()'s arithmetic, tap by tap in the same order on the same float32 values,
+    applied to whichever rows are present, so its rows are the ones reduce() gives for the whole level,
+    bit for bit, whatever the bands. Rows may arrive in any order: with wrapping, the first output rows
+    need the last input rows, so they come out at the end; an input row is dropped once every output row
+    that needs it is made, so only a few rows beyond the band in hand are ever held."""
+
+    def __init__(self, size_in: tuple[int, int], size_out: tuple[int, int], wrap: bool):
+        (self.width_in, self.height_in), (self.width, self.height) = size_in, size_out
+        self.wrap = wrap
+        if self.height_in == self.height:  # reduce() leaves this axis as it is
+            self.index, self.weight = np.arange(self.height)[:, None], None
+        else:
+            self.index, self.weight = _taps(self.height_in, self.height, wrap)
+        needs = [sorted(set(row.tolist())) for row in self.index]
+        self.missing = np.array([len(n) for n in needs])  # input rows each output row still waits for
+        self.users: list[list[int]] = [[] for _ in range(self.height_in)]  # output rows that need each input row
+        for i, rows in enumerate(needs):
+            for r in rows:
+                self.users[r].append(i)
+        self.uses = [len(u) for u in self.users]
+        self.rows: dict[int, np.ndarray] = {}  # input rows held, already reduced across: [width, C]
+        self.made = 0
+
+    def push(self, first: int, band: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """Input rows first, first + 1, ... ([rows, width_in, C] float32); returns the output rows they
+        complete as (first row, [rows, width, C]) runs, top to bottom."""
+        across = _reduce_axis(np.asarray(band, dtype=np.float32), self.width, 1, self.wrap)
+        ready = []
+        for k in range(across.shape[0]):
+            r = first + k
+            if r in self.rows or not 0 <= r < self.height_in:
+                raise ValueError(f"row {r} given twice or outside the {self.height_in} rows")
+            self.rows[r] = across[k]
+            for i in self.users[r]:
+                self.missing[i] -= 1
+                if self.missing[i] == 0:
+                    ready.append(i)
+        ready.sort()
+        runs, start = [], 0
+        for j in range(1, len(ready) + 1):
+            if j == len(ready) or ready[j] != ready[j - 1] + 1:
+                runs.append((ready[start], self._rows(np.array(ready[start:j]))))
+                start = j
+        for r in range(first, first + across.shape[0]):  # rows still needed later: copied out of the band
+            if r in self.rows:
+                self.rows[r] = self.rows[r].copy()
+        return runs
+
+    def _rows(self, ids: np.ndarray) -> np.ndarray:
+        if self.weight is None:
+            out = np.stack([self.rows[i] for i in ids])
+        else:  # as _reduce_axis along the rows: zeros, then each tap's rows times its weights, in tap order
+            out = np.zeros((len(ids),) + self.rows[int(self.index[ids[0], 0])].shape, dtype=np.float32)
+            for t in range(self.index.shape[1]):
+                taken = np.stack([self.rows[r] for r in self.index[ids, t].tolist()])
+                out += taken * self.weight[ids, t].reshape(-1, 1, 1)
+        for i in ids.tolist():
+            for r in set(self.index[i].tolist()):
+                self.uses[r] -= 1
+                if self.uses[r] == 0:
+                    del self.rows[r]
+        self.made += len(ids)
+        return out
+
+    @property
+    def done(self) -> bool:
+        return self.made == self.height
