@@ -6,6 +6,7 @@ distributions (Heitz et al. 2021) keep the palette that a Gram matrix lets colla
    bf16 Gatys lands within fp32's spread), on the four classic textures.
 2. `tune`: each shipped texture network fine-tuned (`--init`) for 400 iterations under each objective
    at the same iterations and seeds, 5 samples at 256 px.
+3. `models`: texture networks trained elsewhere (from scratch under each loss), measured the same way.
 
 Every image is measured the same way, whatever it was optimized for: the default objective's value
 (the yardstick of the "objective" columns), the judge, spectral and colour distances
@@ -16,6 +17,7 @@ sections `distribution-screen` and `distribution-tune` and sheets in benchmarks/
 
     OMP_NUM_THREADS=2 python benchmarks/distribution.py screen
     OMP_NUM_THREADS=2 python benchmarks/distribution.py tune --textures pebbles,bark
+    python benchmarks/distribution.py models --models runs/a.safetensors,runs/b.safetensors --command "texport train texnet ..."
 """
 
 from __future__ import annotations
@@ -164,6 +166,22 @@ def speed(repeats: int = 3) -> dict:
     return best
 
 
+def model_row(path: Path) -> dict:
+    """A texture network file (trained elsewhere, e.g. from scratch under each loss) measured like the others."""
+    manifest = read_manifest(path)
+    texture = manifest["texture"]["name"]
+    exemplar = load_exemplar(gatys_benchmark.texture_path(texture), manifest["texture"]["crop"])
+    samples = quantize(sample_texnet(load_texnet(path), SIZE, seed=0, count=SAMPLES))
+    image = CACHE / f"model-{path.stem}.png"
+    CACHE.mkdir(parents=True, exist_ok=True)
+    save_image(side_by_side([s[None] for s in samples[:3]], height=SIZE), image)
+    training = manifest["training"]
+    return {**measure(samples, exemplar), "texture": texture, "image": str(image.relative_to(HERE)),
+            "label": f"{manifest['objective']['loss']}, {training['iterations']} iterations from "
+                     + ("scratch" if "initialized_from" not in training else training["initialized_from"]["model"]),
+            "seconds": training["seconds"]}
+
+
 def shipped_row(texture: str) -> dict:
     """The shipped network as it is: the row every fine-tune is compared with."""
     def compute(stem: Path) -> dict:
@@ -210,7 +228,9 @@ def machine() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("stage", choices=("screen", "tune"))
+    parser.add_argument("stage", choices=("screen", "tune", "models"))
+    parser.add_argument("--models", default="", help="models stage: texture network files to measure")
+    parser.add_argument("--command", default="", help="models stage: how they were trained (quoted in RESULTS.md)")
     parser.add_argument("--textures", default=gatys_benchmark.TEXTURES)
     parser.add_argument("--iters", type=int, default=400)
     parser.add_argument("--seeds", default="0")
@@ -235,6 +255,16 @@ def main() -> None:
                 + ", ".join(f"{r['texture']} {r['label']} {r['seconds_per_evaluation']:.2f}" for r in rows),
                 "", f"Images (per row: exemplar | gram+color | sw+color): {images}", ""]
         gatys_benchmark.replace_section(gatys_benchmark.RESULTS, "distribution-screen", "\n".join(body))
+    elif args.stage == "models":
+        rows = [model_row(Path(m)) for m in args.models.split(",")]
+        images = sheet(sorted({r["texture"] for r in rows}), rows, "distribution_models.png")
+        body = ["## Gram against sliced Wasserstein: texture networks trained from scratch (`benchmarks/distribution.py models`)", "",
+                f"Trained with `{args.command}`, the same seed, batch, size, learning rate and weights under each loss; "
+                f"{SAMPLES} samples at {SIZE} px (seeds 0-4), measures as in the screen. {machine()}.", "",
+                *table(rows, "run"), "",
+                "Training seconds (beside other jobs): " + ", ".join(f"{r['label']} {r['seconds']:.0f}" for r in rows), "",
+                f"Images (per row: exemplar | 3 samples of each run, in the table's order): {images}", ""]
+        gatys_benchmark.replace_section(gatys_benchmark.RESULTS, "distribution-models", "\n".join(body))
     else:
         rows = []
         for t in textures:
