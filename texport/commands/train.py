@@ -192,7 +192,7 @@ def train_solid(
     batch: int = typer.Option(D.SOLID_BATCH, "--batch", help="Slices per iteration."),
     size: int = typer.Option(D.SOLID_SIZE, "--size", help="Side of the training slices (at least 16)."),
     lr: float = typer.Option(D.SOLID_LR, "--lr", help="Initial Adam learning rate (x0.7 from half the run, every tenth)."),
-    loss: str = typer.Option(D.LOSS, "--loss", help="Objective: gram+color (default), gram, sw+color or sw."),
+    loss: Loss = D.LOSS,
     color_weight: ColorWeight = D.COLOR_WEIGHT,
     spectrum_weight: float = typer.Option(D.SPECTRUM_WEIGHT, "--spectrum-weight", help="Weight of the spectrum constraint (0 = off)."),
     scales: int = typer.Option(D.SOLID_SCALES, "--scales", help="Noise scales K."),
