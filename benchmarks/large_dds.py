@@ -124,6 +124,7 @@ def main() -> None:
         folder = Path(tmp)
         out_dds, out_png = folder / "big.dds", folder / "big.png"
         common = ["tile", "pebbles", "--size", f"{size}x{size}", "--tile", "1024", "--tileable", "--backend", args.backend]
+        load_before = os.getloadavg()[0]  # what else ran beside: the wall-time ratio assumes a quiet machine
         print(f"tile -> DDS {size}x{size} ...", flush=True)
         streamed = run_tile([*common, "--format", fmt, "--mips", "-o", str(out_dds)])
         print(streamed, flush=True)
@@ -169,7 +170,8 @@ def main() -> None:
         "",
         f"`texport tile pebbles --size {size}x{size} --tile 1024 --tileable --backend {args.backend}` in a fresh process "
         f"each, `-o big.dds --format {fmt} --mips` ({title} sRGB, {levels} levels, streamed band by band) and then "
-        f"`-o big.png`. Machine: {gatys_benchmark.cpu_name()}, {os.cpu_count()} CPU threads (shared with other jobs), "
+        f"`-o big.png`. Machine: {gatys_benchmark.cpu_name()}, {os.cpu_count()} CPU threads (load average "
+        f"{load_before:.1f} before the runs), "
         f"torch {torch.__version__}, etcpak {version('etcpak')}, texture2ddecoder {version('texture2ddecoder')}, "
         f"Pillow {version('pillow')}, texport {texport.__version__}; measured {time.strftime('%Y-%m-%d')}.",
         "",
