@@ -1,14 +1,18 @@
-"""The browser page (cli/examples/web) reproduces Python's image of an exported texture network.
+"""The browser page (cli/examples/web) reproduces Python's image of an exported texture network, and
+its Solid tab Python's volume of an exported solid texture network.
 
-The page's logic lives in one JS module, cli/examples/web/texnet.js (noise contract, size plan,
-onnxruntime-web WASM run, 8-bit conversion); node.mjs runs that same module in Node and
-browser.mjs drives the page itself in headless Chromium. References are texport's onnxruntime
-backend (`sample_with`, the path `texport synth MODEL.onnx --backend onnxruntime` takes) and the
-PNG that command writes.
+The page's logic lives in JS modules: cli/examples/web/texnet.js (noise contract, size plan,
+onnxruntime-web WASM run, 8-bit conversion) and solid.js (the 3D noise contract and the solid
+graph's run); node.mjs runs those same modules in Node and browser.mjs drives the page itself in
+headless Chromium. References are texport's onnxruntime backend (`sample_with`, the path `texport
+synth MODEL.onnx --backend onnxruntime` takes) and the PNG that command writes; for the Solid tab,
+the solid graph on Python's onnxruntime and the volume of `texport synth pebbles-solid --size NxNxN
+--tileable`.
 
 The `web_example` fixture runs cli/examples/web/setup.sh (npm ci from package-lock.json and the
-pebbles export; about 0.1 s once done): a failed setup fails these tests, it never skips them. Only
-the Chromium test skips, and only when /usr/bin/chromium (Debian's `chromium`) is not installed.
+pebbles and pebbles-solid exports; about 0.1 s once done): a failed setup fails these tests, it never
+skips them. Only the Chromium tests skip, and only when /usr/bin/chromium (Debian's `chromium`) is
+not installed.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from texport.runtime.backends import open_backend
 from texport.runtime.sampling import sample_with
 from texport.errors import TexportError
 from texport.textures.images import to_uint8
-from texport.textures.noise import noise_field
+from texport.textures.noise import noise_field, noise_volume
 from texport.textures.sizes import plan_size
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +44,9 @@ WEB = ROOT / "cli" / "examples" / "web"
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 SIZE = (77, 45)  # width x height, neither a multiple of 16: generated at 80x48, cropped
 SEEDS = (7, 3_000_000_019)  # the second above 2^31: the seed is taken as unsigned 32 bits
+SOLID_SIDE = 32  # the Solid tab's cube in these tests: twice the model's grid (16), quick in WASM
+needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: install Debian's chromium "
+                                    "(apt-get install --no-install-recommends chromium) to run the page in a browser")
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +60,14 @@ def web_example() -> Path:
         pytest.fail(f"cli/examples/web/setup.sh failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
     model = WEB / "models" / "pebbles.onnx"
     assert model.is_file(), result.stdout + result.stderr
+    assert (WEB / "models" / "pebbles-solid.onnx").is_file(), result.stdout + result.stderr
     return model
+
+
+@pytest.fixture(scope="session")
+def solid_onnx(web_example) -> Path:
+    """The exported solid network the Solid tab loads by default (setup.sh exports it beside pebbles)."""
+    return WEB / "models" / "pebbles-solid.onnx"
 
 
 def node(*args, timeout: int = 300) -> str:
@@ -112,6 +126,41 @@ def test_web_node_wasm_matches_python(seed, web_example, tmp_path, cli_main):
           f"{np.abs(js8 - python8).max()} levels")  # after cli_main, whose capture would swallow it
 
 
+def test_web_3d_noise_matches_python(web_example, tmp_path):
+    """solid.js's noiseVolume is noise.noise_volume bit for bit: a seed above 2^31, negative origins,
+    coordinates past 2^31 (taken as their 32 bits, as Python masks them)."""
+    cases = [(0, 15, (5, 4, 3), (0, 0, 0)), (SEEDS[1], 6, (4, 3, 5), (-5, 7, -2**31)), (7, 3, (6, 2, 3), (2**31 - 3, -1, 123_456))]
+    for i, (seed, channels, (w, h, d), (x, y, z)) in enumerate(cases):
+        out = tmp_path / f"noise{i}.f32"
+        node("node.mjs", "noise3", seed, channels, f"{w}x{h}x{d}", f"{x},{y},{z}", out)
+        got = np.fromfile(out, dtype="<f4").reshape(channels, d, h, w)
+        assert np.array_equal(got, noise_volume(seed, channels, d, h, w, x, y, z)[0].numpy()), (seed, x, y, z)
+
+
+@pytest.mark.parametrize("seed", (5, SEEDS[1]))
+def test_web_node_solid_volume_matches_python(seed, solid_onnx, tmp_path, cli_main):
+    """The Solid tab's volume (solid.js, onnxruntime-web's WASM backend in Node) against the same graph on
+    Python's onnxruntime, and its bytes against `texport synth pebbles-solid --size NxNxN --tileable`."""
+    n = SOLID_SIDE
+    info = json.loads(node("node.mjs", "volume", solid_onnx, seed, n, tmp_path / "js"))
+    assert (info["side"], info["multiple"]) == (n, 16), info
+    got = np.fromfile(tmp_path / "js.f32", dtype="<f4").reshape(3, n, n, n)
+    want = open_backend(solid_onnx, "onnxruntime")(noise_volume(seed, info["channels"], n, n, n))[0].numpy()
+    diff = float(np.abs(got - want).max())
+    assert diff <= 1e-4, diff
+
+    npy = tmp_path / "python.npy"
+    result = cli_main("synth", "pebbles-solid", "--size", f"{n}x{n}x{n}", "--tileable", "--seed", seed, "-o", npy)
+    assert result.returncode == 0, result.stderr
+    python8 = np.load(npy).astype(int)  # [D, H, W, 3]
+    js8 = np.fromfile(tmp_path / "js.u8", dtype=np.uint8).reshape(3, n, n, n).transpose(1, 2, 3, 0).astype(int)
+    assert python8.shape == js8.shape and python8.std() > 10  # a textured volume, not a flat one
+    assert np.abs(js8 - python8).max() <= 1
+    assert np.array_equal(js8, to_uint8(torch.from_numpy(got)).permute(1, 2, 3, 0).numpy())
+    print(f"web: solid seed {seed}, {n}^3: Node WASM vs Python onnxruntime max abs diff {diff:.3g}, vs texport synth "
+          f"--tileable {np.abs(js8 - python8).max()} levels; {info['seconds']:.2f} s in Node")
+
+
 class _Quiet(SimpleHTTPRequestHandler):
     """A static server with the MIME types module scripts and WASM need, whatever /etc/mime.types says."""
 
@@ -134,8 +183,7 @@ def web_server(web_example):
         server.server_close()
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: install Debian's chromium "
-                    "(apt-get install --no-install-recommends chromium) to run the page in a browser")
+@needs_chromium
 def test_web_page_in_chromium(web_example, web_server, tmp_path, cli_main):
     """The page in headless Chromium: a tileable sample, "new sample" (the next seed), then an odd-size crop;
     each canvas screenshot (device scale factor 1) equals texport's PNG within two levels."""
@@ -172,3 +220,4 @@ def test_web_page_in_chromium(web_example, web_server, tmp_path, cli_main):
         measured.append(f"web: step {i}, seed {seed}, {w}x{h}: canvas screenshot vs texport PNG max diff {diff} "
                         f"levels; repeated view ({page['tiled']}) {tiled_diff}")
     print("\n".join(measured))
+

@@ -2,7 +2,8 @@
 // and one run of the exported ONNX graph with onnxruntime-web's WASM backend.
 //
 // The page (index.html) and the Node runner (node.mjs, used by tests/test_web.py) both import this
-// module, so the browser and the test run the same code. Each function mirrors a piece of texport:
+// module, so the browser and the test run the same code; solid.js (the Solid tab) builds on its hash
+// and metadata reader, and its volume takes the same 8-bit conversion. Each function mirrors texport:
 //   hash32, noiseField  <- texport/noise.py (the written contract, bit for bit)
 //   planSize            <- texport/sizes.py plan_size (grid = next multiple, output = top-left crop)
 //   sample              <- texport/backends.py sample_with (noise, run, crop, clamp)
