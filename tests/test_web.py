@@ -7,7 +7,7 @@ graph's run); node.mjs runs those same modules in Node and browser.mjs drives th
 headless Chromium. References are texport's onnxruntime backend (`sample_with`, the path `texport
 synth MODEL.onnx --backend onnxruntime` takes) and the PNG that command writes; for the Solid tab,
 the solid graph on Python's onnxruntime and the volume of `texport synth pebbles-solid --size NxNxN
---tileable`.
+--tileable`, and the carved object (carve.js, WebGL2) against the same scene rendered in numpy.
 
 The `web_example` fixture runs cli/examples/web/setup.sh (npm ci from package-lock.json and the
 pebbles and pebbles-solid exports; about 0.1 s once done): a failed setup fails these tests, it never
@@ -18,6 +18,7 @@ not installed.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import os
 import shutil
@@ -35,6 +36,8 @@ from PIL import Image
 from texport.runtime.backends import open_backend
 from texport.runtime.sampling import sample_with
 from texport.errors import TexportError
+from texport.models.loading import load_solid
+from texport.scale.volumes import VolumeRequest, synthesize_volume
 from texport.textures.images import to_uint8
 from texport.textures.noise import noise_field, noise_volume
 from texport.textures.sizes import plan_size
@@ -221,3 +224,112 @@ def test_web_page_in_chromium(web_example, web_server, tmp_path, cli_main):
                         f"levels; repeated view ({page['tiled']}) {tiled_diff}")
     print("\n".join(measured))
 
+
+# carve.js's scene: the object leans TILT degrees towards the viewer, the view is 2 * EXTENT object units wide
+TILT, EXTENT, SOLID_CANVAS = 30.0, 1.8, 384  # carve.js, and the #solid canvas in index.html
+
+
+def _texture_linear_repeat(volume: np.ndarray, stu: np.ndarray) -> np.ndarray:
+    """GL_LINEAR sampling of a GL_REPEAT 3D texture: volume [D, H, W, 3] at texture coordinates stu [N, 3] (x, y, z)."""
+    d, h, w = volume.shape[:3]
+    c = stu * [w, h, d] - 0.5  # texel i's centre is at (i + 0.5) / side
+    i0 = np.floor(c).astype(np.int64)
+    f = c - i0
+    out = np.zeros((len(stu), 3))
+    for corner in itertools.product((0, 1), repeat=3):
+        i = i0 + corner
+        weight = np.prod(np.where(corner, f, 1 - f), axis=-1)
+        out += weight[:, None] * volume[i[:, 2] % d, i[:, 1] % h, i[:, 0] % w]
+    return out
+
+
+def render_carved_like_carve_js(volume: np.ndarray, degrees: float, shape: str, side: int = SOLID_CANVAS) -> np.ndarray:
+    """The canvas carve.js draws for a uint8 volume [D, H, W, 3], in numpy: uint8 [side, side, 3], white background."""
+    tilt, turn = np.radians(TILT), np.radians(degrees - 45)
+    ct, st, ca, sa = np.cos(tilt), np.sin(tilt), np.cos(turn), np.sin(turn)
+    rotation = np.array([[1, 0, 0], [0, ct, -st], [0, st, ct]]) @ np.array([[ca, 0, sa], [0, 1, 0], [-sa, 0, ca]])
+    centres = ((np.arange(side) + 0.5) / side * 2 - 1) * EXTENT
+    u, v = np.meshgrid(centres, centres[::-1])  # image rows go down, gl_FragCoord.y up
+    o = np.stack([u, v, np.full_like(u, 3.0)], axis=-1) @ rotation  # view -> object (row vectors: rotation^T)
+    d = np.array([0.0, 0.0, -1.0]) @ rotation
+    d = np.where(np.abs(d) < 1e-7, 1e-7, d)
+    best, normal = np.full(u.shape, np.inf), np.zeros(u.shape + (3,))
+    for k in range(7):  # the octants but +++, as carve.js
+        lo = np.array([k & 1, k >> 1 & 1, k >> 2 & 1]) - 1.0
+        t0, t1 = (lo - o) / d, (lo + 1 - o) / d
+        tn, tf = np.minimum(t0, t1), np.maximum(t0, t1)
+        enter, leave = tn.max(-1), tf.min(-1)
+        n = -np.sign(d) * (tn == enter[..., None])
+        if shape == "sphere":
+            b = o @ d
+            q = o - b[..., None] * d
+            disc = 1 - (q * q).sum(-1)
+            root = np.sqrt(np.maximum(disc, 0))
+            n = np.where((-b - root > enter)[..., None], o + (-b - root)[..., None] * d, n)
+            enter, leave = np.maximum(enter, -b - root), np.where(disc >= 0, np.minimum(leave, -b + root), -np.inf)
+        closer = (enter <= leave) & (enter < best)
+        best[closer], normal[closer] = enter[closer], n[closer]
+    hit = np.isfinite(best)
+    p = o[hit] + best[hit][:, None] * d
+    n = normal[hit] @ rotation.T  # object -> view
+    light = np.array([0.5, 0.8, 0.9]) / np.linalg.norm([0.5, 0.8, 0.9])
+    shade = 0.45 + 0.55 * np.clip(n / np.linalg.norm(n, axis=-1, keepdims=True) @ light, 0, None)
+    image = np.ones(u.shape + (3,))
+    image[hit] = _texture_linear_repeat(volume / 255.0, p * 0.5 + 0.5) * shade[:, None]
+    return np.round(image * 255).astype(np.uint8)
+
+
+@needs_chromium
+def test_web_solid_tab_in_chromium(solid_onnx, web_server, tmp_path):
+    """The Solid tab in headless Chromium: still frames (angle=) of the carved cube and sphere equal the same scene
+    rendered in numpy from texport's volume; "new sample" changes the texture, not the object; without angle= it
+    turns; a model of the other kind, or a side off the grid, is a one-line error on the page."""
+    n, seed = SOLID_SIDE, 5
+    base = f"{web_server}/?tab=solid&size={n}&seed={seed}"
+    steps = [f"{base}&angle=20", f"{base}&angle=30&shape=sphere", "click:#new-sample", base, "wait:1000",
+             f"{web_server}/?tab=solid&model=models/pebbles.onnx", f"{web_server}/?model=models/pebbles-solid.onnx",
+             f"{web_server}/?tab=solid&size=40"]
+    shots = tmp_path / "shots"
+    env = dict(os.environ, CHROMIUM=str(CHROMIUM))
+    result = subprocess.run(["node", "browser.mjs", shots, *steps], cwd=WEB, capture_output=True, text=True, timeout=600,
+                            env=env)
+    assert result.returncode == 0, f"browser.mjs failed:\n{result.stderr[-3000:]}"
+    report = json.loads(result.stdout)
+    pages = report["steps"]
+
+    def shot(i: int) -> np.ndarray:
+        assert pages[i]["canvases"] == ["solid"], (pages[i], report["log"])
+        return np.asarray(Image.open(shots / f"step{i}-solid.png").convert("RGB")).astype(int)
+
+    for i, want_seed in enumerate((seed, seed, seed + 1, seed)):
+        assert pages[i]["state"] == "ready" and pages[i]["seed"] == str(want_seed), (pages[i], report["log"])
+        assert f"seed {want_seed}, {n}x{n}x{n}" in pages[i]["status"], pages[i]
+
+    volume = synthesize_volume(load_solid("pebbles-solid").network, VolumeRequest((n, n, n), seed=seed, tileable=True))
+    measured = []
+    for i, (degrees, shape) in enumerate(((20, "cube"), (30, "sphere"))):
+        got, want = shot(i), render_carved_like_carve_js(volume, degrees, shape).astype(int)
+        assert got.shape == want.shape, (got.shape, pages[i]["rects"])
+        inside = (want != 255).any(-1)
+        assert 0.15 < inside.mean() < 0.7 and want[inside].std() > 10  # the reference shows a textured object
+        diff = np.abs(got - want).max(-1)
+        assert np.median(diff[inside]) <= 1 and (diff > 2).mean() <= 0.001, (shape, np.percentile(diff, [50, 99, 99.9]))
+        measured.append(f"web: solid tab, {shape} at {degrees} degrees: {100 * (diff > 2).mean():.2f}% of pixels more "
+                        f"than 2 levels off numpy's rendering, max {diff.max()}")
+
+    def silhouette(image: np.ndarray) -> np.ndarray:
+        return (image != 255).any(-1)
+
+    sphere, next_seed = shot(1), shot(2)  # the same object at the same angle, carved from seed 6's volume
+    assert (silhouette(sphere) == silhouette(next_seed)).mean() > 0.999
+    assert (np.abs(sphere - next_seed).max(-1) > 16)[silhouette(sphere)].mean() > 0.3
+    turning, later = shot(3), shot(4)  # no angle: a second later the cube has turned
+    assert 0.15 < silhouette(turning).mean() < 0.7 and 0.15 < silhouette(later).mean() < 0.7
+    assert (np.abs(turning - later).max(-1) > 16).mean() > 0.1, "the object does not turn"  # colours: a quarter turn keeps the outline
+
+    for i, words in ((5, "a texture network (2D): the Texture tab shows it"), (6, "a solid texture network: the Solid tab"),
+                     (7, "must be a multiple of 16")):
+        assert pages[i]["state"] == "error" and words in pages[i]["status"], pages[i]
+        assert "\n" not in pages[i]["status"] and len(pages[i]["status"]) < 200, pages[i]
+        assert i == 6 or pages[i]["canvases"] == [], pages[i]  # the Solid tab shows the message, no empty canvas
+    print("\n".join(measured))

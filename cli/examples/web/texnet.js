@@ -168,8 +168,9 @@ export async function loadTexnet(bytes, { threads = 1 } = {}) {
   const buf = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
   const meta = readMetadata(buf);
   if (meta["texport.kind"] !== "texnet" || meta["texport.graph"]) {
-    const what = meta["texport.kind"] ? `a ${meta["texport.kind"]} graph` : "not a texport graph";
-    throw new Error(`this page runs texture networks exported with texport export (${what})`);
+    const what = meta["texport.kind"] === "solid" && !meta["texport.graph"] ? "a solid texture network: the Solid tab (tab=solid) shows it"
+      : meta["texport.kind"] ? `a ${meta["texport.kind"]} graph` : "not a texport graph";
+    throw new Error(`the Texture tab runs texture networks exported with texport export (${what})`);
   }
   ort.env.wasm.numThreads = threads; // more than 1 needs a cross-origin isolated page in a browser
   const session = await ort.InferenceSession.create(buf, { executionProviders: ["wasm"] });
