@@ -1,11 +1,13 @@
 // Drive the page in headless Chromium (playwright-core) and screenshot it, for tests/test_web.py.
 //
-//   node browser.mjs OUTDIR STEP...      STEP: a URL to open, or "click:SELECTOR" (e.g. click:#new-sample)
+//   node browser.mjs OUTDIR STEP...      STEP: a URL to open, "click:SELECTOR" (e.g. click:#new-sample)
+//                                        or "wait:MS" (let the page run MS milliseconds, e.g. turn)
 //
-// After each step it waits until the page has finished a generation (body[data-generation] moved
-// on, data-state ready or error), then writes OUTDIR/stepN-page.png (the viewport), stepN-texture.png
-// and stepN-tiled.png (the two canvases, element screenshots) at device scale factor 1, and at the
-// end prints a JSON list with each step's state, seed, status line and tiled renderer.
+// After a URL or a click it waits until the page has finished a generation (body[data-generation]
+// moved on, data-state ready or error), then writes OUTDIR/stepN-page.png (the viewport) and
+// stepN-ID.png for each visible canvas (texture and tiled on the Texture tab, solid on the Solid tab;
+// element screenshots) at device scale factor 1, and at the end prints a JSON list with each step's
+// state, seed, status line, tiled renderer and the canvases it wrote.
 // CHROMIUM (default /usr/bin/chromium) names the browser; the flags suit a closed network, and
 // CHROMIUM_FLAGS adds more (e.g. --disable-webgl, to see the page without WebGL).
 import { mkdirSync } from "node:fs";
@@ -38,28 +40,38 @@ try {
   page.on("pageerror", (error) => log.push(`pageerror: ${error.message}`));
   for (const [i, step] of steps.entries()) {
     const before = await page.evaluate(() => document.body?.dataset.generation ?? "").catch(() => "");
-    if (step.startsWith("click:")) await page.click(step.slice("click:".length));
-    else await page.goto(step);
-    const wait = step.startsWith("click:") ? before : ""; // a new page starts from no generation
-    await page.waitForFunction(
-      (previous) => ["ready", "error"].includes(document.body.dataset.state) && (document.body.dataset.generation ?? "") !== previous,
-      wait, { timeout: 120_000, polling: 100 },
-    );
+    if (step.startsWith("wait:")) await page.waitForTimeout(Number(step.slice("wait:".length)));
+    else {
+      if (step.startsWith("click:")) await page.click(step.slice("click:".length));
+      else await page.goto(step);
+      const wait = step.startsWith("click:") ? before : ""; // a new page starts from no generation
+      await page.waitForFunction(
+        (previous) => ["ready", "error"].includes(document.body.dataset.state) && (document.body.dataset.generation ?? "") !== previous,
+        wait, { timeout: 120_000, polling: 100 },
+      );
+    }
     const name = (what) => join(outDir, `step${i}-${what}.png`);
     await page.screenshot({ path: name("page") });
-    await page.locator("#texture").screenshot({ path: name("texture") });
-    await page.locator("#tiled").screenshot({ path: name("tiled") });
-    results.push(await page.evaluate(() => ({
+    const canvases = [];
+    for (const id of ["texture", "tiled", "solid"]) {
+      const canvas = page.locator(`#${id}`);
+      if (await canvas.isVisible()) {
+        await canvas.screenshot({ path: name(id) });
+        canvases.push(id);
+      }
+    }
+    results.push(await page.evaluate((canvases) => ({
       state: document.body.dataset.state,
       seed: document.body.dataset.seed ?? null,
       tiled: document.body.dataset.tiled ?? null,
       status: document.getElementById("status").textContent,
-      rects: Object.fromEntries(["texture", "tiled"].map((id) => {
+      canvases,
+      rects: Object.fromEntries(canvases.map((id) => {
         const r = document.getElementById(id).getBoundingClientRect();
         return [id, [r.x, r.y, r.width, r.height]];
       })),
       url: location.href,
-    })));
+    }), canvases));
   }
 } finally {
   await browser.close();

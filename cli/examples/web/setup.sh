@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Set up the browser example: onnxruntime-web (and playwright-core, for the test) from
-# package-lock.json into node_modules/, and the texture networks exported to models/NAME.onnx.
+# package-lock.json into node_modules/, and the networks exported to models/NAME.onnx.
 #
-#   bash cli/examples/web/setup.sh [MODEL...]     (default: pebbles; any shipped texture network)
+#   bash cli/examples/web/setup.sh [MODEL...]     (default: pebbles and pebbles-solid, the Texture and
+#                                                  Solid tabs' models; any shipped texture or solid network)
 #
 # Safe to re-run and fast then: npm runs only when package-lock.json changed, a model is exported
 # only when it is missing or texport (its code or the shipped weights) is newer than the file.
@@ -27,7 +28,9 @@ fi
 
 # 2. the models, exported by texport
 mkdir -p models
-for name in "${@:-pebbles}"; do
+names=("$@")
+[ $# -gt 0 ] || names=(pebbles pebbles-solid)
+for name in "${names[@]}"; do
     out="models/$name.onnx"
     weights="$root/trained/$name.safetensors"
     if [ -f "$out" ] && [ -z "$(find "$root/texport" "$weights" -newer "$out" -name '*.py' -o -newer "$out" -name '*.safetensors' 2>/dev/null | head -1)" ]; then

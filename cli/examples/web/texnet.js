@@ -2,7 +2,8 @@
 // and one run of the exported ONNX graph with onnxruntime-web's WASM backend.
 //
 // The page (index.html) and the Node runner (node.mjs, used by tests/test_web.py) both import this
-// module, so the browser and the test run the same code. Each function mirrors a piece of texport:
+// module, so the browser and the test run the same code; solid.js (the Solid tab) builds on its hash
+// and metadata reader, and its volume takes the same 8-bit conversion. Each function mirrors texport:
 //   hash32, noiseField  <- texport/noise.py (the written contract, bit for bit)
 //   planSize            <- texport/sizes.py plan_size (grid = next multiple, output = top-left crop)
 //   sample              <- texport/backends.py sample_with (noise, run, crop, clamp)
@@ -167,8 +168,9 @@ export async function loadTexnet(bytes, { threads = 1 } = {}) {
   const buf = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
   const meta = readMetadata(buf);
   if (meta["texport.kind"] !== "texnet" || meta["texport.graph"]) {
-    const what = meta["texport.kind"] ? `a ${meta["texport.kind"]} graph` : "not a texport graph";
-    throw new Error(`this page runs texture networks exported with texport export (${what})`);
+    const what = meta["texport.kind"] === "solid" && !meta["texport.graph"] ? "a solid texture network: the Solid tab (tab=solid) shows it"
+      : meta["texport.kind"] ? `a ${meta["texport.kind"]} graph` : "not a texport graph";
+    throw new Error(`the Texture tab runs texture networks exported with texport export (${what})`);
   }
   ort.env.wasm.numThreads = threads; // more than 1 needs a cross-origin isolated page in a browser
   const session = await ort.InferenceSession.create(buf, { executionProviders: ["wasm"] });
