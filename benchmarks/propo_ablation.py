@@ -33,7 +33,7 @@ import texport  # noqa: E402
 import texport.objectives.losses as losses  # noqa: E402
 from texport.textures.datasets import open_dataset  # noqa: E402
 from texport.objectives.descriptor import build_descriptor  # noqa: E402
-from texport.textures.images import quantize  # noqa: E402
+from texport.textures.images import quantize, save_image, side_by_side, stack_rows  # noqa: E402
 from texport.models.loading import load_propo, sample_propo  # noqa: E402
 from texport.training.propo import DEFAULT_SPECTRUM_WEIGHT, DEFAULT_STATIONARITY, PropoRun, open_training_set, train_propo  # noqa: E402
 
@@ -50,15 +50,19 @@ VARIANTS = {  # file key -> (what it changes, train_propo arguments); 'default' 
     "batch-4": ("default with 4 targets per step", {"batch": 4}),
 }
 RUNS = HERE / "cache" / "ablation"
+IMAGES = HERE / "images"
 
 
-def score(model_path: Path, targets: list[torch.Tensor], size: int, desc) -> dict:
+def score(model_path: Path, targets: list[torch.Tensor], size: int, desc, firsts: list | None = None) -> dict:
     """Quality v2 measures (benchmarks/gatys.py `measures`) of 5 samples per target: per-target means, then
-    the mean and the median over targets (the mean alone is ruled by the target with the largest loss)."""
+    the mean and the median over targets (the mean alone is ruled by the target with the largest loss).
+    firsts, if given, collects each target's first sample (for the 1:1 sheet)."""
     model = load_propo(model_path)
     per_target, div = [], []
     for target in targets:
         samples = quantize(sample_propo(model, target, size, seed=0, count=5))
+        if firsts is not None:
+            firsts.append(samples[:1])
         measured = gatys_benchmark.measures(samples, target, desc)
         per_target.append({k: statistics.mean(m[k] for m in measured) for k in ("objective", "gram", "spectral", "judge", "color")})
         per_target[-1]["spectral_ok"] = float(all(m["spectral"] <= m["target"] for m in measured))
@@ -91,7 +95,7 @@ def main() -> None:
     training_sets = {}  # by the run's data settings: the stationarity screen decides what a run trains on
     desc = build_descriptor("auto", losses.PO_LAYERS + (losses.DIVERSITY_LAYER,))
     RUNS.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, columns = [], []
     names = args.variants.split(",") if args.variants else list(VARIANTS)
     for name in names:
         what, kwargs = VARIANTS[name]
@@ -103,7 +107,8 @@ def main() -> None:
             if key not in training_sets:
                 training_sets[key] = open_training_set(run.data)
             train_propo(run, loaded=training_sets[key])
-        row = {"variant": f"{name}: {what}", **score(out, targets, args.eval_size, desc)}
+        columns.append([])
+        row = {"variant": f"{name}: {what}", **score(out, targets, args.eval_size, desc, columns[-1])}
         rows.append(row)
         print(json.dumps(row), flush=True)
     lines = [
@@ -124,6 +129,10 @@ def main() -> None:
     ] + [f"| {r['variant']} | " + " | ".join(f"{r[k]:.4g} ({r['median_' + k]:.4g})" for k in ("objective", "gram", "spectral"))
          + f" | {r['spectral_ok']:.2f} | {r['judge']:.3f} ({r['median_judge']:.3f}) | {r['color']:.4f} ({r['median_color']:.4f}) | "
          f"{r['diversity']:.4g} |" for r in rows] + [""]
+    sheet = IMAGES / f"{args.section.replace('-', '_')}.png"
+    save_image(stack_rows([side_by_side([target, *(column[i] for column in columns)], height=args.eval_size)
+                           for i, target in enumerate(targets)]), sheet)
+    lines += [f"1:1 sheet, per row (a held-out texture): target | {' | '.join(names)} (seed 0): `benchmarks/images/{sheet.name}`", ""]
     gatys_benchmark.replace_section(gatys_benchmark.RESULTS, args.section, "\n".join(lines))
     print("\n".join(lines))
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import texport.devices as devices
 from texport.errors import TexportError
 from texport.models.checkpoints import read_manifest
-from texport.objectives.descriptor import build_descriptor
+from texport.objectives.descriptor import PADDINGS, build_descriptor
 from texport.objectives.losses import PO_LAYERS
 from texport.objectives.objective import ObjectiveSpec, build_objective
 from texport.optimization.gatys import synthesize
@@ -58,6 +59,22 @@ def test_bf16_taps_are_fp32_and_close_to_fp32_features_and_gradients(hed_path):
         assert float((f16[tap] - f32[tap]).detach().norm() / f32[tap].detach().norm()) < 2e-2, tap
     assert g16.dtype == torch.float32
     assert float((g16 - g32).norm() / g32.norm()) < 2e-2
+
+
+@pytest.mark.parametrize("padding", sorted(PADDINGS))
+def test_the_bf16_paths_cheap_padding_computes_what_f_pad_does(padding):
+    """The bf16 path pads channels-last activations by concatenation (or inside the convolution for
+    zeros): the same features as padding with F.pad before each convolution."""
+    desc = build_descriptor("random", PO_LAYERS, precision="bf16")
+    x = torch.rand(2, 3, 40, 24)
+    mode = PADDINGS[padding]
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        h = desc.preprocess(x).contiguous(memory_format=torch.channels_last)
+        reference = desc._taps(h, desc.taps, lambda tap, h: desc.convs[tap](F.pad(h, (1, 1, 1, 1), mode=mode)))
+        cheap = desc(x, padding=padding)
+    for tap in PO_LAYERS:
+        expected = reference[tap].float()
+        assert float((cheap[tap] - expected).abs().max()) <= 1e-2 * float(expected.abs().max()), tap
 
 
 @pytest.mark.slow

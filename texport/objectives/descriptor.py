@@ -308,15 +308,17 @@ class Descriptor(nn.Module):
 
     def _conv_bf16(self, tap: str, h: torch.Tensor, mode: str) -> torch.Tensor:
         """A conv of the bf16 path, padded the cheap way for channels-last activations: zeros inside the
-        convolution, circular by concatenating the wrapped rows and columns (the same values as F.pad's
-        circular mode, which copies far more slowly in this layout)."""
+        convolution; circular and reflect by concatenating the wrapped or mirrored rows and columns (the
+        same values as F.pad's modes, which copy far more slowly in this layout)."""
         conv = self.convs[tap]
         if mode == "constant":
             return F.conv2d(h, conv.weight, conv.bias, padding=1)
         if mode == "circular":
             h = torch.cat([h[..., -1:, :], h, h[..., :1, :]], dim=-2)
             return conv(torch.cat([h[..., -1:], h, h[..., :1]], dim=-1))
-        return conv(F.pad(h, (1, 1, 1, 1), mode=mode))
+        # reflect, by one pixel: the second row (column) from each edge
+        h = torch.cat([h[..., 1:2, :], h, h[..., -2:-1, :]], dim=-2)
+        return conv(torch.cat([h[..., 1:2], h, h[..., -2:-1]], dim=-1))
 
     def _taps(self, h: torch.Tensor, taps: Sequence[str], conv) -> dict[str, torch.Tensor]:
         out = {}
