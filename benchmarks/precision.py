@@ -5,7 +5,9 @@
    and size), in each precision, best of `--repeats`, on this machine's threads.
 2. Gatys: 256 px, 400 L-BFGS-B evaluations of the default objective from the same noise on the four
    classic textures, optimized in fp32 and in bf16; every result measured the same way in fp32 on its
-   saved 8-bit image (benchmarks/gatys.py `measures`: objective, judge, spectral, colour).
+   saved 8-bit image (benchmarks/gatys.py `measures`: objective, judge, spectral, colour); and in fp32
+   from another noise, since L-BFGS is chaotic: any change of rounding moves its end point, and two
+   fp32 runs show how far.
 3. Training: the shipped pebbles network fine-tuned for `--tune-iters` iterations on its own
    objective from its own weights, in fp32 (seeds 0 and 1: the run-to-run spread) and bf16 (seeds 0
    and 1); loss curves in one plot, end measures of 5 samples at 256 px.
@@ -13,7 +15,7 @@
 Runs are cached in benchmarks/cache/precision/ (by settings); writes its RESULTS.md section and
 benchmarks/images/precision_loss.png, precision_gatys.png.
 
-    OMP_NUM_THREADS=2 python benchmarks/precision.py
+    OMP_NUM_THREADS=2 python benchmarks/precision.py        # add --no-spread to skip the fp32 seed-1 Gatys runs
 """
 
 from __future__ import annotations
@@ -97,11 +99,15 @@ def speed(repeats: int) -> dict:
 
 
 # what the bf16 path computes: a change to it invalidates the bf16 records (padding inside the conv for
-# zeros, concatenation for circular, since the records of 2026-12-07 01:20 UTC; before: F.pad for both)
-BF16_PATH = "conv-padding/cat-circular"
+# zeros, BorderPad for circular and reflect, channels-last fp32 taps)
+BF16_PATH = "conv-padding/border-pad/channels-last-taps"
+# what every path computes after the descriptor: a change invalidates all records (losses.gram's own
+# backward, sliced Wasserstein targets resampled once per size)
+LOSS_PATH = "gram-own-backward/cached-quantiles"
 
 
 def cached(name: str, settings: dict, compute) -> dict:
+    settings = dict(settings, loss_path=LOSS_PATH)
     if settings.get("precision") == "bf16":
         settings = dict(settings, bf16_path=BF16_PATH)
     key = hashlib.sha256(json.dumps([name, settings, torch.__version__, texport.__version__], sort_keys=True).encode()).hexdigest()[:16]
@@ -114,24 +120,25 @@ def cached(name: str, settings: dict, compute) -> dict:
     return record
 
 
-def gatys_run(texture: str, precision: str, iters: int) -> dict:
+def gatys_run(texture: str, precision: str, iters: int, seed: int = 0) -> dict:
     path = gatys_benchmark.texture_path(texture)
     crop = gatys_benchmark.EXEMPLAR_CROPS.get(path.stem)
 
     def compute(stem: Path) -> dict:
         exemplar = load_exemplar(path, crop)
-        print(f"  gatys {texture} {precision}: {iters} evaluations ...", flush=True)
+        print(f"  gatys {texture} {precision} seed {seed}: {iters} evaluations ...", flush=True)
         objective = build_objective(exemplar, ObjectiveSpec(descriptor="vgg16-hed", precision=precision))
-        result = gatys.synthesize(exemplar, SIZE, iters, objective, seed=0, device="cpu")
+        result = gatys.synthesize(exemplar, SIZE, iters, objective, seed=seed, device="cpu")
         fp32 = build_descriptor("vgg16-hed", PO_LAYERS)
         CACHE.mkdir(parents=True, exist_ok=True)
         save_image(result.image, stem.with_suffix(".png"))
-        return dict(gatys_benchmark.measures(result.image, exemplar, fp32)[0], texture=texture, precision=precision,
+        return dict(gatys_benchmark.measures(result.image, exemplar, fp32)[0], texture=texture, precision=precision, seed=seed,
                     evaluations=result.evaluations, seconds=result.seconds, optimized_loss=result.loss,
                     image=stem.with_suffix(".png").name)
 
-    return cached("gatys", {"texture": texture, "precision": precision, "iters": iters, "size": SIZE,
-                            "exemplar": hashlib.sha256(path.read_bytes()).hexdigest()}, compute)
+    settings = {"texture": texture, "precision": precision, "iters": iters, "size": SIZE,
+                "exemplar": hashlib.sha256(path.read_bytes()).hexdigest()}
+    return dict(cached("gatys", dict(settings, seed=seed) if seed else settings, compute), seed=seed)
 
 
 def tune_run(precision: str, seed: int, iters: int) -> dict:
@@ -203,21 +210,24 @@ def main() -> None:
     parser.add_argument("--tune-iters", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-speed", action="store_true", help="leave the speed table as RESULTS.md has it")
+    parser.add_argument("--no-spread", dest="spread", action="store_false",
+                        help="skip Gatys in fp32 from a second noise (seed 1): how far two fp32 runs' objectives differ")
     args = parser.parse_args()
     timing = None if args.skip_speed else speed(args.repeats)
     gatys_rows = [gatys_run(t, p, args.gatys_iters) for t in args.textures.split(",") for p in PRECISIONS]
+    spread_rows = [gatys_run(t, "fp32", args.gatys_iters, seed=1) for t in args.textures.split(",")] if args.spread else []
     tune_rows = [tune_run(p, seed, args.tune_iters) for p in PRECISIONS for seed in (0, 1)]
     IMAGES.mkdir(exist_ok=True)
     plot({f"{r['precision']} seed {r['seed']}": r["loss_history"] for r in tune_rows}, 10, IMAGES / "precision_loss.png")
     sheet = [side_by_side([load_exemplar(gatys_benchmark.texture_path(t), gatys_benchmark.EXEMPLAR_CROPS.get(t))]
-                          + [load_image(CACHE / r["image"]) for r in gatys_rows if r["texture"] == t], height=SIZE)
+                          + [load_image(CACHE / r["image"]) for r in gatys_rows + spread_rows if r["texture"] == t], height=SIZE)
              for t in args.textures.split(",")]
     save_image(torch.cat([torch.nn.functional.pad(s, (0, max(x.shape[-1] for x in sheet) - s.shape[-1])) for s in sheet], dim=2),
                IMAGES / "precision_gatys.png")
-    write_results(timing, gatys_rows, tune_rows, args)
+    write_results(timing, gatys_rows, spread_rows, tune_rows, args)
 
 
-def write_results(timing, gatys_rows, tune_rows, args) -> None:
+def write_results(timing, gatys_rows, spread_rows, tune_rows, args) -> None:
     machine = f"{gatys_benchmark.cpu_name()}, {torch.get_num_threads()} threads, native bf16: {cpu_has_native_bf16()}"
     lines = ["## bf16 descriptor passes (`benchmarks/precision.py`)", "",
              f"Machine: {machine}; torch {torch.__version__}, texport {texport.__version__}; measured {time.strftime('%Y-%m-%d')}. "
@@ -242,21 +252,32 @@ def write_results(timing, gatys_rows, tune_rows, args) -> None:
         speed_lines.append("<!-- precision-speed:end -->")
         lines += speed_lines
     lines += ["", f"Gatys, {SIZE} px, {args.gatys_iters} L-BFGS-B evaluations from the same noise (seed 0), optimized in "
-              "each precision; every measure in fp32 on the saved 8-bit image (`benchmarks/gatys.py` measures). "
-              "Seconds per evaluation include L-BFGS-B's own work and ran beside other jobs where noted.", "",
-              "| texture | precision | objective | judge | spectral | colour | s / evaluation |", "| --- | --- | --- | --- | --- | --- | --- |"]
-    for r in gatys_rows:
-        lines.append(f"| {r['texture']} | {r['precision']} | {r['objective']:.4g} | {r['judge']:.3f} | {r['spectral']:.3f} | "
+              "each precision" + (", and in fp32 from another noise (seed 1): two fp32 runs' spread" if spread_rows else "")
+              + "; every measure in fp32 on the saved 8-bit image (`benchmarks/gatys.py` measures). "
+              "Seconds per evaluation include L-BFGS-B's own work.", "",
+              "| texture | precision | seed | objective | judge | spectral | colour | s / evaluation |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in gatys_rows + spread_rows:
+        lines.append(f"| {r['texture']} | {r['precision']} | {r['seed']} | {r['objective']:.4g} | {r['judge']:.3f} | {r['spectral']:.3f} | "
                      f"{r['color']:.4f} | {r['seconds'] / r['evaluations']:.3f} |")
-    lines += ["", "Per texture, bf16 against fp32:", "", "| texture | objective bf16 / fp32 | judge bf16 - fp32 |", "| --- | --- | --- |"]
-    by = {(r["texture"], r["precision"]): r for r in gatys_rows}
-    ratios, judges = [], []
+    lines += ["", "Per texture, bf16 against fp32 (seed 0)" + (", and fp32 seed 1 against fp32 seed 0" if spread_rows else "") + ":", "",
+              "| texture | objective bf16 / fp32 | judge bf16 - fp32 |" + (" objective fp32 seed 1 / seed 0 | judge seed 1 - seed 0 |" if spread_rows else ""),
+              "| --- | --- | --- |" + (" --- | --- |" if spread_rows else "")]
+    by = {(r["texture"], r["precision"], r["seed"]): r for r in gatys_rows + spread_rows}
+    ratios, judges, spread_ratios, spread_judges = [], [], [], []
     for t in args.textures.split(","):
-        a, b = by[(t, "fp32")], by[(t, "bf16")]
+        a, b = by[(t, "fp32", 0)], by[(t, "bf16", 0)]
         ratios.append(b["objective"] / a["objective"])
         judges.append(b["judge"] - a["judge"])
-        lines.append(f"| {t} | {ratios[-1]:.3f} | {judges[-1]:+.4f} |")
-    lines.append(f"| median | {statistics.median(ratios):.3f} | {statistics.median(judges):+.4f} |")
+        line = f"| {t} | {ratios[-1]:.3f} | {judges[-1]:+.4f} |"
+        if spread_rows:
+            c = by[(t, "fp32", 1)]
+            spread_ratios.append(c["objective"] / a["objective"])
+            spread_judges.append(c["judge"] - a["judge"])
+            line += f" {spread_ratios[-1]:.3f} | {spread_judges[-1]:+.4f} |"
+        lines.append(line)
+    lines.append(f"| median | {statistics.median(ratios):.3f} | {statistics.median(judges):+.4f} |"
+                 + (f" {statistics.median(spread_ratios):.3f} | {statistics.median(spread_judges):+.4f} |" if spread_rows else ""))
     lines += ["", f"Training: the shipped pebbles network fine-tuned for {args.tune_iters} iterations on its own objective and "
               "settings from its own weights; 5 samples at 256 px measured in fp32. Curves: "
               "`benchmarks/images/precision_loss.png`.", "",
@@ -265,7 +286,8 @@ def write_results(timing, gatys_rows, tune_rows, args) -> None:
     for r in tune_rows:
         lines.append(f"| {r['precision']} | {r['seed']} | {r['final_loss']:.4g} | {r['objective']:.4g} | {r['judge']:.3f} | "
                      f"{r['spectral']:.3f} | {r['color']:.4f} | {r['seconds_per_step']:.3f} |")
-    lines += ["", "Images: `benchmarks/images/precision_gatys.png` (per row: exemplar | fp32 | bf16).", ""]
+    lines += ["", "Images: `benchmarks/images/precision_gatys.png` (per row: exemplar | fp32 | bf16"
+              + (" | fp32 seed 1" if spread_rows else "") + ").", ""]
     gatys_benchmark.replace_section(gatys_benchmark.RESULTS, section, "\n".join(lines))
     print("\n".join(lines))
 

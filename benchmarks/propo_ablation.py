@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import statistics
 import sys
 import time
@@ -33,8 +34,10 @@ import texport  # noqa: E402
 import texport.objectives.losses as losses  # noqa: E402
 from texport.textures.datasets import open_dataset  # noqa: E402
 from texport.objectives.descriptor import build_descriptor  # noqa: E402
-from texport.textures.images import quantize  # noqa: E402
+from texport.textures.images import quantize, save_image, side_by_side, stack_rows  # noqa: E402
 from texport.models.loading import load_propo, sample_propo  # noqa: E402
+from texport.models.checkpoints import read_manifest  # noqa: E402
+from texport.training.runs import state_path  # noqa: E402
 from texport.training.propo import DEFAULT_SPECTRUM_WEIGHT, DEFAULT_STATIONARITY, PropoRun, open_training_set, train_propo  # noqa: E402
 
 VARIANTS = {  # file key -> (what it changes, train_propo arguments); 'default' is what ships
@@ -45,20 +48,25 @@ VARIANTS = {  # file key -> (what it changes, train_propo arguments); 'default' 
     "no-color-input": ("default without the colour-Gram gradient input", {"color_input": False}),
     "incremental": ("default with incremental learning", {"incremental": True}),
     "spectrum-6": ("default with the spectrum weight 6 (texport.objectives.objective's) instead of 60", {"color_input": True, "spectrum_weight": 6.0}),
+    "default-seed1": ("default from another seed (weights and draws): the spread between two runs", {"color_input": True, "seed": 1}),
     "unscreened": ("default on every training image (no stationarity screen)", {"stationarity": 0.0}),
     "sw+color": ("default with the sliced Wasserstein stage loss (Heitz et al. 2021) in place of Gram's", {"loss": "sw+color"}),
     "batch-4": ("default with 4 targets per step", {"batch": 4}),
 }
 RUNS = HERE / "cache" / "ablation"
+IMAGES = HERE / "images"
 
 
-def score(model_path: Path, targets: list[torch.Tensor], size: int, desc) -> dict:
+def score(model_path: Path, targets: list[torch.Tensor], size: int, desc, firsts: list | None = None) -> dict:
     """Quality v2 measures (benchmarks/gatys.py `measures`) of 5 samples per target: per-target means, then
-    the mean and the median over targets (the mean alone is ruled by the target with the largest loss)."""
+    the mean and the median over targets (the mean alone is ruled by the target with the largest loss).
+    firsts, if given, collects each target's first sample (for the 1:1 sheet)."""
     model = load_propo(model_path)
     per_target, div = [], []
     for target in targets:
         samples = quantize(sample_propo(model, target, size, seed=0, count=5))
+        if firsts is not None:
+            firsts.append(samples[:1])
         measured = gatys_benchmark.measures(samples, target, desc)
         per_target.append({k: statistics.mean(m[k] for m in measured) for k in ("objective", "gram", "spectral", "judge", "color")})
         per_target[-1]["spectral_ok"] = float(all(m["spectral"] <= m["target"] for m in measured))
@@ -69,7 +77,12 @@ def score(model_path: Path, targets: list[torch.Tensor], size: int, desc) -> dic
             **{f"median_{k}": statistics.median(t[k] for t in per_target) for k in keys}, "diversity": statistics.mean(div)}
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt()  # SIGTERM as Ctrl-C: the run saves its checkpoint (a background job ignores SIGINT)
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _interrupt)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default=None)
     parser.add_argument("--iters", type=int, default=400)
@@ -78,6 +91,8 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=8)
     parser.add_argument("--variants", default=None, help="comma-separated names (default: all)")
     parser.add_argument("--section", default="propo-ablation", help="RESULTS.md section to write (a subset of variants: its own)")
+    parser.add_argument("--train-only", action="store_true",
+                        help="train the variants' runs (into the cache) and stop: run several at once, then score them together")
     args = parser.parse_args()
     dataset = find_dataset(args.dataset)
     held = open_dataset(dataset, "held-out", resize=256)
@@ -91,21 +106,29 @@ def main() -> None:
     training_sets = {}  # by the run's data settings: the stationarity screen decides what a run trains on
     desc = build_descriptor("auto", losses.PO_LAYERS + (losses.DIVERSITY_LAYER,))
     RUNS.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, columns = [], []
     names = args.variants.split(",") if args.variants else list(VARIANTS)
     for name in names:
         what, kwargs = VARIANTS[name]
         out = RUNS / (f"{name}_{args.size}_{args.iters}_spectrum{kwargs.get('spectrum_weight', DEFAULT_SPECTRUM_WEIGHT):g}"
                       f"_stationarity{kwargs.get('stationarity', DEFAULT_STATIONARITY):g}.safetensors")
-        if not out.is_file():
-            run = PropoRun.of(dataset, out, iters=args.iters, size=args.size, checkpoint_every=0, **kwargs)
+        # an interrupted run's checkpoint records fewer iterations, and its optimizer state lies beside it
+        unfinished = out.is_file() and state_path(out).is_file() and read_manifest(out)["training"]["iterations"] < args.iters
+        if not out.is_file() or unfinished:
+            run = PropoRun.of(dataset, out, iters=args.iters, size=args.size, checkpoint_every=100, resume=unfinished, **kwargs)
             key = (run.data.resize, run.data.stationarity)
             if key not in training_sets:
                 training_sets[key] = open_training_set(run.data)
-            train_propo(run, loaded=training_sets[key])
-        row = {"variant": f"{name}: {what}", **score(out, targets, args.eval_size, desc)}
+            if train_propo(run, loaded=training_sets[key]).interrupted:
+                raise SystemExit(f"{name}: interrupted; run the same command again to continue it")
+        if args.train_only:
+            continue
+        columns.append([])
+        row = {"variant": f"{name}: {what}", **score(out, targets, args.eval_size, desc, columns[-1])}
         rows.append(row)
         print(json.dumps(row), flush=True)
+    if args.train_only:
+        return
     lines = [
         "## ProPO design ablation (`benchmarks/propo_ablation.py"
         + (f" --variants {args.variants} --section {args.section}" if args.section != "propo-ablation" else "") + "`)",
@@ -124,6 +147,10 @@ def main() -> None:
     ] + [f"| {r['variant']} | " + " | ".join(f"{r[k]:.4g} ({r['median_' + k]:.4g})" for k in ("objective", "gram", "spectral"))
          + f" | {r['spectral_ok']:.2f} | {r['judge']:.3f} ({r['median_judge']:.3f}) | {r['color']:.4f} ({r['median_color']:.4f}) | "
          f"{r['diversity']:.4g} |" for r in rows] + [""]
+    sheet = IMAGES / f"{args.section.replace('-', '_')}.png"
+    save_image(stack_rows([side_by_side([target, *(column[i] for column in columns)], height=args.eval_size)
+                           for i, target in enumerate(targets)]), sheet)
+    lines += [f"1:1 sheet, per row (a held-out texture): target | {' | '.join(names)} (seed 0): `benchmarks/images/{sheet.name}`", ""]
     gatys_benchmark.replace_section(gatys_benchmark.RESULTS, args.section, "\n".join(lines))
     print("\n".join(lines))
 

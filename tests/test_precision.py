@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import texport.devices as devices
 from texport.errors import TexportError
 from texport.models.checkpoints import read_manifest
-from texport.objectives.descriptor import build_descriptor
+from texport.objectives.descriptor import PADDINGS, BorderPad, build_descriptor
 from texport.objectives.losses import PO_LAYERS
 from texport.objectives.objective import ObjectiveSpec, build_objective
 from texport.optimization.gatys import synthesize
@@ -54,10 +55,39 @@ def test_bf16_taps_are_fp32_and_close_to_fp32_features_and_gradients(hed_path):
         results[precision] = features, torch.autograd.grad(loss, x)[0]
     (f32, g32), (f16, g16) = results["fp32"], results["bf16"]
     for tap in PO_LAYERS:
-        assert f16[tap].dtype == torch.float32 and f16[tap].is_contiguous()
+        assert f16[tap].dtype == torch.float32 and f16[tap].is_contiguous(memory_format=torch.channels_last)
         assert float((f16[tap] - f32[tap]).detach().norm() / f32[tap].detach().norm()) < 2e-2, tap
     assert g16.dtype == torch.float32
     assert float((g16 - g32).norm() / g32.norm()) < 2e-2
+
+
+@pytest.mark.parametrize("mode", ["circular", "reflect"])
+@pytest.mark.parametrize("shape", [(2, 5, 7, 6), (1, 3, 2, 3)])
+def test_border_pad_is_f_pad_forward_and_backward(mode, shape):
+    x = torch.randn(*shape, dtype=torch.float64).contiguous(memory_format=torch.channels_last).requires_grad_()
+    ours = BorderPad.apply(x, mode)
+    theirs = F.pad(x, (1, 1, 1, 1), mode=mode)
+    assert ours.is_contiguous(memory_format=torch.channels_last) and torch.equal(ours, theirs)
+    upstream = torch.randn_like(theirs)
+    (g_ours,) = torch.autograd.grad(ours, x, upstream)
+    (g_theirs,) = torch.autograd.grad(theirs, x, upstream)
+    assert torch.allclose(g_ours, g_theirs, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("padding", sorted(PADDINGS))
+def test_the_bf16_paths_cheap_padding_computes_what_f_pad_does(padding):
+    """The bf16 path pads channels-last activations by concatenation (or inside the convolution for
+    zeros): the same features as padding with F.pad before each convolution."""
+    desc = build_descriptor("random", PO_LAYERS, precision="bf16")
+    x = torch.rand(2, 3, 40, 24)
+    mode = PADDINGS[padding]
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        h = desc.preprocess(x).contiguous(memory_format=torch.channels_last)
+        reference = desc._taps(h, desc.taps, lambda tap, h: desc.convs[tap](F.pad(h, (1, 1, 1, 1), mode=mode)))
+        cheap = desc(x, padding=padding)
+    for tap in PO_LAYERS:
+        expected = reference[tap].float()
+        assert float((cheap[tap] - expected).abs().max()) <= 1e-2 * float(expected.abs().max()), tap
 
 
 @pytest.mark.slow
@@ -93,3 +123,19 @@ def test_cli_precision_option(cli_main, tmp_path):
     line = one_error_line(cli_main("gatys", "pebbles", "-o", out, "--size", "32", "--iters", "3",
                                    "--descriptor", "random", "--precision", "fp64"))
     assert "unknown precision 'fp64'" in line
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_gram_gradient_is_autograds_in_either_layout(layout):
+    """losses.gram's own backward (one product, in the features' layout) against autograd's through bmm."""
+    from texport.objectives.losses import _Gram, flat_samples, gram
+
+    x = torch.randn(2, 6, 5, 7).contiguous(memory_format=layout).requires_grad_()
+    upstream = torch.randn(2, 6, 6)
+    (ours,) = torch.autograd.grad(gram(x), x, upstream)
+    flat = x.reshape(2, 6, 35)
+    (theirs,) = torch.autograd.grad(torch.bmm(flat, flat.transpose(1, 2)) / 35, x, upstream)
+    assert ours.is_contiguous(memory_format=layout)
+    assert torch.allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+    exact = x.detach().double().contiguous(memory_format=layout).requires_grad_()
+    assert torch.autograd.gradcheck(lambda f: _Gram.apply(flat_samples(f)), (exact,))

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import texport.textures.noise as noise_lib
-from texport.models.texnet import BLOCK_SHRINK
+from texport.models.texnet import BLOCK_SHRINK, MultiScaleNoiseInput
 
 AXES = ("z", "y", "x")  # a volume is [.., D, H, W]: tensor dims 2, 3, 4
 
@@ -76,7 +76,7 @@ def receptive_radius(scales: int) -> int:
     return max(max(-start, stop - 1) * 2 ** i + 2 ** i - 1 for i, (start, stop) in enumerate(plan.noise))
 
 
-class SolidNetwork(nn.Module):
+class SolidNetwork(MultiScaleNoiseInput, nn.Module):
     """g(z): multi-scale 3D noise -> volume [B, 3, D, H, W] in [0, 1] (module docstring)."""
 
     def __init__(self, scales: int = 4, noise_channels: int = 3, width: int = 4):
@@ -93,15 +93,6 @@ class SolidNetwork(nn.Module):
             if isinstance(m, nn.Conv3d):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
-
-    @property
-    def size_multiple(self) -> int:
-        """Periodic volumes (tileable, the exported graph) have sides that are multiples of this."""
-        return 2 ** (self.scales - 1)
-
-    @property
-    def input_channels(self) -> int:
-        return self.scales * self.noise_channels
 
     def config(self) -> dict:
         return {"scales": self.scales, "noise_channels": self.noise_channels, "width": self.width}

@@ -95,7 +95,22 @@ def receptive_radius(scales: int) -> int:
     return max((w + 1) * 2 ** i for i, w in enumerate(wraps))
 
 
-class TextureNetwork(nn.Module):
+class MultiScaleNoiseInput:
+    """The input both generators share (Ulyanov et al. 2016): K noise scales of C channels each, the
+    coarsest at 1/2**(K-1) of the output, so periodic outputs have sides that are multiples of that."""
+    scales: int
+    noise_channels: int
+
+    @property
+    def size_multiple(self) -> int:
+        return 2 ** (self.scales - 1)
+
+    @property
+    def input_channels(self) -> int:
+        return self.scales * self.noise_channels
+
+
+class TextureNetwork(MultiScaleNoiseInput, nn.Module):
     """g(z): noise [B, K*C, H, W] -> texture [B, 3, H, W] in [0, 1]; H and W multiples of 2**(K-1)."""
     def __init__(self, scales: int = 5, noise_channels: int = 3, width: int = 8, norm: str = "batch",
                  extra_channels: int = 0, padding: str = "circular"):
@@ -119,14 +134,6 @@ class TextureNetwork(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
-
-    @property
-    def size_multiple(self) -> int:
-        return 2 ** (self.scales - 1)
-
-    @property
-    def input_channels(self) -> int:
-        return self.scales * self.noise_channels
 
     def forward(self, noise: torch.Tensor) -> torch.Tensor:
         # batch statistics (training) and InstanceNorm would see a wrapped border: they pad every convolution

@@ -236,6 +236,55 @@ def load_weights(name: str, deepest: str, weights_file: str | os.PathLike | None
 
 
 # ---------------------------------------------------------------------------------------------
+# Padding for channels-last activations
+
+
+class BorderPad(torch.autograd.Function):
+    """Pad [B, C, H, W] by one pixel, circular or reflect, keeping channels-last: F.pad's values.
+
+    F.pad copies slowly in channels-last, and building the border by concatenation costs more in the
+    backward pass than the bf16 convolutions themselves (each slice's gradient is a full-size tensor
+    of zeros, then summed). Here the forward writes the image and its border into one tensor, and the
+    backward copies the interior once and adds the border's gradient to the rows and columns it came from.
+    """
+
+    @staticmethod
+    def sources(mode: str, height: int, width: int) -> tuple[int, int, int, int]:
+        """The rows (top, bottom) and columns (left, right) of the image that the border repeats."""
+        if mode == "circular":
+            return height - 1, 0, width - 1, 0
+        return 1, height - 2, 1, width - 2  # reflect
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, mode: str) -> torch.Tensor:
+        b, c, height, width = h.shape
+        top, bottom, left, right = BorderPad.sources(mode, height, width)
+        out = torch.empty(b, c, height + 2, width + 2, dtype=h.dtype, device=h.device, memory_format=torch.channels_last)
+        out[..., 1:-1, 1:-1] = h
+        out[..., 0, 1:-1] = h[..., top, :]
+        out[..., -1, 1:-1] = h[..., bottom, :]
+        out[..., :, 0] = out[..., :, left + 1]  # whole columns, corners included
+        out[..., :, -1] = out[..., :, right + 1]
+        ctx.mode = mode
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        height, width = grad.shape[-2] - 2, grad.shape[-1] - 2
+        top, bottom, left, right = BorderPad.sources(ctx.mode, height, width)
+        inner = grad[..., 1:-1, 1:-1].clone(memory_format=torch.channels_last)
+        inner[..., top, :] += grad[..., 0, 1:-1]
+        inner[..., bottom, :] += grad[..., -1, 1:-1]
+        inner[..., :, left] += grad[..., 1:-1, 0]
+        inner[..., :, right] += grad[..., 1:-1, -1]
+        inner[..., top, left] += grad[..., 0, 0]
+        inner[..., top, right] += grad[..., 0, -1]
+        inner[..., bottom, left] += grad[..., -1, 0]
+        inner[..., bottom, right] += grad[..., -1, -1]
+        return inner, None
+
+
+# ---------------------------------------------------------------------------------------------
 # The module
 
 
@@ -294,8 +343,9 @@ class Descriptor(nn.Module):
         padding overrides the descriptor's own for this call (e.g. zeros for an exemplar that does
         not wrap, circular for the tileable image being synthesized). until stops after that tap
         (ProPO's early stages need only the shallow levels). With precision 'bf16' the convolutions
-        run in bf16 on channels-last activations and the taps come back fp32 in the usual layout, so
-        Gram matrices, spectra, sorting and losses stay fp32 whatever the descriptor's precision.
+        run in bf16 on channels-last activations and the taps come back fp32, still channels-last (a
+        reorder costs more than the bf16 convolutions save), so Gram matrices, spectra, sorting and
+        losses stay fp32 whatever the descriptor's precision.
         """
         mode = PADDINGS[padding or self.padding]
         taps = self.taps if until is None else self.taps[: self.taps.index(until) + 1]
@@ -304,19 +354,16 @@ class Descriptor(nn.Module):
             return self._taps(h, taps, lambda tap, h: self.convs[tap](F.pad(h, (1, 1, 1, 1), mode=mode)))
         with torch.autocast(h.device.type, dtype=torch.bfloat16):
             out = self._taps(h.contiguous(memory_format=torch.channels_last), taps, lambda tap, h: self._conv_bf16(tap, h, mode))
-        return {tap: f.float().contiguous() for tap, f in out.items()}
+        return {tap: f.float() for tap, f in out.items()}  # channels-last: losses read it as it is (flat_samples)
 
     def _conv_bf16(self, tap: str, h: torch.Tensor, mode: str) -> torch.Tensor:
         """A conv of the bf16 path, padded the cheap way for channels-last activations: zeros inside the
-        convolution, circular by concatenating the wrapped rows and columns (the same values as F.pad's
-        circular mode, which copies far more slowly in this layout)."""
+        convolution; circular and reflect by BorderPad (the same values as F.pad's modes, which copy far
+        more slowly in this layout)."""
         conv = self.convs[tap]
         if mode == "constant":
             return F.conv2d(h, conv.weight, conv.bias, padding=1)
-        if mode == "circular":
-            h = torch.cat([h[..., -1:, :], h, h[..., :1, :]], dim=-2)
-            return conv(torch.cat([h[..., -1:], h, h[..., :1]], dim=-1))
-        return conv(F.pad(h, (1, 1, 1, 1), mode=mode))
+        return conv(BorderPad.apply(h, mode))
 
     def _taps(self, h: torch.Tensor, taps: Sequence[str], conv) -> dict[str, torch.Tensor]:
         out = {}

@@ -33,15 +33,49 @@ def _fp32(f: torch.Tensor) -> torch.Tensor:
     return f.float()
 
 
+def flat_samples(features: torch.Tensor) -> torch.Tensor:
+    """[B, C, H, W] as [B, C, H*W] without a copy where the layout allows: channels-last features (the
+    bf16 descriptor's) become a transposed view, which bmm and einsum read as they are, where reshape
+    would first reorder every element."""
+    b, c, h, w = features.shape
+    if c > 1 and not features.is_contiguous() and features.is_contiguous(memory_format=torch.channels_last):
+        return features.permute(0, 2, 3, 1).reshape(b, h * w, c).transpose(1, 2)
+    return features.reshape(b, c, h * w)
+
+
 def gram(features: torch.Tensor) -> torch.Tensor:
     """Normalized Gram matrix G = F^T F / N (Shi & Qiao 2020 eq. 1): [B, C, H, W] -> [B, C, C], always fp32.
 
     Computed outside autocast: VGG activations squared and summed overflow fp16.
     """
     with torch.autocast(device_type=features.device.type, enabled=False):
-        b, c, h, w = features.shape
-        f = _fp32(features).reshape(b, c, h * w)
-        return torch.bmm(f, f.transpose(1, 2)) / (h * w)
+        f = flat_samples(_fp32(features))
+        if f.requires_grad and torch.is_grad_enabled():
+            return _Gram.apply(f)
+        return torch.bmm(f, f.transpose(1, 2)) / f.shape[-1]
+
+
+class _Gram(torch.autograd.Function):
+    """G = F F^T / N with a backward that returns dL/dF in F's own layout, in one product.
+
+    Autograd's own backward of bmm(F, F^T) makes two products and adds them, in the standard layout;
+    for channels-last features (the bf16 descriptor's) that sum, and the reorder before the
+    gradient joins the convolutions' channels-last one, cost more than the bf16 convolutions save.
+    Here dL/dF = (dG + dG^T) F / N, formed as F^T (dG + dG^T) / N, which is [B, N, C]: channels-last.
+    """
+
+    @staticmethod
+    def forward(ctx, f: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(f)
+        return torch.bmm(f, f.transpose(1, 2)) / f.shape[-1]
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (f,) = ctx.saved_tensors
+        symmetric = (grad + grad.transpose(1, 2)) / f.shape[-1]
+        if f.is_contiguous():  # [B, C, N] in the standard layout: the gradient in it too
+            return torch.bmm(symmetric, f)
+        return torch.bmm(f.transpose(1, 2), symmetric).transpose(1, 2)
 
 
 def grams(features: Mapping[str, torch.Tensor], layers: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
@@ -72,7 +106,7 @@ def gram_gradient(features: torch.Tensor, target_gram: torch.Tensor) -> torch.Te
     with torch.autocast(device_type=features.device.type, enabled=False):
         b, c, h, w = features.shape
         n = h * w
-        f = _fp32(features).reshape(b, c, n)
+        f = flat_samples(_fp32(features))
         diff = torch.bmm(f, f.transpose(1, 2)) / n - target_gram.float()
         return (torch.bmm(diff, f) * (4.0 / n)).reshape(b, c, h, w)
 
@@ -143,8 +177,7 @@ def sort_last(values: torch.Tensor) -> torch.Tensor:
 def sorted_projections(values: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
     """Project [B, C, H, W] samples (one per pixel) on [K, C] directions and sort: [B, K, H*W]."""
     with torch.autocast(device_type=values.device.type, enabled=False):
-        b, c = values.shape[:2]
-        proj = torch.einsum("kc,bcn->bkn", directions.float(), values.float().reshape(b, c, -1))
+        proj = torch.einsum("kc,bcn->bkn", directions.float(), flat_samples(values.float()))
         return sort_last(proj)
 
 

@@ -143,6 +143,7 @@ class TextureObjective:
         self.spectrum_scale = float(spec.spectrum_weight) * float(energy)
         self.exemplar = exemplar
         self._spectra: dict[tuple[int, int], torch.Tensor] = {}
+        self._quantiles: dict[tuple, torch.Tensor] = {}
 
     def downscaled(self, steps: int) -> "TextureObjective":
         """The same objective against the exemplar blurred and halved `steps` times (coarse-to-fine Gatys)."""
@@ -157,6 +158,14 @@ class TextureObjective:
         if key not in self._spectra:
             self._spectra[key] = spectrum.reference_spectrum(self.exemplar, height, width)
         return self._spectra[key]
+
+    def target_quantiles(self, key: tuple, target_sorted: torch.Tensor, count: int) -> torch.Tensor:
+        """A sliced Wasserstein target resampled to an image's number of samples, once per count: the
+        exemplar and the image rarely have as many pixels, and resampling costs as much as the sort."""
+        key = (*key, count)
+        if key not in self._quantiles:
+            self._quantiles[key] = losses.resample_quantiles(target_sorted.float(), count)
+        return self._quantiles[key]
 
     def _layer_weights(self, energies: Mapping[str, torch.Tensor]) -> dict[str, float]:
         """w_l: 1/energy of the exemplar's statistics (normalized), 1 (uniform) or the given map."""
@@ -192,13 +201,15 @@ class TextureObjective:
             terms["gram"] = sum(losses.texture_loss(f, g, self.weights) for f, g in zip(feats, self.target_grams))
         else:
             terms["sw"] = sum(
-                self.weights[n] * losses.sliced_wasserstein_loss(f[n], t[n], self.directions[n])
-                for f, t in zip(feats, self.target_sorted)
+                self.weights[n] * losses.sliced_wasserstein_loss(
+                    f[n], self.target_quantiles((octave, n), t[n], f[n].shape[-2] * f[n].shape[-1]), self.directions[n])
+                for octave, (f, t) in enumerate(zip(feats, self.target_sorted))
                 for n in self.layers
             )
         total = terms[self.base]
         if self.with_color:
-            terms["color"] = losses.color_loss(x, self.target_colors, self.color_directions)
+            colors = self.target_quantiles(("color",), self.target_colors, x.shape[-2] * x.shape[-1])
+            terms["color"] = losses.color_loss(x, colors, self.color_directions)
             total = total + self.color_scale * terms["color"]
         if self.spectrum_scale > 0:
             terms["spectrum"] = spectrum.spectrum_loss(x, self.reference_spectrum(*x.shape[-2:]))

@@ -172,7 +172,7 @@ def open_dataset(
         if limit is not None and len(data) >= limit:
             break
         arr, why = _decode(read(name), resize, min_side)
-        if arr is not None and screen is not None and not screen(torch.from_numpy(arr).permute(2, 0, 1)[None].float() / 255.0):
+        if arr is not None and screen is not None and not screen(torch.tensor(arr).permute(2, 0, 1)[None].float() / 255.0):
             arr, why = None, "screened"
             data.dropped.append(name)
         if arr is None:
