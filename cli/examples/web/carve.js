@@ -72,17 +72,7 @@ void main() {
 export function carver(canvas) {
   const gl = canvas.getContext("webgl2", { preserveDrawingBuffer: true, antialias: false });
   if (!gl) throw new Error("this browser gives no WebGL2 context, which the Solid tab's 3D texture needs");
-  const program = gl.createProgram();
-  for (const [type, source] of [[gl.VERTEX_SHADER, VERTEX], [gl.FRAGMENT_SHADER, FRAGMENT]]) {
-    const shader = gl.createShader(type);
-    gl.shaderSource(shader, source);
-    gl.compileShader(shader);
-    if (!gl.getShaderParameter(shader, gl.COMPILE_STATUS)) throw new Error(gl.getShaderInfoLog(shader));
-    gl.attachShader(program, shader);
-  }
-  gl.linkProgram(program);
-  if (!gl.getProgramParameter(program, gl.LINK_STATUS)) throw new Error(gl.getProgramInfoLog(program));
-  gl.useProgram(program);
+  const program = useProgram(gl, VERTEX, FRAGMENT);
   gl.bindTexture(gl.TEXTURE_3D, gl.createTexture());
   for (const [name, value] of [["TEXTURE_MIN_FILTER", "LINEAR"], ["TEXTURE_MAG_FILTER", "LINEAR"], ["TEXTURE_WRAP_S", "REPEAT"],
                                ["TEXTURE_WRAP_T", "REPEAT"], ["TEXTURE_WRAP_R", "REPEAT"]]) {
@@ -102,4 +92,21 @@ export function carver(canvas) {
       gl.drawArrays(gl.TRIANGLES, 0, 3);
     },
   };
+}
+
+/** Compile and link a vertex and a fragment shader (WebGL or WebGL2), make the program current and return
+ * it; a compile or link error throws with the driver's log. */
+export function useProgram(gl, vertex, fragment) {
+  const program = gl.createProgram();
+  for (const [type, source] of [[gl.VERTEX_SHADER, vertex], [gl.FRAGMENT_SHADER, fragment]]) {
+    const shader = gl.createShader(type);
+    gl.shaderSource(shader, source);
+    gl.compileShader(shader);
+    if (!gl.getShaderParameter(shader, gl.COMPILE_STATUS)) throw new Error(gl.getShaderInfoLog(shader));
+    gl.attachShader(program, shader);
+  }
+  gl.linkProgram(program);
+  if (!gl.getProgramParameter(program, gl.LINK_STATUS)) throw new Error(gl.getProgramInfoLog(program));
+  gl.useProgram(program);
+  return program;
 }

@@ -9,7 +9,7 @@
 //                    modulo N: the same volume, to rounding)
 import * as ort from "onnxruntime-web";
 
-import { hash32, readMetadata, seedUint32 } from "./texnet.js";
+import { fillPlane, hash32, readMetadata, seedUint32 } from "./texnet.js";
 
 /**
  * The window [z0, z0+depth) x [y0, y0+height) x [x0, x0+width) of the 3D noise field for `batch`
@@ -19,20 +19,14 @@ import { hash32, readMetadata, seedUint32 } from "./texnet.js";
  */
 export function noiseVolume(seed, channels, depth, height, width, x0 = 0, y0 = 0, z0 = 0, batch = 1) {
   const out = new Float32Array(batch * channels * depth * height * width);
-  const step = 2 ** -24;
   let i = 0;
   for (let b = 0; b < batch; b++) {
     const hs = hash32(seedUint32(seed) + b);
     for (let c = 0; c < channels; c++) {
       const hc = hash32(c + hs);
       for (let z = 0; z < depth; z++) {
-        const hz = hash32(((z0 + z) >>> 0) + hc); // negative coordinates: their two's-complement bits
-        for (let y = 0; y < height; y++) {
-          const hy = hash32(((y0 + y) >>> 0) + hz);
-          for (let x = 0; x < width; x++) {
-            out[i++] = (hash32(((x0 + x) >>> 0) + hy) >>> 8) * step;
-          }
-        }
+        // negative coordinates: their two's-complement bits
+        i = fillPlane(out, i, hash32(((z0 + z) >>> 0) + hc), height, width, x0, y0);
       }
     }
   }

@@ -40,21 +40,29 @@ export function seedUint32(seed) {
  */
 export function noiseField(seed, channels, height, width, x0 = 0, y0 = 0, batch = 1) {
   const out = new Float32Array(batch * channels * height * width);
-  const step = 2 ** -24;
   let i = 0;
   for (let b = 0; b < batch; b++) {
     const hs = hash32(seedUint32(seed) + b);
     for (let c = 0; c < channels; c++) {
-      const hc = hash32(c + hs);
-      for (let y = 0; y < height; y++) {
-        const hy = hash32(((y0 + y) >>> 0) + hc); // (y + h) mod 2^32: hash32 wraps its argument
-        for (let x = 0; x < width; x++) {
-          out[i++] = (hash32(((x0 + x) >>> 0) + hy) >>> 8) * step; // exact in float32
-        }
-      }
+      i = fillPlane(out, i, hash32(c + hs), height, width, x0, y0);
     }
   }
   return out;
+}
+
+/**
+ * The rows of one noise plane into out from index i, below the hash h of everything above y (the 2D
+ * field's channel, the 3D field's z): hash32(x + hash32(y + h)) >>> 8, times 2^-24. Returns the next index.
+ */
+export function fillPlane(out, i, h, height, width, x0, y0) {
+  const step = 2 ** -24;
+  for (let y = 0; y < height; y++) {
+    const hy = hash32(((y0 + y) >>> 0) + h); // (y + h) mod 2^32: hash32 wraps its argument
+    for (let x = 0; x < width; x++) {
+      out[i++] = (hash32(((x0 + x) >>> 0) + hy) >>> 8) * step; // exact in float32
+    }
+  }
+  return i;
 }
 
 // ---- sizes (texport/sizes.py) ------------------------------------------------------------------------
