@@ -31,7 +31,9 @@ import gatys as gatys_benchmark  # noqa: E402
 from propo_quality import find_dataset  # noqa: E402
 
 import texport  # noqa: E402
+import texport.defaults as defaults  # noqa: E402
 import texport.objectives.losses as losses  # noqa: E402
+import texport.objectives.metrics as metrics  # noqa: E402
 from texport.textures.datasets import open_dataset  # noqa: E402
 from texport.objectives.descriptor import build_descriptor  # noqa: E402
 from texport.textures.images import quantize, save_image, side_by_side, stack_rows  # noqa: E402
@@ -52,6 +54,8 @@ VARIANTS = {  # file key -> (what it changes, train_propo arguments); 'default' 
     "unscreened": ("default on every training image (no stationarity screen)", {"stationarity": 0.0}),
     "sw+color": ("default with the sliced Wasserstein stage loss (Heitz et al. 2021) in place of Gram's", {"loss": "sw+color"}),
     "batch-4": ("default with 4 targets per step", {"batch": 4}),
+    "bilinear-up": ("default with bilinear (not nearest) upsampling in the pseudo optimizers", {"upsample": "bilinear"}),
+    "shuffle-up": ("default with pixel-shuffle upsampling in the pseudo optimizers", {"upsample": "shuffle"}),
 }
 RUNS = HERE / "cache" / "ablation"
 IMAGES = HERE / "images"
@@ -69,6 +73,7 @@ def score(model_path: Path, targets: list[torch.Tensor], size: int, desc, firsts
             firsts.append(samples[:1])
         measured = gatys_benchmark.measures(samples, target, desc)
         per_target.append({k: statistics.mean(m[k] for m in measured) for k in ("objective", "gram", "spectral", "judge", "color")})
+        per_target[-1]["grid"] = float(metrics.grid_ratio(samples, target).mean())
         per_target[-1]["spectral_ok"] = float(all(m["spectral"] <= m["target"] for m in measured))
         with torch.no_grad():
             div.append(float(losses.diversity(desc(samples, padding="reflect")[losses.DIVERSITY_LAYER])))
@@ -115,7 +120,8 @@ def main() -> None:
         # an interrupted run's checkpoint records fewer iterations, and its optimizer state lies beside it
         unfinished = out.is_file() and state_path(out).is_file() and read_manifest(out)["training"]["iterations"] < args.iters
         if not out.is_file() or unfinished:
-            run = PropoRun.of(dataset, out, iters=args.iters, size=args.size, checkpoint_every=100, resume=unfinished, **kwargs)
+            run = PropoRun.of(dataset, out, iters=args.iters, size=args.size, checkpoint_every=100, resume=unfinished,
+                              precision=defaults.TRAIN_PRECISION, **kwargs)  # as `texport train propo` runs
             key = (run.data.resize, run.data.stationarity)
             if key not in training_sets:
                 training_sets[key] = open_training_set(run.data)
@@ -135,18 +141,20 @@ def main() -> None:
         "",
         f"Each variant: {args.iters} steps on {args.size} px crops of the training images of {dataset.name} "
         f"({', '.join(f'{len(t)} with stationarity limit {k[1]:g}' for k, t in training_sets.items()) or 'cached runs'}) "
-        f"(default lr, seed 0, the default objective: Gram + colour + spectrum weight {DEFAULT_SPECTRUM_WEIGHT:g}), scored "
+        f"(default lr, seed 0, precision {defaults.TRAIN_PRECISION}, the default objective: Gram + colour + spectrum weight "
+        f"{DEFAULT_SPECTRUM_WEIGHT:g}), scored "
         f"on {len(targets)} held-out textures ({args.eval_size} px, 5 samples each; Quality v2 measures on 8-bit images: "
         "the default objective, the plain Gram loss, spectral distance and the share of samples within its target, "
-        "the judge, colour distance; mean over textures, median in brackets). Machine: "
+        "the judge, colour distance, the grid ratio (`metrics.grid_ratio`: the largest power ratio to the target at "
+        "periods of 2-16 px; no grid: <= 2); mean over textures, median in brackets). Machine: "
         f"{gatys_benchmark.cpu_name()}, {torch.get_num_threads()} threads, texport {texport.__version__}; measured "
         f"{time.strftime('%Y-%m-%d')}.",
         "",
-        "| variant | objective | Gram | spectral | spectral within target | judge | colour | diversity (eq. 11) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| variant | objective | Gram | spectral | spectral within target | judge | colour | grid | diversity (eq. 11) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ] + [f"| {r['variant']} | " + " | ".join(f"{r[k]:.4g} ({r['median_' + k]:.4g})" for k in ("objective", "gram", "spectral"))
          + f" | {r['spectral_ok']:.2f} | {r['judge']:.3f} ({r['median_judge']:.3f}) | {r['color']:.4f} ({r['median_color']:.4f}) | "
-         f"{r['diversity']:.4g} |" for r in rows] + [""]
+         f"{r['grid']:.3g} ({r['median_grid']:.3g}) | {r['diversity']:.4g} |" for r in rows] + [""]
     sheet = IMAGES / f"{args.section.replace('-', '_')}.png"
     save_image(stack_rows([side_by_side([target, *(column[i] for column in columns)], height=args.eval_size)
                            for i, target in enumerate(targets)]), sheet)

@@ -48,7 +48,6 @@ BAD_INPUTS = {
     "corrupt init image": (["pebbles", "--init", "{tmp}/cut.png"], "cannot read image", None),
     "init not an image": (["pebbles", "--init", "{tmp}/text.png"], "not an image", None),
     "init unknown model": (["pebbles", "--init", "no-such-model"], "no such model", None),
-    "init with coarse-to-fine": (["pebbles", "--init", "{tmp}/whole.png", "--coarse-to-fine", "2", "--size", "64"], "choose one", None),
     "too many scales": (["pebbles", "--coarse-to-fine", "3", "--size", "64"], "use fewer levels", None),
 }
 

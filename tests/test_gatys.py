@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from texport.optimization.gatys import synthesize
+from texport.optimization.gatys import resize_start, synthesize
 from texport.objectives.losses import color_distance
 from texport.objectives.objective import build_objective
 
@@ -90,7 +90,6 @@ def test_spectrum_term_removes_the_descriptors_hatching(hed, pebbles):
 
 def test_refining_a_start_image_lowers_its_objective_and_resizes_it(pebbles_objective, pebbles):
     """--init: the start is the given image (resized to the output), and every evaluation can only improve it."""
-    from texport.optimization.gatys import resize_start
 
     start = torch.rand(1, 3, 48, 80, generator=torch.Generator().manual_seed(3))  # wrong size: resized to 64x64
     resized = resize_start(start, 64, 64)
@@ -110,6 +109,37 @@ def test_coarse_to_fine_splits_the_budget_by_cost_and_reaches_full_size(pebbles_
     result = synthesize(None, 64, iters=20, objective=pebbles_objective, coarse_to_fine=2)
     assert result.image.shape == (1, 3, 64, 64) and result.evaluations <= sum(level_budgets(20, 2))
     assert result.terms["total"] < result.history[0]
+
+
+def test_coarse_to_fine_from_a_start_image_begins_with_it_downsampled(pebbles_objective, pebbles):
+    from texport.optimization.gatys import level_budgets
+
+    start = pebbles[..., :64, :64]  # the exemplar itself: far nearer its statistics than noise
+    result = synthesize(None, 64, iters=8, objective=pebbles_objective, coarse_to_fine=2, init=start)
+    noise = synthesize(None, 64, iters=8, objective=pebbles_objective, coarse_to_fine=2, seed=0)
+    assert result.image.shape == (1, 3, 64, 64) and result.evaluations == sum(level_budgets(8, 2))
+    coarse = pebbles_objective.downscaled(1)
+    with torch.no_grad():
+        expected = float(coarse(resize_start(start, 32, 32))["total"][0])
+    assert result.history[0] == pytest.approx(expected, rel=1e-4)  # the first evaluation: the start at 32 px
+    assert result.history[0] < 0.5 * noise.history[0]
+
+
+def test_start_detail_puts_the_starts_own_finer_band_back_over_the_coarse_result(pebbles_objective, pebbles):
+    from texport.optimization.gatys import level_budgets
+
+    start = pebbles[..., :64, :64]
+    coarse_steps = level_budgets(6, 2)[0]
+    # Adam with a zero step leaves the coarse scale at the downsampled start, so with the start's detail added
+    # back the full-size scale begins at the start itself, and without it at the start's blur
+    kept = synthesize(None, 64, iters=6, objective=pebbles_objective, coarse_to_fine=2, init=start, start_detail=True,
+                      optimizer="adam", lr=0.0)
+    blurred = synthesize(None, 64, iters=6, objective=pebbles_objective, coarse_to_fine=2, init=start, optimizer="adam", lr=0.0)
+    with torch.no_grad():
+        at_start = float(pebbles_objective(start)["total"][0])
+    assert kept.history[coarse_steps] == pytest.approx(at_start, rel=1e-4)
+    assert blurred.history[coarse_steps] != pytest.approx(at_start, rel=1e-2)
+    assert torch.allclose(kept.image, start, atol=1e-6)
 
 
 def test_coarse_to_fine_keeps_a_tileable_result_tileable(hed, peppers):

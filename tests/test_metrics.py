@@ -106,3 +106,16 @@ def test_palette_spread_sees_a_collapsed_palette(pebbles):
     assert a < pooled[0] < 1.0 and b < pooled[1] < 1.0
     with pytest.raises(TexportError, match="palette spread"):
         metrics.palette_spread(pebbles[..., :31, :31], pebbles)
+
+
+def test_grid_ratio_sees_a_fine_grid_along_its_axis_only(pebbles):
+    ratios = metrics.grid_ratios(pebbles, pebbles)
+    assert all(float(v[0]) == pytest.approx(1.0) for v in ratios.values())
+    # vertical lines every 4 px: a grid along x, at the 4 px period, none along y
+    x = torch.arange(pebbles.shape[-1])
+    lines = (pebbles + 0.08 * (x % 4 == 0).float()).clamp(0, 1)
+    ratios = metrics.grid_ratios(lines, pebbles)
+    assert float(ratios["x4"][0]) > 2 and float(ratios["y4"][0]) < 1.2
+    assert float(metrics.grid_ratio(lines, pebbles)[0]) == max(float(v[0]) for v in ratios.values())
+    shifted = torch.roll(pebbles, shifts=(5, 9), dims=(-2, -1))  # the same texture: no grid
+    assert float(metrics.grid_ratio(shifted, pebbles)[0]) < 1.3

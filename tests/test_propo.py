@@ -402,7 +402,8 @@ def test_cli_train_and_synth_propo(trained, dataset, tmp_path):
     assert model.is_file() and model.with_suffix(".png").is_file() and "wrote" in r.stdout
 
 
-@pytest.mark.parametrize("case", ["synth without texture", "no dataset", "size off the grid", "negative stationarity"])
+@pytest.mark.parametrize("case", ["synth without texture", "no dataset", "size off the grid", "negative stationarity",
+                                  "unknown upsampling"])
 def test_cli_propo_refusals_are_one_line(case, saved, dataset, tmp_path, cli_main):
     model = tmp_path / "m.safetensors"
     args, expected = {
@@ -410,6 +411,7 @@ def test_cli_propo_refusals_are_one_line(case, saved, dataset, tmp_path, cli_mai
         "no dataset": (["train", "propo", tmp_path / "nowhere", "-o", model], f"dataset not found: {tmp_path / 'nowhere'}"),
         "size off the grid": (["train", "propo", dataset, "-o", model, "--size", "40"], "multiple of 16"),
         "negative stationarity": (["train", "propo", dataset, "-o", model, "--stationarity", "-1"], "stationarity limit must be >= 0"),
+        "unknown upsampling": (["train", "propo", dataset, "-o", model, "--upsample", "cubic"], "unknown upsampling 'cubic'"),
     }[case]
     line = one_error_line(cli_main(*args))
     assert expected in line, line
@@ -439,6 +441,9 @@ def test_cli_refines_a_propo_sample_towards_the_given_texture(tmp_path):
     res = run_cli("synth", "propo", "--texture", "pebbles", "-o", str(sw), "--size", "48", "--refine", "2", "--loss", "sw+color")
     assert res.returncode == 0 and sw.is_file(), res.stderr
     assert not np.array_equal(np.asarray(Image.open(sw)), np.asarray(Image.open(out)))  # another objective, another image
+    scales = tmp_path / "scales.png"
+    res = run_cli("synth", "propo", "--texture", "pebbles", "-o", str(scales), "--size", "64", "--refine", "2", "--refine-scales", "2")
+    assert res.returncode == 0 and Image.open(scales).size == (64, 64), res.stderr
     bad = tmp_path / "bad.png"
     res = run_cli("synth", "propo", "--texture", "pebbles", "-o", str(bad), "--size", "48", "--refine", "2", "--loss", "l2")
     assert res.returncode == 2 and "unknown loss 'l2'" in res.stderr and not bad.exists()
@@ -518,3 +523,34 @@ def test_half_distances_measure_both_directions(pebbles):
     shaded[..., 64:, :] *= 0.6  # the bottom half in shadow
     assert metrics.half_distances(shaded)[1] > 0.1
     assert metrics.half_distances(shaded.transpose(-1, -2))[1] == pytest.approx(metrics.half_distances(shaded)[1])
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bilinear", "shuffle"])
+def test_every_upsampling_wraps_and_is_recorded(hed, mode, tmp_path):
+    from texport.models.propo import Upsample
+
+    torch.manual_seed(0)
+    up = Upsample(8, 4, mode).eval()
+    h = torch.rand(1, 8, 6, 10)
+    with torch.no_grad():
+        out, shifted = up(h), up(torch.roll(h, shifts=(1, 3), dims=(-2, -1)))
+    assert out.shape == (1, 4, 12, 20)
+    assert torch.allclose(shifted, torch.roll(out, shifts=(2, 6), dims=(-2, -1)), atol=1e-5)  # one coarse cell = two fine
+    model = ProPO(hed, upsample=mode)
+    assert model.config().get("upsample", "nearest") == mode
+    path = tmp_path / "up.safetensors"
+    save_checkpoint(path, model.trainable_state(), _manifest(model))
+    assert load_propo(path).network.upsample == mode
+    with pytest.raises(ValueError, match="unknown upsampling"):
+        Upsample(8, 4, "cubic")
+
+
+def test_propo_samples_refine_over_as_many_scales_as_the_size_allows():
+    from texport.models.loading import load_texnet
+    from texport.optimization.refinement import refinement_scales
+
+    propo, texnet = load_propo("propo"), load_texnet("pebbles")
+    target = torch.rand(1, 3, 256, 256)
+    assert [refinement_scales(propo, side, side, target) for side in (256, 128, 64, 48)] == [3, 3, 2, 1]
+    assert refinement_scales(propo, 256, 256, target[..., :100, :]) == 2  # the target's coarsest side counts too
+    assert refinement_scales(texnet, 256, 256, target) == 1

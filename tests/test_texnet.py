@@ -405,6 +405,7 @@ def test_model_files_keep_their_exemplar_and_refinement_improves_a_sample(traine
 REFINE_REFUSALS = {  # synth arguments ("{model}": a texture network file, "{tmp}": the test's folder), message
     "no exemplar": (["{tmp}/old.safetensors", "--refine", "2"], "keeps no exemplar"),
     "negative": (["{model}", "--refine", "-1"], "at least 0"),
+    "no scales": (["{model}", "--refine", "2", "--refine-scales", "0"], "--refine-scales must be at least 1"),
     "texture without refine": (["{model}", "--texture", "pebbles"], "the target of --refine"),
 }
 

@@ -13,6 +13,13 @@ SPECTRUM_WEIGHT = 6.0  # chosen by a Gatys sweep (benchmarks/RESULTS.md, spectru
 GATYS_ITERS = 400  # Shi & Qiao 2020 sec. 4.2: Gatys converges after about 400 L-BFGS iterations
 GATYS_OPTIMIZER = "lbfgs"
 GATYS_LR = 0.02  # projected Adam, pixels in [0, 1]
+# synth --refine: coarse-to-fine scales from a model's sample, at most (texport.optimization.refinement).
+# ProPO's samples: 3 scales with the sample's detail kept beat 1 scale (judge 1.15x against 1.34x Gatys-400's,
+# median of 12 unseen textures; benchmarks/RESULTS.md "ProPO's any-texture path"); texture networks' are
+# refined at full size, as the quality dial measured them
+PROPO_REFINE_SCALES = 3
+TEXNET_REFINE_SCALES = 1
+REFINE_DETAIL = True  # with scales: the sample's own finer detail added back at each finer scale
 
 # Texture networks (Ulyanov et al. 2016)
 TEXNET_ITERS = 1500

@@ -78,8 +78,7 @@ def gatys(
             raise TexportError(f"style transfer (--content) starts from the photograph with the style networks' objective: "
                                f"drop {', '.join(clashes)}")
         photo = load_image(content)
-        width, height = check_request(size or (photo.shape[-1], photo.shape[-2]), iters, size_limit=size_limit,
-                                      has_start=True)
+        width, height = check_request(size or (photo.shape[-1], photo.shape[-2]), iters, size_limit=size_limit)
         style_image = load_image(resolve_texture(texture))
         style_objective = build_style_objective(style_image.to(dev), alpha, color_weight=color_weight,
                                                 spectrum_weight=spectrum_weight, descriptor=descriptor,
@@ -90,7 +89,7 @@ def gatys(
             result = transfer_style(style_image, photo, (width, height), iters, style_objective, update, device=dev,
                                     size_limit=size_limit)
         return report(result, output, bits16, compare, [photo, style_image])
-    width, height = check_request(size or "256", iters, optimizer, coarse_to_fine, init is not None, size_limit)
+    width, height = check_request(size or "256", iters, optimizer, coarse_to_fine, size_limit)
     exemplar = load_image(resolve_texture(texture))
     spec = ObjectiveSpec(loss, parse_layers(layers), layer_weights, pyramid, color_weight, spectrum_weight,
                          descriptor=descriptor, descriptor_weights=weights_path(descriptor_weights), pooling=pooling,

@@ -33,8 +33,9 @@ from texport.errors import TexportError
 from texport.models.handle import Model, open_model
 from texport.models.loading import check_count, load_generator, plan_stylize, require_stages, sample, stage_sheet
 from texport.objectives.objective import ObjectiveSpec, parse_loss
+from texport.optimization.gatys import level_budgets
 from texport.optimization.refinement import refine as refine_images
-from texport.optimization.refinement import refinement_target
+from texport.optimization.refinement import refinement_scales, refinement_target
 from texport.runtime.sampling import sample_with, stylize_with
 from texport.runtime.volumes import BlockComputer
 from texport.scale.volumes import VolumeRequest, is_volume_size, parse_origin, parse_volume_size, write_volume
@@ -61,7 +62,13 @@ def synth(
     stages: bool = typer.Option(False, "--stages", help="ProPO models: also write OUT-stages.png (noise, x1..x5, target per row)."),
     backend: BackendSpec = None,
     fp16: Fp16 = False,
-    refine: int = typer.Option(0, "--refine", help="Then N Gatys evaluations of the --loss objective per image (texture networks: against their exemplar)."),
+    refine: int = typer.Option(0, "--refine", help="Then the cost of N full-size Gatys evaluations of the --loss objective per image (ProPO: against --texture, coarse-to-fine; texture networks: against their exemplar)."),
+    refine_scales: Optional[int] = typer.Option(None, "--refine-scales", help="Refine coarse-to-fine over K scales, from the "
+                                                "sample downsampled by 2^(K-1), at about the cost of N evaluations at full size "
+                                                f"(default: {D.PROPO_REFINE_SCALES} for ProPO, as the size allows; "
+                                                f"{D.TEXNET_REFINE_SCALES} for texture networks)."),
+    refine_detail: bool = typer.Option(D.REFINE_DETAIL, "--refine-detail/--no-refine-detail", help="With --refine-scales: "
+                                       "add the sample's own finer detail back at each finer scale."),
     loss: Loss = D.LOSS,
     precision: Precision = D.GATYS_PRECISION,
     dds_format: DdsFormat = None,
@@ -80,6 +87,8 @@ def synth(
     check_count(count)
     if refine < 0:
         raise TexportError(f"--refine must be at least 0, got {refine}")
+    if refine_scales is not None and refine_scales < 1:
+        raise TexportError(f"--refine-scales must be at least 1, got {refine_scales}")
     parse_loss(loss)  # a misspelt --loss fails before the model loads, with or without --refine
     handle = handle.require_generator()  # resolved once; everything below takes the handle
     plan = plan_size(size, handle.size_multiple, handle.min_side, tileable, snap, size_limit)  # the one size plan
@@ -107,11 +116,14 @@ def synth(
         images = images[-1]
     how = f"from {loaded.name} in {seconds:.2f} s"
     if refine:
-        bar, update = progress_bar(refine * images.shape[0], f"refine {images.shape[-1]}x{images.shape[-2]}")
+        scales = refine_scales or refinement_scales(loaded, images.shape[-1], images.shape[-2], target)
+        bar, update = progress_bar(sum(level_budgets(refine, scales)) * images.shape[0],
+                                   f"refine {images.shape[-1]}x{images.shape[-2]}" + (f", {scales} scales" if scales > 1 else ""))
         start = time.perf_counter()
         with bar:
             images = refine_images(loaded, images, refine, texture=target, tileable=tileable, device=device, progress=update,
-                                   objective=ObjectiveSpec(loss=loss, precision=precision))
+                                   objective=ObjectiveSpec(loss=loss, precision=precision), coarse_to_fine=scales,
+                                   start_detail=refine_detail)
         how += f", refined by {refine} evaluations in {time.perf_counter() - start:.1f} s"
     save_numbered(images, output, bits16, how, dds, tileable)
 

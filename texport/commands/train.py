@@ -99,6 +99,7 @@ def train_propo(
     color_match: bool = typer.Option(True, "--color-match/--no-color-match", help="Set each stage image's colour mean and deviation to the target's."),
     histogram_match: bool = typer.Option(True, "--histogram-match/--no-histogram-match", help="Match the final image's colour histogram along the target's principal axes."),
     noise_amplitude: float = typer.Option(D.PROPO_NOISE_AMPLITUDE, "--noise-amplitude", help="Start image: 0.5 + amplitude x (uniform noise - 0.5)."),
+    upsample: str = typer.Option("nearest", "--upsample", help="How the stages go up a level: nearest (+ conv; the paper's), bilinear (+ conv) or shuffle (pixel shuffle)."),
     incremental: bool = typer.Option(False, "--incremental/--no-incremental", help="Grow the training set during the run (experimental)."),
     held_out: float = typer.Option(D.HELD_OUT_FRACTION, "--held-out", help="Fraction of folders kept out of training."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use at most this many training images (quick runs)."),
@@ -120,7 +121,7 @@ def train_propo(
         dataset, output, iters=iters, batch=batch, lr=lr, seed=seed, checkpoint_every=checkpoint_every, device=device,
         nproc=nproc, size=size, resize=resize, held_out_fraction=held_out, limit=limit, incremental=incremental, stationarity=stationarity,
         color_input=color_input, color_match=color_match, histogram_match=histogram_match,
-        noise_amplitude=noise_amplitude, loss=loss, color_weight=color_weight, spectrum_weight=spectrum_weight,
+        noise_amplitude=noise_amplitude, upsample=upsample, loss=loss, color_weight=color_weight, spectrum_weight=spectrum_weight,
         descriptor=descriptor, descriptor_weights=weights_path(descriptor_weights), precision=precision, resume=resume,
         finish=finish)
     propo_training.check_propo_run(run)  # before the dataset is decoded

@@ -147,7 +147,7 @@ def load_propo(source: str | os.PathLike | Model, device: str | torch.device = "
         arch = manifest["architecture"]
         model = ProPO(descriptor, int(arch["stages"]), tuple(int(w) for w in arch["widths"]), bool(arch["color_input"]),
                       float(arch.get("noise_amplitude", 1.0)), bool(arch.get("color_match", False)),
-                      bool(arch.get("histogram_match", False)))
+                      bool(arch.get("histogram_match", False)), str(arch.get("upsample", "nearest")))
     except (KeyError, TypeError, ValueError) as exc:
         raise TexportError(f"{path} has an invalid architecture in its manifest ({exc})") from None
     check_state(path, model.pseudo_optimizers, pseudo_optimizer_state(state))

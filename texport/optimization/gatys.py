@@ -7,7 +7,11 @@ target statistics, computed once. Coarse-to-fine (`coarse_to_fine` K > 1) first 
 of the size against the exemplar blurred and downsampled as much, upsamples, and continues at each
 finer scale: large structures settle where an evaluation is cheap (Gatys et al. 2017, "Controlling
 perceptual factors", sec. 5; the pyramid *loss*, `octaves`, instead compares every scale at full
-size). Pixels stay inside [0, 1] throughout, as in Gatys et al.'s own code: L-BFGS-B with bounds
+size). A start image joins coarse-to-fine at the coarsest scale, downsampled: a feed-forward model's
+sample brings its colours and rough layout, and the coarse scales can rearrange its large structures
+where an evaluation is cheap; `start_detail` adds the start's finer band back at each finer scale
+(a Laplacian pyramid's detail, Burt & Adelson 1983), for starts whose fine detail is worth keeping.
+Pixels stay inside [0, 1] throughout, as in Gatys et al.'s own code: L-BFGS-B with bounds
 (scipy), or projected Adam. Optimizing unconstrained pixels and clamping at the end left a 3x-35x
 higher loss at the same budget, and clamping after every L-BFGS step froze pixels (both tried while
 building this).
@@ -68,8 +72,9 @@ class GatysOptions:
     seed: int = 0  # the starting noise
     device: str | torch.device = "auto"
     size_limit: int | None = None
-    init: torch.Tensor | None = None  # a start [1, 3, h, w] in [0, 1] instead of noise (resized to the size)
+    init: torch.Tensor | None = None  # a start [1, 3, h, w] in [0, 1] instead of noise (resized to the first scale)
     coarse_to_fine: int = 1  # K > 1: solve at 1/2^(K-1) of the size first, then each finer scale
+    start_detail: bool = False  # coarse-to-fine from a start: add the start's detail back at each finer scale
     snapshots: Sequence[int] = ()  # evaluation counts at which to keep the best image so far
     tileable: bool = False  # with a built-here objective: circular padding, the result wraps around
 
@@ -84,13 +89,14 @@ def synthesize(texture: torch.Tensor | None, size: int | str | tuple[int, int] =
     TextureObjective (then `texture` may be None), or an ObjectiveSpec; settings: GatysOptions' fields
     (optimizer, lr, seed, device, size_limit, init, coarse_to_fine, snapshots, tileable) and, with no
     built objective, ObjectiveSpec's (loss, layers, color_weight, ...). init replaces the starting
-    noise. coarse_to_fine K > 1 splits the budget over K scales (`level_budgets`) so the whole run costs
-    about `iters` full-size evaluations. snapshots keep the best image so far (quality-vs-time curves).
+    noise (downsampled to the coarsest scale with coarse_to_fine). coarse_to_fine K > 1 splits the
+    budget over K scales (`level_budgets`) so the whole run costs about `iters` full-size evaluations.
+    snapshots keep the best image so far (quality-vs-time curves).
     """
     parts = fill({"options": GatysOptions, "spec": ObjectiveSpec}, settings)
     options = parts["options"]
     coarse_to_fine, init = options.coarse_to_fine, options.init
-    width, height = check_request(size, iters, options.optimizer, coarse_to_fine, init is not None, options.size_limit)
+    width, height = check_request(size, iters, options.optimizer, coarse_to_fine, options.size_limit)
     dev = resolve_device(options.device)
     check_fits(width, height, dev)
     if objective is None or isinstance(objective, ObjectiveSpec):  # else a built one (texture, or style bound to a photo)
@@ -102,7 +108,7 @@ def synthesize(texture: torch.Tensor | None, size: int | str | tuple[int, int] =
         gen = torch.Generator().manual_seed(options.seed)
         x = torch.rand(1, 3, sizes[0][1], sizes[0][0], generator=gen)
     else:
-        x = resize_start(init, width, height)
+        x = resize_start(init, *sizes[0])  # at the coarsest scale
     run = _lbfgs if options.optimizer == "lbfgs" else _adam
     circular = objective.padding == "circular"
     history: list[float] = []
@@ -115,6 +121,8 @@ def synthesize(texture: torch.Tensor | None, size: int | str | tuple[int, int] =
         level_objective = objective if scale == 0 else objective.downscaled(scale)
         if x.shape[-2:] != (h, w):
             x = upsample(x, w, h, circular)
+            if init is not None and options.start_detail:  # the start's own band of this scale, over the coarse result
+                x = (x + resize_start(init, w, h) - upsample(resize_start(init, *sizes[level - 1]), w, h, circular)).clamp(0, 1)
         done = len(history)
 
         def report(step: int, value: float, best: torch.Tensor, done: int = done) -> None:
@@ -135,7 +143,7 @@ def synthesize(texture: torch.Tensor | None, size: int | str | tuple[int, int] =
 
 
 def check_request(size: int | str | tuple[int, int], iters: int, optimizer: str = defaults.GATYS_OPTIMIZER,
-                  coarse_to_fine: int = 1, has_start: bool = False, size_limit: int | None = None) -> tuple[int, int]:
+                  coarse_to_fine: int = 1, size_limit: int | None = None) -> tuple[int, int]:
     """(width, height) of a valid run, else one TexportError: called before any work is set up."""
     if iters <= 0:
         raise TexportError(f"the evaluation budget must be positive, got {iters}")
@@ -143,8 +151,6 @@ def check_request(size: int | str | tuple[int, int], iters: int, optimizer: str 
         raise TexportError(f"unknown optimizer {optimizer!r}: choose {' or '.join(OPTIMIZERS)}")
     if coarse_to_fine < 1:
         raise TexportError(f"coarse-to-fine needs at least 1 scale, got {coarse_to_fine}")
-    if has_start and coarse_to_fine > 1:
-        raise TexportError("a start image begins at full size and coarse-to-fine from noise at the coarsest: choose one")
     return check_size(parse_size(size), size_limit)
 
 
@@ -265,7 +271,7 @@ def transfer_style(style: torch.Tensor, content: torch.Tensor, size: int | str |
     color_weight, spectrum_weight, loss, descriptor, ...)."""
     options = GatysOptions(**{key: settings.pop(key) for key in ("device", "size_limit", "snapshots") if key in settings})
     width, height = check_request(size if size is not None else (content.shape[-1], content.shape[-2]), iters,
-                                  size_limit=options.size_limit, has_start=True)
+                                  size_limit=options.size_limit)
     dev = resolve_device(options.device)
     check_fits(width, height, dev)
     photo = resize_start(content, width, height)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+import texport.defaults as defaults
 from texport.devices import resolve_device
 from texport.errors import TexportError
 from texport.models.checkpoints import load_stored_exemplar
@@ -25,7 +26,7 @@ from texport.models.loading import (
 )
 from texport.objectives.descriptor import build_descriptor
 from texport.objectives.objective import ObjectiveSpec, build_objective
-from texport.optimization.gatys import resize_start
+from texport.optimization.gatys import MIN_LEVEL_SIDE, level_budgets, resize_start
 from texport.optimization.gatys import synthesize as gatys_synthesize
 from texport.progress import StepProgress
 from texport.textures.images import load_image
@@ -58,12 +59,29 @@ def refinement_target(loaded: LoadedTexnet | LoadedPropo, texture: torch.Tensor 
     return stored
 
 
+def refinement_scales(loaded: LoadedTexnet | LoadedPropo, width: int, height: int, target: torch.Tensor) -> int:
+    """The default number of coarse-to-fine scales for refining this model's samples: ProPO's up to
+    defaults.PROPO_REFINE_SCALES (its samples have the target's colours and local detail but a wrong
+    layout, which the coarse scales rearrange cheaply), texture networks' defaults.TEXNET_REFINE_SCALES;
+    fewer where the output or the target would go below the coarsest side a scale may have."""
+    most = defaults.PROPO_REFINE_SCALES if isinstance(loaded, LoadedPropo) else defaults.TEXNET_REFINE_SCALES
+    smallest = min(width, height, *target.shape[-2:])
+    scales = 1
+    while scales < most and smallest // 2 ** scales >= MIN_LEVEL_SIDE:
+        scales += 1
+    return scales
+
+
 def refine(loaded: LoadedTexnet | LoadedPropo, images: torch.Tensor, iters: int, texture: torch.Tensor | None = None,
            tileable: bool = False, device: str | torch.device = "auto", progress: StepProgress | None = None,
-           objective: ObjectiveSpec | None = None) -> torch.Tensor:
+           objective: ObjectiveSpec | None = None, coarse_to_fine: int | None = None,
+           start_detail: bool = defaults.REFINE_DETAIL) -> torch.Tensor:
     """Each image [N, 3, H, W] after `iters` bounded evaluations of `objective` (default: the default
     objective, its loss included) against the model's exemplar (texport.optimization.gatys with the image
-    as the start), measured with the model's own descriptor; tileable keeps wrapping."""
+    as the start), measured with the model's own descriptor; tileable keeps wrapping. coarse_to_fine K > 1
+    starts at 1/2^(K-1) of the size from the image downsampled, at about the same cost
+    (texport.optimization.gatys.level_budgets), with the image's own detail added back at each finer
+    scale if start_detail; None: `refinement_scales`. progress counts every scale's evaluations."""
     if iters < 1:
         raise TexportError(f"refinement needs at least 1 evaluation, got {iters}")
     spec = objective or ObjectiveSpec()
@@ -74,10 +92,13 @@ def refine(loaded: LoadedTexnet | LoadedPropo, images: torch.Tensor, iters: int,
                                   expect_identity=identity)
     built = build_objective(target.to(dev), spec, descriptor=descriptor, tileable=tileable, device=dev)
     height, width = images.shape[-2:]
+    if coarse_to_fine is None:
+        coarse_to_fine = refinement_scales(loaded, width, height, target)
     refined = []
+    per_image = sum(level_budgets(iters, coarse_to_fine))
     for n, image in enumerate(images):
-        report = None if progress is None else (lambda step, value, n=n: progress(n * iters + step, value))
+        report = None if progress is None else (lambda step, value, n=n: progress(n * per_image + step, value))
         result = gatys_synthesize(None, (width, height), iters, objective=built, device=dev, init=image[None],
-                                  progress=report)
+                                  progress=report, coarse_to_fine=coarse_to_fine, start_detail=start_detail)
         refined.append(result.image)
     return torch.cat(refined)

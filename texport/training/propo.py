@@ -47,7 +47,7 @@ from texport.errors import TexportError
 from texport.models.checkpoints import check_state, load_checkpoint, save_checkpoint
 from texport.models.handle import PROPO
 from texport.models.loading import load_propo, sample_propo
-from texport.models.propo import DEFAULT_WIDTHS, LEVELS, SIZE_MULTIPLE, ProPO, pseudo_optimizer_state
+from texport.models.propo import DEFAULT_WIDTHS, LEVELS, SIZE_MULTIPLE, UPSAMPLE_MODES, ProPO, pseudo_optimizer_state
 from texport.objectives.descriptor import build_descriptor
 from texport.objectives.objective import ObjectiveSpec, parse_loss
 from texport.progress import StepProgress
@@ -168,6 +168,7 @@ class PropoArchitecture:
     noise_amplitude: float = DEFAULT_NOISE_AMPLITUDE
     color_match: bool = True
     histogram_match: bool = True
+    upsample: str = "nearest"  # how the pseudo optimizers go up a level (texport.models.propo.Upsample)
 
 
 @dataclass(frozen=True)
@@ -214,6 +215,8 @@ def check_propo_run(run: PropoRun) -> Path:
         raise TexportError(f"the stationarity limit must be >= 0 (0 keeps every image), got {data.stationarity}")
     if not 0 <= data.held_out_fraction < 1:
         raise TexportError(f"the held-out fraction must be in [0, 1), got {data.held_out_fraction}")
+    if run.network.upsample not in UPSAMPLE_MODES:
+        raise TexportError(f"unknown upsampling {run.network.upsample!r}: choose {', '.join(UPSAMPLE_MODES)}")
     return out
 
 
@@ -266,7 +269,8 @@ def train_propo(run: PropoRun, progress: StepProgress | None = None, loaded: Tex
                                 precision=objective_spec.precision)
         torch.manual_seed(seed)
         model = ProPO(desc, widths=arch.widths, color_input=arch.color_input, noise_amplitude=arch.noise_amplitude,
-                      color_match=arch.color_match, histogram_match=arch.histogram_match).to(dev).train()
+                      color_match=arch.color_match, histogram_match=arch.histogram_match,
+                      upsample=arch.upsample).to(dev).train()
         opt = torch.optim.Adam(model.pseudo_optimizers.parameters(), lr=lr, betas=BETAS)
         settings = {"iterations_planned": iters, "size": size, "resize": resize, "lr": lr, "betas": list(BETAS),
                     "batch": batch, "schedule": "constant, then linear to 0 over the second half (Shi & Qiao 2020)",
