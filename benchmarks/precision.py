@@ -9,8 +9,9 @@
    from another noise, since L-BFGS is chaotic: any change of rounding moves its end point, and two
    fp32 runs show how far.
 3. Training: the shipped pebbles network fine-tuned for `--tune-iters` iterations on its own
-   objective from its own weights, in fp32 (seeds 0 and 1: the run-to-run spread) and bf16 (seeds 0
-   and 1); loss curves in one plot, end measures of 5 samples at 256 px.
+   objective from its own weights, in fp32 and in bf16 from each of `--tune-seeds` (the fp32 runs' range is
+   the run-to-run spread a bf16 run is held to); loss curves in one plot, end measures of 5 samples at
+   256 px.
 
 Runs are cached in benchmarks/cache/precision/ (by settings); writes its RESULTS.md section and
 benchmarks/images/precision_loss.png, precision_gatys.png.
@@ -170,6 +171,7 @@ def tune_run(precision: str, seed: int, iters: int) -> dict:
         out.unlink()
         return {"precision": precision, "seed": seed, "iters": iters, "loss_history": losses,
                 "seconds_per_step": (times[-1] - times[0]) / max(1, len(times) - 1), "final_loss": report.loss,
+                "threads": torch.get_num_threads(),
                 **{k: statistics.mean(m[k] for m in measured) for k in ("objective", "judge", "spectral", "color")},
                 "image": stem.with_suffix(".png").name}
 
@@ -208,6 +210,7 @@ def main() -> None:
     parser.add_argument("--textures", default=gatys_benchmark.TEXTURES)
     parser.add_argument("--gatys-iters", type=int, default=gatys_benchmark.BUDGET)
     parser.add_argument("--tune-iters", type=int, default=300)
+    parser.add_argument("--tune-seeds", default="0,1,2", help="fine-tunes from each seed in each precision")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-speed", action="store_true", help="leave the speed table as RESULTS.md has it")
     parser.add_argument("--no-spread", dest="spread", action="store_false",
@@ -216,7 +219,7 @@ def main() -> None:
     timing = None if args.skip_speed else speed(args.repeats)
     gatys_rows = [gatys_run(t, p, args.gatys_iters) for t in args.textures.split(",") for p in PRECISIONS]
     spread_rows = [gatys_run(t, "fp32", args.gatys_iters, seed=1) for t in args.textures.split(",")] if args.spread else []
-    tune_rows = [tune_run(p, seed, args.tune_iters) for p in PRECISIONS for seed in (0, 1)]
+    tune_rows = [tune_run(p, int(seed), args.tune_iters) for p in PRECISIONS for seed in args.tune_seeds.split(",")]
     IMAGES.mkdir(exist_ok=True)
     plot({f"{r['precision']} seed {r['seed']}": r["loss_history"] for r in tune_rows}, 10, IMAGES / "precision_loss.png")
     sheet = [side_by_side([load_exemplar(gatys_benchmark.texture_path(t), gatys_benchmark.EXEMPLAR_CROPS.get(t))]
@@ -281,11 +284,20 @@ def write_results(timing, gatys_rows, spread_rows, tune_rows, args) -> None:
     lines += ["", f"Training: the shipped pebbles network fine-tuned for {args.tune_iters} iterations on its own objective and "
               "settings from its own weights; 5 samples at 256 px measured in fp32. Curves: "
               "`benchmarks/images/precision_loss.png`.", "",
-              "| precision | seed | final training loss | objective | judge | spectral | colour | s / step |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+              "| precision | seed | final training loss | objective | judge | spectral | colour | s / step | threads |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in tune_rows:
         lines.append(f"| {r['precision']} | {r['seed']} | {r['final_loss']:.4g} | {r['objective']:.4g} | {r['judge']:.3f} | "
-                     f"{r['spectral']:.3f} | {r['color']:.4f} | {r['seconds_per_step']:.3f} |")
+                     f"{r['spectral']:.3f} | {r['color']:.4f} | {r['seconds_per_step']:.3f} | {r.get('threads', RECORD_THREADS)} |")
+    lines += ["", "End measures, the range over seeds in each precision (the target: bf16 inside fp32's range; "
+              "s / step above ran on the threads given, under the other core's load where 1: the speed table is the "
+              "clean comparison):", "", "| measure | fp32 | bf16 | bf16 inside fp32's range |", "| --- | --- | --- | --- |"]
+    for key in ("final_loss", "objective", "judge", "spectral", "color"):
+        ranges = {p: [r[key] for r in tune_rows if r["precision"] == p] for p in PRECISIONS}
+        low, high = min(ranges["fp32"]), max(ranges["fp32"])
+        inside = sum(low <= v <= high for v in ranges["bf16"])
+        lines.append(f"| {key.replace('_', ' ')} | {low:.4g} - {high:.4g} | {min(ranges['bf16']):.4g} - {max(ranges['bf16']):.4g} | "
+                     f"{inside} of {len(ranges['bf16'])} |")
     lines += ["", "Images: `benchmarks/images/precision_gatys.png` (per row: exemplar | fp32 | bf16"
               + (" | fp32 seed 1" if spread_rows else "") + ").", ""]
     gatys_benchmark.replace_section(gatys_benchmark.RESULTS, section, "\n".join(lines))
@@ -293,6 +305,7 @@ def write_results(timing, gatys_rows, spread_rows, tune_rows, args) -> None:
 
 
 RESULTS_SECTION = "precision"
+RECORD_THREADS = 2  # records made before they kept their thread count ran with OMP_NUM_THREADS=2
 
 if __name__ == "__main__":
     main()
