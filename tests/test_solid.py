@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib.util
 import struct
+import sys
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -28,8 +30,8 @@ from texport.scale.volumes import VolumeRequest, parse_origin, parse_volume_size
 from texport.textures.carve import render_carved
 from texport.textures.dds import DdsOptions
 from texport.textures.dds_volume import volume_level_sizes
-from texport.textures.images import resolve_texture
-from texport.training.solid import SolidRun, as_slice, draw_step, slice_window, train_solid
+from texport.textures.images import resolve_texture, to_uint8
+from texport.training.solid import PLACE, SolidRun, as_slice, draw_step, slice_window, train_solid
 from texport.training.runs import state_path
 from test_texnet import _hash32_reference
 
@@ -131,6 +133,32 @@ def test_any_block_of_the_lattice_equals_the_crop_of_a_bigger_volume_bit_for_bit
     assert pieces(-3, 10, 4, None) == [(0, -1, 1, 3), (3, 0, 0, 4), (7, 1, 0, 3)]
     with pytest.raises(TexportError):
         synthesize_volume(net, VolumeRequest((30, 16, 24), tileable=True, block=16))
+
+
+def test_the_slices_benchmark_cuts_slices_of_the_seeds_volume(monkeypatch):
+    """benchmarks/solid.py --parts slices measures one-voxel windows (SolidNetwork.window, as training draws
+    them): each is, to 8-bit rounding, the same slice of a larger volume of the seed from the block lattice
+    (`texport synth`), rows and columns as the .npy layout; its random places are repeatable."""
+    bench = Path(__file__).resolve().parent.parent / "benchmarks"
+    monkeypatch.syspath_prepend(str(bench))
+    loaded = {}
+    for name, file in (("gatys", "gatys.py"), ("solid_benchmark_under_test", "solid.py")):
+        spec = importlib.util.spec_from_file_location(name, bench / file)
+        loaded[name] = importlib.util.module_from_spec(spec)
+        monkeypatch.setitem(sys.modules, name, loaded[name])
+        spec.loader.exec_module(loaded[name])
+    module = loaded["solid_benchmark_under_test"]
+    net, seed, (x0, y0, z0), side = _network(), 4, (-21, 13, 40), 20
+    volume = synthesize_volume(net, VolumeRequest((side, side, side), (x0, y0, z0), seed=seed, block=16)).astype(int)
+    assert volume.std() > 2
+    for direction, k in (("x", 3), ("y", 11), ("z", 19)):
+        place = {"x": (x0 + k, y0, z0), "y": (x0, y0 + k, z0), "z": (x0, y0, z0 + k)}[direction]
+        got = to_uint8(module.volume_slice(net, seed, direction, place, side))[0].permute(1, 2, 0).numpy().astype(int)
+        want = {"x": volume[:, :, k], "y": volume[:, k], "z": volume[k]}[direction]
+        assert np.abs(got - want).max() <= 1 and (got != want).mean() < 0.01, direction
+    places = module.slice_places(2, "y", 4, side)
+    assert places == module.slice_places(2, "y", 4, side) != module.slice_places(2, "z", 4, side)
+    assert len(set(places)) == 4 and all(-PLACE <= v < PLACE - side for p in places for v in p)
 
 
 def test_volume_files_npy_slices_and_dds_volume(tmp_path):
