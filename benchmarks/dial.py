@@ -24,10 +24,9 @@ benchmarks/cache/dial/ (keyed like the Gatys cache), so a stopped benchmark resu
 
     python benchmarks/dial.py --pyramid pebbles                # the four texture networks
     python benchmarks/dial.py --textures none --propo 8        # ProPO on 8 held-out textures
-    python benchmarks/dial.py --propo 8 --pyramid pebbles      # both, one table, the sheets and the README crops
+    python benchmarks/dial.py --propo 8 --pyramid pebbles      # both, one table and the sheets
 
-Also writes dial_sheet_texnet.png and dial_sheet_propo.png (1:1 crops of every path's images) and the
-README's dial_thumb_*.png. Several processes can fill the cache at once (`--propo-shard K/N`).
+Also writes dial_sheet_texnet.png and dial_sheet_propo.png (1:1 crops of every path's images). Several processes can fill the cache at once (`--propo-shard K/N`).
 """
 
 from __future__ import annotations
@@ -309,7 +308,7 @@ SHEET_COLUMNS = (("gatys", "end", "Gatys 400"), ("coarse-to-fine", "end", "coars
 
 def write_sheets(groups: list[tuple[str, list[dict], Path, object]], desc) -> None:
     """Per model kind, one sheet: a row per texture (the exemplar, then each path's image, 128 px 1:1
-    crops from the top left), and for the first texture network small crops for the README's dial table."""
+    crops from the top left)."""
     from PIL import Image, ImageDraw
 
     from texport.textures.images import to_uint8
@@ -340,14 +339,6 @@ def write_sheets(groups: list[tuple[str, list[dict], Path, object]], desc) -> No
         out = gatys_benchmark.IMAGES / f"dial_sheet_{kind}.png"
         sheet.save(out, optimize=True)
         print(f"wrote {out}")
-    texnets = [group for group in groups if group[0].startswith("texnet ")]
-    if texnets:  # the README's dial table: 96 px 1:1 crops of the first texture's paths
-        _, records, texture, texture_crop = texnets[0]
-        for path_kind, which, _ in SHEET_COLUMNS:
-            image_path = path_image(records, path_kind, which, texture, texture_crop, desc)
-            if image_path is not None:
-                crop(load_image(image_path), 96).save(gatys_benchmark.IMAGES / f"dial_thumb_{path_kind}_{which}.png",
-                                                      optimize=True)
 
 
 def path_image(records: list[dict], path_kind: str, which: str, texture: Path, crop, desc) -> Path | None:
