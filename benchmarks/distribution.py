@@ -105,7 +105,24 @@ def screen_run(texture: str, loss: str, iters: int) -> dict:
                             "bf16_path": precision_benchmark.BF16_PATH}, compute)
 
 
-def tune_run(texture: str, loss: str, iters: int, seed: int) -> dict:
+def variant(name: str) -> tuple[str, int, float | None]:
+    """'gram+color' -> ('gram+color', 1, None); 'gram+color/co5/cw100' -> ('gram+color', 5, 100.0): the loss, its
+    colour octaves and a colour weight in place of the shipped network's (None: the network's own)."""
+    loss, *options = name.split("/")
+    settings = {option[:2]: option[2:] for option in options}
+    unknown = set(settings) - {"co", "cw"}
+    if unknown:
+        raise SystemExit(f"variant {name!r}: unknown option(s) {', '.join(sorted(unknown))} (coN, cwX)")
+    return loss, int(settings.get("co", 1)), float(settings["cw"]) if "cw" in settings else None
+
+
+def variant_label(name: str) -> str:
+    loss, octaves, weight = variant(name)
+    return loss + (f", {octaves} colour octaves" if octaves != 1 else "") + (f", colour weight {weight:g}" if weight else "")
+
+
+def tune_run(texture: str, name: str, iters: int, seed: int) -> dict:
+    loss, color_octaves, color_weight = variant(name)
     source = resolve_model(texture)
     manifest = read_manifest(source)
     training, objective = manifest["training"], manifest["objective"]
@@ -114,12 +131,12 @@ def tune_run(texture: str, loss: str, iters: int, seed: int) -> dict:
     def compute(stem: Path) -> dict:
         times = []
         start = time.perf_counter()
-        print(f"  fine-tune {texture} {loss} seed {seed}: {iters} iterations ...", flush=True)
+        print(f"  fine-tune {texture} {variant_label(name)} seed {seed}: {iters} iterations ...", flush=True)
         out = stem.with_suffix(".safetensors")
         run = TexnetRun.of(path, out, init=texture, iters=iters, batch=training["batch"], size=training["size"],
                            lr=training["lr"], seed=seed, checkpoint_every=0, device="cpu", crop=manifest["texture"]["crop"],
-                           loss=loss, layers=objective["layers"], color_weight=objective["color_weight"],
-                           spectrum_weight=objective["spectrum_weight"], descriptor="vgg16-hed", precision=PRECISION)
+                           loss=loss, layers=objective["layers"], color_weight=color_weight or objective["color_weight"],
+                           color_octaves=color_octaves, spectrum_weight=objective["spectrum_weight"], descriptor="vgg16-hed", precision=PRECISION)
         train_texnet(run, progress=lambda done, value: times.append(time.perf_counter() - start))
         exemplar = load_exemplar(path, manifest["texture"]["crop"])
         samples = quantize(sample_texnet(load_texnet(out), SIZE, seed=0, count=SAMPLES))
@@ -129,8 +146,13 @@ def tune_run(texture: str, loss: str, iters: int, seed: int) -> dict:
                 "loss_history": read_manifest(out)["training"]["loss_history"],
                 "image": str(stem.with_suffix(".png").relative_to(HERE)), "model": out.name}
 
-    return cached("tune", {"texture": texture, "loss": loss, "iters": iters, "seed": seed, "precision": PRECISION,
-                           "model": manifest["training"]}, compute)
+    settings = {"texture": texture, "loss": loss, "iters": iters, "seed": seed, "precision": PRECISION,
+                "model": manifest["training"]}
+    if color_octaves != 1:  # the runs before colour octaves existed keep their cache keys
+        settings["color_octaves"] = color_octaves
+    if color_weight:
+        settings["color_weight"] = color_weight
+    return cached("tune", settings, compute)
 
 
 def speed(repeats: int = 3) -> dict:
@@ -175,9 +197,11 @@ def model_row(path: Path) -> dict:
     image = CACHE / f"model-{path.stem}.png"
     CACHE.mkdir(parents=True, exist_ok=True)
     save_image(side_by_side([s[None] for s in samples[:3]], height=SIZE), image)
-    training = manifest["training"]
+    training, objective = manifest["training"], manifest["objective"]
+    octaves = objective.get("color_octaves", 1)
     return {**measure(samples, exemplar), "texture": texture, "image": str(image.relative_to(HERE)),
-            "label": f"{manifest['objective']['loss']}, {training['iterations']} iterations from "
+            "label": f"{objective['loss']}" + (f", {octaves} colour octaves" if octaves != 1 else "")
+                     + f", colour weight {objective['color_weight']:g}, {training['iterations']} iterations from "
                      + ("scratch" if "initialized_from" not in training else training["initialized_from"]["model"]),
             "seconds": training["seconds"]}
 
@@ -234,6 +258,9 @@ def main() -> None:
     parser.add_argument("--textures", default=gatys_benchmark.TEXTURES)
     parser.add_argument("--iters", type=int, default=400)
     parser.add_argument("--seeds", default="0")
+    parser.add_argument("--variants", default=",".join(LOSSES),
+                        help="tune stage: losses, each optionally /coN for N colour octaves and /cwX for colour weight X "
+                             "(gram+color/co5/cw100)")
     args = parser.parse_args()
     textures = args.textures.split(",")
     if args.stage == "screen":
@@ -269,13 +296,14 @@ def main() -> None:
         rows = []
         for t in textures:
             rows.append(dict(shipped_row(t), label="shipped"))
-            for loss in LOSSES:
+            for name in args.variants.split(","):
                 for seed in (int(s) for s in args.seeds.split(",")):
-                    rows.append(dict(tune_run(t, loss, args.iters, seed), label=f"{loss} seed {seed}"))
+                    rows.append(dict(tune_run(t, name, args.iters, seed), label=f"{variant_label(name)} seed {seed}"))
         images = sheet(textures, rows, "distribution_tune.png")
         body = ["## Gram against sliced Wasserstein: fine-tuned texture networks (`benchmarks/distribution.py tune`)", "",
                 f"Each shipped network fine-tuned from its own weights for {args.iters} iterations (its batch, size, lr, "
-                f"layers and weights) under each loss, in {PRECISION}; {SAMPLES} samples at {SIZE} px (seeds 0-4), measures "
+                f"layers and weights) under each loss (`--variants {args.variants}`; N colour octaves: the colour term "
+                f"matched on N Gaussian-pyramid levels, regional colours as well as pixels), in {PRECISION}; {SAMPLES} samples at {SIZE} px (seeds 0-4), measures "
                 f"as in the screen (mean over samples, palette spread pooled). {machine()}.", "",
                 *table(rows, "run"), "",
                 "Seconds per step: " + ", ".join(f"{r['texture']} {r['label']} {r['seconds_per_step']:.2f}" for r in rows if "seconds_per_step" in r),

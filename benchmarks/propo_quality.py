@@ -156,14 +156,19 @@ def main() -> None:
             rows.append(measure(model, path, split, desc, args.gatys, diversity=(i == 0), device=args.device))
             print(json.dumps({k: v for k, v in rows[-1].items() if not k.endswith("sheet")}), flush=True)
     gatys_benchmark.IMAGES.mkdir(exist_ok=True)
-    suffix = "" if args.histogram_match is None else f"_histogram_{'on' if args.histogram_match else 'off'}"
-    suffix += f"_{args.section}" if args.section else ""
+    suffix = image_suffix(args)
     for split in splits:
         save_image(stack_rows([r["sheet"] for r in rows if r["split"] == split]),
                    gatys_benchmark.IMAGES / f"propo_{split}_{SIZE}{suffix}.png")
         save_image(stack_rows([r["stages_sheet"] for r in rows if r["split"] == split][:4]),
                    gatys_benchmark.IMAGES / f"propo_stages_{split}_{SIZE}{suffix}.png")
     write_results(rows, manifest, args)
+
+
+def image_suffix(args) -> str:
+    """The sheets' file-name suffix: a histogram override and a named section each get their own files."""
+    suffix = "" if args.histogram_match is None else f"_histogram_{'on' if args.histogram_match else 'off'}"
+    return suffix + (f"_{args.section}" if args.section else "")
 
 
 def _fmt(v, spec: str) -> str:
@@ -226,8 +231,10 @@ def write_results(rows: list[dict], manifest: dict, args) -> None:
                      f"{_fmt(statistics.median(judges) if judges else None, '.2f')} | "
                      f"{statistics.mean(r['color'] for r in sel):.4f} | {div_text} | "
                      f"{_fmt(statistics.mean(secs) if secs else None, '.0f')} |")
-    lines += ["", "Images: `benchmarks/images/propo_held-out_256.png`, `benchmarks/images/propo_train_256.png` "
-              "(exemplar | Gatys | 3 ProPO samples), `benchmarks/images/propo_stages_*_256.png` (noise, x^1..x^5, target).", ""]
+    suffix, splits = image_suffix(args), list(dict.fromkeys(r["split"] for r in rows))
+    lines += ["", "Images: " + ", ".join(f"`benchmarks/images/propo_{split}_{SIZE}{suffix}.png`" for split in splits)
+              + f" (exemplar | Gatys | 3 ProPO samples), `benchmarks/images/propo_stages_*_{SIZE}{suffix}.png` (noise, "
+              "x^1..x^5, target).", ""]
     section = "propo" if args.histogram_match is None else f"propo-histogram-{'on' if args.histogram_match else 'off'}"
     section = args.section or section
     gatys_benchmark.replace_section(gatys_benchmark.RESULTS, section, "\n".join(lines))

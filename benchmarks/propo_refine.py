@@ -7,7 +7,8 @@ N full-size evaluations), against a 400-evaluation Gatys run from noise (benchma
 run: same objective, size and seed). Textures: the 8 held-out textures of `propo_quality.py` and the
 four classic ones (none of them in ProPO's training data), 256 px, ProPO seed 0 (`--samples` more).
 Measures (benchmarks/gatys.py `measures`, on the saved 8-bit images): the default objective, spectral
-distance, the judge, colour distance, and `metrics.grid_ratio`. Results are cached in
+distance, the judge, colour distance, `metrics.grid_ratio` and the palette spread (`metrics.palette_spread`, a* / b*;
+one image each, so a sample's palette). Results are cached in
 benchmarks/cache/propo_refine/; writes its RESULTS.md section and a 1:1 sheet.
 
     python benchmarks/propo_refine.py --dataset /path/to/pak4-textures.pk3 --iters 50 --scales 1,2,3
@@ -106,8 +107,11 @@ def main() -> None:
     rows, sheet = [], []
     for name, exemplar, path, crop in textures(find_dataset(args.dataset), args.count):
         reference = gatys_reference(path, crop, desc)
+        reference["palette"] = metrics.palette_spread(load_image(gatys_benchmark.CACHE / f"{reference['key']}.png"), exemplar)
         runs = {k: [refined(model, model_key, name, exemplar, seed, args.iters, int(k.rstrip("d")), desc, k.endswith("d"))
                     for seed in range(args.samples)] for k in scales}
+        for run in (x for k in scales for x in runs[k]):  # from the saved image: cached records before the column have it too
+            run["palette"] = metrics.palette_spread(load_image(CACHE / run["image"]), exemplar)
         rows.append({"texture": name, "gatys": reference, "runs": runs, "target": metrics.spectral_target(metrics.spectral_floor(exemplar))})
         default = f"{defaults.PROPO_REFINE_SCALES}" + ("d" if defaults.REFINE_DETAIL else "")
         if name == args.readme and default in runs:
@@ -140,20 +144,30 @@ def write_results(rows: list[dict], scales: list[int], args, sheet_path: Path) -
              "power ratio to the exemplar at periods of 2-16 px; no grid: <= 2). Seconds: the refinement alone, on "
              f"{rows[0]['runs'][scales[-1]][0]['threads']} thread(s). Machine: {gatys_benchmark.cpu_name()}, torch "
              f"{torch.__version__}, texport {texport.__version__}; measured {time.strftime('%Y-%m-%d')}.", "",
-             "| texture | path | objective | spectral (target) | judge | judge / Gatys's | colour | grid | seconds |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| texture | path | objective | spectral (target) | judge | judge / Gatys's | colour | grid | palette a* / b* | seconds |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+
+    def palette(runs: list[dict]) -> str:
+        return f"{mean(x['palette'][0] for x in runs):.2f} / {mean(x['palette'][1] for x in runs):.2f}"
+
     for r in rows:
         g = r["gatys"]
         lines.append(f"| {r['texture'][:40]} | Gatys 400 | {g['objective']:.4g} | {g['spectral']:.3f} ({r['target']:.3f}) | "
-                     f"{g['judge']:.3f} | 1 | {g['color']:.4f} | - | {g['seconds']:.0f} |")
+                     f"{g['judge']:.3f} | 1 | {g['color']:.4f} | - | {palette([g])} | {g['seconds']:.0f} |")
         for k in scales:
             runs = r["runs"][k]
             lines.append(f"| | {label(k, args.iters)} | {mean(x['objective'] for x in runs):.4g} | {mean(x['spectral'] for x in runs):.3f} | "
                          f"{mean(x['judge'] for x in runs):.3f} | {mean(x['judge'] for x in runs) / g['judge']:.2f} | "
-                         f"{max(x['color'] for x in runs):.4f} | {mean(x['grid'] for x in runs):.3g} | "
+                         f"{max(x['color'] for x in runs):.4f} | {mean(x['grid'] for x in runs):.3g} | {palette(runs)} | "
                          f"{mean(x['seconds'] for x in runs):.0f} |")
     lines += ["", "| path | judge / Gatys's: median (max) | spectral within target | colour max | grid median | "
-              "seconds / Gatys 400's (median; target <= 0.125) |", "| --- | --- | --- | --- | --- | --- |"]
+              "palette a* / b*: median (min) | seconds / Gatys 400's (median; target <= 0.125) |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
+    gatys_palettes = [r["gatys"]["palette"] for r in rows]
+    lines.append(f"| Gatys 400 | 1 | {sum(r['gatys']['spectral'] <= r['target'] for r in rows)} of {len(rows)} | "
+                 f"{max(r['gatys']['color'] for r in rows):.4f} | - | "
+                 f"{statistics.median(p[0] for p in gatys_palettes):.2f} ({min(p[0] for p in gatys_palettes):.2f}) / "
+                 f"{statistics.median(p[1] for p in gatys_palettes):.2f} ({min(p[1] for p in gatys_palettes):.2f}) | 1 |")
     for k in scales:
         ratios = [mean(x["judge"] for x in r["runs"][k]) / r["gatys"]["judge"] for r in rows]
         within = sum(all(x["spectral"] <= r["target"] for x in r["runs"][k]) for r in rows)
@@ -163,6 +177,8 @@ def write_results(rows: list[dict], scales: list[int], args, sheet_path: Path) -
         lines.append(f"| {label(k, args.iters)} | {statistics.median(ratios):.2f} ({max(ratios):.2f}) | {within} of {len(rows)} | "
                      f"{max(x['color'] for r in rows for x in r['runs'][k]):.4f} | "
                      f"{statistics.median(mean(x['grid'] for x in r['runs'][k]) for r in rows):.3g} | "
+                     + " / ".join(f"{statistics.median(p):.2f} ({min(p):.2f})" for p in (
+                         [mean(x["palette"][axis] for x in r["runs"][k]) for r in rows] for axis in (0, 1))) + " | "
                      + (f"{time_ratio:.3f} |" if time_ratio is not None else "- |"))
     lines += ["", f"1:1 sheet, per row (top-left {CROP} px of each): exemplar | Gatys 400 | "
               + " | ".join(label(k, args.iters) for k in scales) + f" (seed 0): `benchmarks/images/{sheet_path.name}`. "

@@ -60,11 +60,13 @@ def exemplar_for(manifest: dict) -> Path:
 
 
 def budget(training: dict) -> tuple[str, float]:
-    """Iterations ("start+own" for a fine-tuned network) and training seconds, the start's included."""
-    start = training.get("initialized_from") or {}
-    if start.get("iterations"):
-        return f"{start['iterations']}+{training['iterations']}", float(start.get("seconds") or 0) + training["seconds"]
-    return str(training["iterations"]), training["seconds"]
+    """Iterations ("first+...+own" for a fine-tuned network, every start of the chain) and training seconds,
+    the starts' included."""
+    chain, start = [training], training.get("initialized_from") or {}
+    while start.get("iterations"):
+        chain.append(start)
+        start = start.get("initialized_from") or {}
+    return "+".join(str(c["iterations"]) for c in reversed(chain)), sum(float(c.get("seconds") or 0) for c in chain)
 
 
 def seconds_per_image(model, size: int, repeats: int = 5) -> float:

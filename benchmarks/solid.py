@@ -208,11 +208,11 @@ def summary(measured: list[dict]) -> dict:
             "target": target, "floor": measured[0]["floor"]}
 
 
-def training_texture(manifest: dict) -> Path | None:
-    """The exemplar file the solid model's x direction was trained on, found by its sha256 among the shipped
-    textures and ../shared/textures (or None)."""
+def training_texture(manifest: dict, given: Path | None = None) -> Path | None:
+    """The exemplar file the solid model's x direction was trained on, found by its sha256: `given`
+    (--exemplar-file), the shipped textures or ../shared/textures (or None)."""
     record = manifest["textures"]["x"] if "textures" in manifest else manifest["texture"]
-    candidates = [Path(record["file"])]
+    candidates = ([given] if given else []) + [Path(record["file"])]
     shipped = shipped_textures()
     candidates += [shipped[k] for k in (record.get("name"), Path(record["file"]).stem) if k in shipped]
     candidates += [gatys_benchmark.SHARED / record["file"], gatys_benchmark.SHARED / f"{record.get('name')}.jpg"]
@@ -228,7 +228,7 @@ def baseline_settings(manifest: dict, iters: int | None = None) -> dict:
             "lr": float(training["lr"]), "seed": int(training.get("seed", 0)), "device": training.get("device", "cpu"),
             "precision": training.get("precision", "fp32"), "descriptor": manifest["descriptor"].split(":", 1)[0],
             "loss": objective["loss"], "layers": tuple(objective["layers"]), "color_weight": float(objective["color_weight"]),
-            "spectrum_weight": float(objective["spectrum_weight"])}
+            "spectrum_weight": float(objective["spectrum_weight"]), "color_octaves": int(objective.get("color_octaves", 1))}
 
 
 def baseline_command(manifest: dict, texture: Path | None, output: str, iters: int | None = None) -> str:
@@ -250,7 +250,7 @@ def ensure_baseline(args, manifest: dict) -> tuple[Path, float | None]:
     """The baseline model (--baseline, or --train-baseline trained here first, or resumed where a run of it
     stopped); and the seconds this process spent training it (None: trained before)."""
     if args.baseline is None and args.train_baseline is None:
-        texture = training_texture(manifest)
+        texture = training_texture(manifest, args.exemplar_file)
         suggested = f"runs/{Path(args.model).stem}-texnet-baseline.safetensors"  # runs/ is git-ignored
         raise SystemExit(f"--parts slices needs --baseline, a texture network trained on {args.model}'s exemplar at its "
                          f"budget: {baseline_command(manifest, texture, suggested, args.baseline_iters)} "
@@ -261,11 +261,12 @@ def ensure_baseline(args, manifest: dict) -> tuple[Path, float | None]:
         if not path.is_file():
             raise SystemExit(f"--baseline {path}: no such file (--train-baseline {path} trains it here)")
         return path, None
-    texture = training_texture(manifest)
+    texture = training_texture(manifest, args.exemplar_file)
     if texture is None:
         record = manifest["textures"]["x"]
         raise SystemExit(f"cannot train the baseline: no exemplar file with {args.model}'s sha256 "
-                         f"{record['sha256'][:12]}... ({record['file']}) among the shipped or shared textures")
+                         f"{record['sha256'][:12]}... ({record['file']}) among the shipped or shared textures "
+                         f"(name it with --exemplar-file)")
     settings = baseline_settings(manifest, args.baseline_iters)
     resume = path.is_file()  # a stopped run of the same settings continues
     print(f"training the baseline {'(resumed) ' if resume else ''}{path}: "
@@ -460,6 +461,8 @@ def main() -> None:
     parser.add_argument("--train-baseline", default=None, metavar="PATH",
                         help="slices: train that baseline into PATH from --model's manifest (iterations, slice side, "
                              "batch, lr, seed, precision, objective) unless PATH is a finished model; resumes a stopped run.")
+    parser.add_argument("--exemplar-file", type=Path, default=None,
+                        help="slices: the file the solid model was trained on, where it is neither shipped nor shared")
     parser.add_argument("--baseline-iters", type=int, default=None,
                         help="slices: train the baseline for this many iterations instead of the solid's (smoke runs).")
     parser.add_argument("--seeds", type=seed_list, default=seed_list("0-4"), help="slices: volume seeds (0-4 or 0,2,5).")

@@ -49,6 +49,8 @@ BAD_INPUTS = {
     "init not an image": (["pebbles", "--init", "{tmp}/text.png"], "not an image", None),
     "init unknown model": (["pebbles", "--init", "no-such-model"], "no such model", None),
     "too many scales": (["pebbles", "--coarse-to-fine", "3", "--size", "64"], "use fewer levels", None),
+    "colour octaves zero": (["pebbles", "--color-octaves", "0"], "colour octaves must be >= 1", None),
+    "too many colour octaves": (["pebbles", "--color-octaves", "5"], "use fewer colour octaves", None),
 }
 
 

@@ -160,3 +160,43 @@ def test_sort_last_equals_torch_sort_with_its_gradient():
     (grad_torch,) = torch.autograd.grad((x.sort(dim=-1).values * weights).sum(), x)
     assert torch.equal(grad_ours, grad_torch)
     assert torch.equal(sort_last(x.detach()), x.detach().sort(dim=-1).values)
+
+
+def test_color_octaves_tell_a_collapsed_palette_from_the_exemplar():
+    """Regions of two colours against the same pixels shuffled: the pixel colour distribution is the
+    same, so one colour octave cannot tell them apart; the shuffled image's regions all share one
+    mean colour (a collapsed palette), which the coarser octaves of the colour term see."""
+    from texport.objectives.objective import ObjectiveSpec, TextureObjective
+
+    descriptor = _pixel_descriptor()
+    blocks = ((torch.arange(64).view(64, 1) // 16 + torch.arange(64).view(1, 64) // 16) % 2).float()
+    red, blue = torch.tensor([0.8, 0.2, 0.2]).view(3, 1, 1), torch.tensor([0.2, 0.3, 0.9]).view(3, 1, 1)
+    exemplar = (blocks * red + (1 - blocks) * blue)[None]
+    shuffled = exemplar.flatten(2)[..., torch.randperm(64 * 64, generator=torch.Generator().manual_seed(0))].view(1, 3, 64, 64)
+    pair = torch.cat([exemplar, shuffled])
+
+    def color_terms(octaves):
+        spec = ObjectiveSpec(loss="gram+color", layers=("relu1_1",), color_octaves=octaves, spectrum_weight=0.0)
+        return TextureObjective(descriptor, exemplar, spec)(pair)["color"].tolist()
+
+    one = color_terms(1)
+    assert one == pytest.approx([0.0, 0.0], abs=1e-9)  # the same pixels, in any arrangement
+    three = color_terms(3)
+    assert three[0] < 1e-4 and three[1] > 100 * max(three[0], 1e-6)  # the shuffle's regions are all one mean colour
+
+
+def test_color_octaves_are_recorded_and_checked():
+    from texport.errors import TexportError
+    from texport.objectives.objective import ObjectiveSpec, TextureObjective
+
+    assert "color_octaves" not in ObjectiveSpec().as_dict()  # older manifests compare equal on --resume
+    assert ObjectiveSpec(color_octaves=4).as_dict()["color_octaves"] == 4
+    descriptor = _pixel_descriptor()
+    exemplar = torch.rand(1, 3, 64, 64)
+    with pytest.raises(TexportError, match="colour octaves must be >= 1"):
+        TextureObjective(descriptor, exemplar, ObjectiveSpec(layers=("relu1_1",), color_octaves=0))
+    with pytest.raises(TexportError, match="at least 128 px"):
+        TextureObjective(descriptor, exemplar, ObjectiveSpec(layers=("relu1_1",), color_octaves=6))
+    objective = TextureObjective(descriptor, exemplar, ObjectiveSpec(layers=("relu1_1",), color_octaves=5))
+    with pytest.raises(TexportError, match="at least 64 px"):
+        objective(torch.rand(1, 3, 48, 48))

@@ -363,7 +363,15 @@ def test_fine_tuning_starts_from_a_trained_network_and_records_it(tmp_path):
 
     # one Adam step at lr 1e-9 leaves the weights where --init put them: the start is the given network
     near = tmp_path / "near.safetensors"
+    train_texnet(TexnetRun.of(resolve_texture("pebbles"), near, iters=1, lr=1e-9, init=tuned, **kw))
+    chain = read_manifest(near)["training"]["initialized_from"]  # a fine-tune of a fine-tune keeps both starts
+    assert chain["sha256"] == hashlib.sha256(tuned.read_bytes()).hexdigest() and chain["initialized_from"] == record
+    a, b = load_checkpoint(tuned)[0], load_checkpoint(near)[0]
+    weights = [k for k in a if "running" not in k and "num_batches" not in k]
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in weights)
+    near = tmp_path / "near-base.safetensors"
     train_texnet(TexnetRun.of(resolve_texture("pebbles"), near, iters=1, lr=1e-9, init=base, **kw))
+    assert "initialized_from" not in read_manifest(near)["training"]["initialized_from"]
     a, b = load_checkpoint(base)[0], load_checkpoint(near)[0]
     weights = [k for k in a if "running" not in k and "num_batches" not in k]
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in weights)

@@ -11,6 +11,7 @@ import typer
 import texport.defaults as D
 from texport.commands.options import (
     Bits16,
+    ColorOctaves,
     ColorWeight,
     DescriptorName,
     DescriptorWeights,
@@ -48,6 +49,7 @@ def gatys(
     layers: Optional[str] = typer.Option(None, "--layers", help="Comma-separated taps, or po / texnet / pyramid."),
     layer_weights: str = typer.Option("normalized", "--layer-weights", help="normalized (1/||G_target||^2) or uniform."),
     color_weight: ColorWeight = D.COLOR_WEIGHT,
+    color_octaves: ColorOctaves = 1,
     spectrum_weight: float = typer.Option(D.SPECTRUM_WEIGHT, "--spectrum-weight", help="Weight of the spectrum constraint (Liu et al. 2016; 0 = off)."),
     pyramid: int = typer.Option(1, "--pyramid", help="Gaussian-pyramid octaves (Snelgrove 2017); 1 = single scale."),
     tileable: bool = typer.Option(False, "--tileable", help="Circular padding: the output wraps around seamlessly."),
@@ -80,7 +82,7 @@ def gatys(
         photo = load_image(content)
         width, height = check_request(size or (photo.shape[-1], photo.shape[-2]), iters, size_limit=size_limit)
         style_image = load_image(resolve_texture(texture))
-        style_objective = build_style_objective(style_image.to(dev), alpha, color_weight=color_weight,
+        style_objective = build_style_objective(style_image.to(dev), alpha, color_weight=color_weight, color_octaves=color_octaves,
                                                 spectrum_weight=spectrum_weight, descriptor=descriptor,
                                                 descriptor_weights=weights_path(descriptor_weights), device=dev,
                                                 precision=precision)
@@ -91,8 +93,8 @@ def gatys(
         return report(result, output, bits16, compare, [photo, style_image])
     width, height = check_request(size or "256", iters, optimizer, coarse_to_fine, size_limit)
     exemplar = load_image(resolve_texture(texture))
-    spec = ObjectiveSpec(loss, parse_layers(layers), layer_weights, pyramid, color_weight, spectrum_weight,
-                         descriptor=descriptor, descriptor_weights=weights_path(descriptor_weights), pooling=pooling,
+    spec = ObjectiveSpec(loss=loss, layers=parse_layers(layers), layer_weights=layer_weights, octaves=pyramid,
+                         color_weight=color_weight, color_octaves=color_octaves, spectrum_weight=spectrum_weight, descriptor=descriptor, descriptor_weights=weights_path(descriptor_weights), pooling=pooling,
                          precision=precision)
     # built here: it validates loss, layers and descriptor before the progress bar starts
     objective = build_objective(exemplar.to(dev), spec, tileable=tileable, device=dev)

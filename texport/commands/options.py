@@ -38,6 +38,9 @@ Loss = Annotated[str, typer.Option(
     "--loss", help="Objective: gram+color (default; Gram matrices, Shi & Qiao 2020), sw+color (sliced Wasserstein: whole "
                    "feature distributions, Heitz et al. 2021), gram or sw (without the RGB colour term).")]
 ColorWeight = Annotated[float, typer.Option("--color-weight", help="Weight of the colour-distribution term.")]
+ColorOctaves = Annotated[int, typer.Option(
+    "--color-octaves", help="Match the colour distribution on this many Gaussian-pyramid levels (regional colours "
+                            "as well as pixels, against a collapsed palette); 1 = pixels only.")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue OUTPUT from its last checkpoint (same settings).")]
 Finish = Annotated[bool, typer.Option("--finish", help="With --resume: end the stopped run where it is (a finished model).")]
 CheckpointEvery = Annotated[int, typer.Option("--checkpoint-every", help="Iterations between checkpoints.")]

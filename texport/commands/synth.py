@@ -12,6 +12,7 @@ import texport.defaults as D
 from texport.commands.options import (
     BackendSpec,
     Bits16,
+    ColorOctaves,
     DdsFormat,
     DdsMips,
     DdsSrgb,
@@ -70,6 +71,7 @@ def synth(
     refine_detail: bool = typer.Option(D.REFINE_DETAIL, "--refine-detail/--no-refine-detail", help="With --refine-scales: "
                                        "add the sample's own finer detail back at each finer scale."),
     loss: Loss = D.LOSS,
+    color_octaves: ColorOctaves = 1,
     precision: Precision = D.GATYS_PRECISION,
     dds_format: DdsFormat = None,
     srgb: DdsSrgb = None,
@@ -90,6 +92,8 @@ def synth(
     if refine_scales is not None and refine_scales < 1:
         raise TexportError(f"--refine-scales must be at least 1, got {refine_scales}")
     parse_loss(loss)  # a misspelt --loss fails before the model loads, with or without --refine
+    if color_octaves < 1:
+        raise TexportError(f"--color-octaves must be at least 1, got {color_octaves}")
     handle = handle.require_generator()  # resolved once; everything below takes the handle
     plan = plan_size(size, handle.size_multiple, handle.min_side, tileable, snap, size_limit)  # the one size plan
     target = target_texture(handle, texture, texnet_may_take_one=bool(refine),
@@ -122,7 +126,7 @@ def synth(
         start = time.perf_counter()
         with bar:
             images = refine_images(loaded, images, refine, texture=target, tileable=tileable, device=device, progress=update,
-                                   objective=ObjectiveSpec(loss=loss, precision=precision), coarse_to_fine=scales,
+                                   objective=ObjectiveSpec(loss=loss, color_octaves=color_octaves, precision=precision), coarse_to_fine=scales,
                                    start_detail=refine_detail)
         how += f", refined by {refine} evaluations in {time.perf_counter() - start:.1f} s"
     save_numbered(images, output, bits16, how, dds, tileable)

@@ -91,8 +91,11 @@ def models(
     for model_name, path in shipped.items():
         m = read_manifest(path)
         t = m.get("training", {})
-        start = (t.get("initialized_from") or {}).get("iterations")
-        iters = f"{start}+{t.get('iterations', '?')}" if start else f"{t.get('iterations', '?')}"  # fine-tuned: start + own
+        chain, start = [t.get("iterations", "?")], t.get("initialized_from") or {}
+        while start.get("iterations"):  # fine-tuned: each start's iterations, then its own
+            chain.insert(0, start["iterations"])
+            start = start.get("initialized_from") or {}
+        iters = "+".join(map(str, chain))
         source = (m.get("texture") or m.get("style") or {}).get("name") or (m.get("dataset") or {}).get("source", "?")  # style networks: the style image
         typer.echo(f"{model_name:<16} {m.get('kind', '?'):<8} {source:<14} "
                    f"{iters:>10} {t.get('final_loss', float('nan')):>8.4g}  {m.get('descriptor', '?')[:28]}")

@@ -14,6 +14,7 @@ import texport.training.style as style_training
 import texport.training.texnet as texnet_training
 from texport.commands.options import (
     CheckpointEvery,
+    ColorOctaves,
     ColorWeight,
     DescriptorName,
     DescriptorWeights,
@@ -47,6 +48,7 @@ def train_texnet(
     loss: Loss = D.LOSS,
     layers: Optional[str] = typer.Option(None, "--layers", help="Comma-separated taps, or po / texnet."),
     color_weight: ColorWeight = D.COLOR_WEIGHT,
+    color_octaves: ColorOctaves = 1,
     spectrum_weight: float = typer.Option(D.SPECTRUM_WEIGHT, "--spectrum-weight", help="Weight of the spectrum constraint (Liu et al. 2016; 0 = off)."),
     scales: int = typer.Option(D.TEXNET_SCALES, "--scales", help="Noise scales K (sizes become multiples of 2**(K-1))."),
     width: int = typer.Option(D.TEXNET_WIDTH, "--width", help="Channels per noise scale (Ulyanov et al. 2016: 8)."),
@@ -70,7 +72,7 @@ def train_texnet(
     run = texnet_training.TexnetRun.of(
         path, output, iters=iters, batch=batch, lr=lr, seed=seed, checkpoint_every=checkpoint_every, device=device,
         nproc=nproc, size=size, crop=box, scales=scales, width=width, norm=norm, init=init, loss=loss,
-        layers=parse_layers(layers), color_weight=color_weight, spectrum_weight=spectrum_weight, descriptor=descriptor,
+        layers=parse_layers(layers), color_weight=color_weight, color_octaves=color_octaves, spectrum_weight=spectrum_weight, descriptor=descriptor,
         descriptor_weights=weights_path(descriptor_weights), precision=precision, resume=resume,
         finish=finish)
     bar, update = progress_bar(iters, f"train texnet {path.stem}")
@@ -154,6 +156,7 @@ def train_style(
     lr: float = typer.Option(D.TEXNET_LR, "--lr", help="Initial Adam learning rate (x0.7 from half the run, every tenth)."),
     loss: Loss = D.LOSS,
     color_weight: ColorWeight = D.COLOR_WEIGHT,
+    color_octaves: ColorOctaves = 1,
     spectrum_weight: float = typer.Option(D.STYLE_SPECTRUM_WEIGHT, "--spectrum-weight", help="Weight of the spectrum constraint (0 = off)."),
     width: int = typer.Option(D.TEXNET_WIDTH, "--width", help="Channels per noise scale (Ulyanov et al. 2016: 8)."),
     norm: str = typer.Option("instance", "--norm", help="instance (per photograph; ships) or batch (as texture networks)."),
@@ -172,7 +175,7 @@ def train_style(
     run = style_training.StyleRun.of(
         path, content, output, iters=iters, batch=batch, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
         device=device, size=size, resize=resize, width=width, norm=norm, alpha=alpha, loss=loss,
-        color_weight=color_weight, spectrum_weight=spectrum_weight, descriptor=descriptor,
+        color_weight=color_weight, color_octaves=color_octaves, spectrum_weight=spectrum_weight, descriptor=descriptor,
         descriptor_weights=weights_path(descriptor_weights), precision=precision, resume=resume,
         finish=finish)
     bar, update = progress_bar(iters, f"train style {path.stem}")
@@ -195,6 +198,7 @@ def train_solid(
     lr: float = typer.Option(D.SOLID_LR, "--lr", help="Initial Adam learning rate (x0.7 from half the run, every tenth)."),
     loss: Loss = D.LOSS,
     color_weight: ColorWeight = D.COLOR_WEIGHT,
+    color_octaves: ColorOctaves = 1,
     spectrum_weight: float = typer.Option(D.SPECTRUM_WEIGHT, "--spectrum-weight", help="Weight of the spectrum constraint (0 = off)."),
     scales: int = typer.Option(D.SOLID_SCALES, "--scales", help="Noise scales K."),
     width: int = typer.Option(D.SOLID_WIDTH, "--width", help="Channels per noise scale (Gutierrez et al. 2020: 4)."),
@@ -219,7 +223,7 @@ def train_solid(
         path, output, texture_y=resolve_texture(texture_y) if texture_y else None,
         texture_z=resolve_texture(texture_z) if texture_z else None, iters=iters, batch=batch, lr=lr, seed=seed,
         checkpoint_every=checkpoint_every, device=device, size=size, scales=scales, width=width, loss=loss,
-        color_weight=color_weight, spectrum_weight=spectrum_weight, descriptor=descriptor,
+        color_weight=color_weight, color_octaves=color_octaves, spectrum_weight=spectrum_weight, descriptor=descriptor,
         descriptor_weights=weights_path(descriptor_weights), precision=precision, resume=resume, finish=finish)
     bar, update = progress_bar(iters, f"train solid {path.stem}")
     with bar:

@@ -15,6 +15,13 @@ every evaluation sees the same function; with a fixed set, a resumed training ru
 same objective, and a run is reproducible from its seed. The price: only the marginals along those
 directions are matched, where fresh draws would match the whole distribution in expectation.
 
+``color_octaves`` > 1 matches the colour distribution on a Gaussian pyramid of the RGB image, not on its
+pixels alone (after Heeger & Bergen 1995, who match histograms at every pyramid level). Pixel colours
+and second-moment features are both met by a field where every region has the same mean colour and the
+right within-region variance: a palette collapsed to its mean (one grey-mauve for every pebble). A
+blurred, subsampled level's colours are regional means, so matching their distribution too asks for
+regions of different colours in the exemplar's proportions. Each level counts as much as the pixels.
+
 Target statistics are computed once per exemplar, at its own size; the image being optimized can
 have any size.
 """
@@ -69,6 +76,7 @@ class ObjectiveSpec:
     layer_weights: str | Mapping[str, float] = "normalized"
     octaves: int = 1
     color_weight: float = DEFAULT_COLOR_WEIGHT
+    color_octaves: int = 1  # pyramid levels the colour term matches (1: the pixels only)
     spectrum_weight: float = DEFAULT_SPECTRUM_WEIGHT
     sw_seed: int = 0
     descriptor: str = "auto"  # auto, vgg19, vgg16-hed or random (tests)
@@ -82,12 +90,15 @@ class ObjectiveSpec:
         self.layers = tuple(self.layers)
 
     def as_dict(self) -> dict:
+        """The manifest's record; color_octaves only where it is not 1, so the records of models trained
+        before it existed still compare equal on --resume."""
         return {
             "loss": self.loss,
             "layers": list(self.layers),
             "layer_weights": self.layer_weights if isinstance(self.layer_weights, str) else dict(self.layer_weights),
             "octaves": self.octaves,
             "color_weight": self.color_weight,
+            **({"color_octaves": self.color_octaves} if self.color_octaves != 1 else {}),
             "spectrum_weight": self.spectrum_weight,
         }
 
@@ -105,6 +116,8 @@ class TextureObjective:
             raise TexportError(f"spectrum weight must be >= 0, got {spec.spectrum_weight}")
         if spec.octaves < 1:
             raise TexportError(f"pyramid octaves must be >= 1, got {spec.octaves}")
+        if spec.color_octaves < 1:
+            raise TexportError(f"colour octaves must be >= 1, got {spec.color_octaves}")
         self.descriptor = descriptor
         self.layers = tuple(spec.layers)
         if isinstance(spec.layer_weights, str) and spec.layer_weights not in LAYER_WEIGHTINGS:
@@ -137,7 +150,9 @@ class TextureObjective:
                     self.weights[n] * t[n].pow(2).mean() for t in self.target_sorted for n in self.layers
                 )
             self.color_directions = losses.random_directions(losses.COLOR_DIRECTIONS, 3, losses.COLOR_SEED, exemplar.device)
-            self.target_colors = losses.sorted_projections(exemplar, self.color_directions)
+            self.check_color_octaves(self.exemplar_size, "exemplar")
+            self.target_colors = [losses.sorted_projections(level, self.color_directions)
+                                  for level in losses.gaussian_pyramid(exemplar, spec.color_octaves)]
         self.energy = float(energy)  # sum_l w_l ||G_l(target)||^2: the scale every other term is measured in
         self.color_scale = float(spec.color_weight) * float(energy)
         self.spectrum_scale = float(spec.spectrum_weight) * float(energy)
@@ -184,6 +199,14 @@ class TextureObjective:
                 f"{16 * 2 ** (self.spec.octaves - 1)} px (got {size[1]}x{size[0]}); use fewer octaves"
             )
 
+    def check_color_octaves(self, size: tuple[int, int], what: str) -> None:
+        octaves = self.spec.color_octaves
+        if min(size) // 2 ** (octaves - 1) < 4:
+            raise TexportError(
+                f"{octaves} colour octaves need the {what}'s sides to be at least {4 * 2 ** (octaves - 1)} px "
+                f"(got {size[1]}x{size[0]}); use fewer colour octaves"
+            )
+
     def features(self, x: torch.Tensor) -> list[dict[str, torch.Tensor]]:
         """Descriptor features of every pyramid octave of x."""
         circular = self.padding == "circular"
@@ -208,8 +231,12 @@ class TextureObjective:
             )
         total = terms[self.base]
         if self.with_color:
-            colors = self.target_quantiles(("color",), self.target_colors, x.shape[-2] * x.shape[-1])
-            terms["color"] = losses.color_loss(x, colors, self.color_directions)
+            self.check_color_octaves(tuple(x.shape[-2:]), "image")
+            levels = losses.gaussian_pyramid(x, len(self.target_colors), self.padding == "circular")
+            terms["color"] = sum(
+                losses.color_loss(level, self.target_quantiles(("color", octave), target, level.shape[-2] * level.shape[-1]),
+                                  self.color_directions)
+                for octave, (level, target) in enumerate(zip(levels, self.target_colors)))
             total = total + self.color_scale * terms["color"]
         if self.spectrum_scale > 0:
             terms["spectrum"] = spectrum.spectrum_loss(x, self.reference_spectrum(*x.shape[-2:]))

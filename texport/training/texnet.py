@@ -119,9 +119,12 @@ def _load_init(init: str | os.PathLike, net: TextureNetwork) -> dict:
         raise TexportError(f"start model {path.name}: its architecture {manifest.get('architecture')} differs from this run's {net.config()}")
     check_state(path, net, state)  # loads the weights
     done = manifest.get("training", {})
-    return {"model": manifest.get("name") or path.stem, "file": path.name,
-            "sha256": sha256_file(path),
-            "iterations": done.get("iterations"), "seconds": done.get("seconds"), "objective": manifest.get("objective")}
+    record = {"model": manifest.get("name") or path.stem, "file": path.name,
+              "sha256": sha256_file(path),
+              "iterations": done.get("iterations"), "seconds": done.get("seconds"), "objective": manifest.get("objective")}
+    if done.get("initialized_from"):  # a fine-tune of a fine-tune keeps the whole chain of starts
+        record["initialized_from"] = done["initialized_from"]
+    return record
 
 
 @dataclass(frozen=True)
