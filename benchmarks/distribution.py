@@ -258,6 +258,7 @@ def main() -> None:
     parser.add_argument("--textures", default=gatys_benchmark.TEXTURES)
     parser.add_argument("--iters", type=int, default=400)
     parser.add_argument("--seeds", default="0")
+    parser.add_argument("--section", default=None, help="tune stage: the RESULTS.md section (default distribution-tune)")
     parser.add_argument("--variants", default=",".join(LOSSES),
                         help="tune stage: losses, each optionally /coN for N colour octaves and /cwX for colour weight X "
                              "(gram+color/co5/cw100)")
@@ -299,8 +300,9 @@ def main() -> None:
             for name in args.variants.split(","):
                 for seed in (int(s) for s in args.seeds.split(",")):
                     rows.append(dict(tune_run(t, name, args.iters, seed), label=f"{variant_label(name)} seed {seed}"))
-        images = sheet(textures, rows, "distribution_tune.png")
-        body = ["## Gram against sliced Wasserstein: fine-tuned texture networks (`benchmarks/distribution.py tune`)", "",
+        images = sheet(textures, rows, f"{(args.section or 'distribution-tune').replace('-', '_')}.png")
+        command = f"tune --textures {args.textures} --section {args.section}" if args.section else "tune"
+        body = [f"## Gram against sliced Wasserstein: fine-tuned texture networks (`benchmarks/distribution.py {command}`)", "",
                 f"Each shipped network fine-tuned from its own weights for {args.iters} iterations (its batch, size, lr, "
                 f"layers and weights) under each loss (`--variants {args.variants}`; N colour octaves: the colour term "
                 f"matched on N Gaussian-pyramid levels, regional colours as well as pixels), in {PRECISION}; {SAMPLES} samples at {SIZE} px (seeds 0-4), measures "
@@ -308,7 +310,7 @@ def main() -> None:
                 *table(rows, "run"), "",
                 "Seconds per step: " + ", ".join(f"{r['texture']} {r['label']} {r['seconds_per_step']:.2f}" for r in rows if "seconds_per_step" in r),
                 "", f"Images (per row: exemplar | 3 samples of each fine-tune, in the table's order): {images}", ""]
-        gatys_benchmark.replace_section(gatys_benchmark.RESULTS, "distribution-tune", "\n".join(body))
+        gatys_benchmark.replace_section(gatys_benchmark.RESULTS, args.section or "distribution-tune", "\n".join(body))
     print("\n".join(body))
 
 
