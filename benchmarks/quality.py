@@ -35,7 +35,7 @@ import gatys as gatys_benchmark  # noqa: E402  (benchmarks/gatys.py: the cached 
 import texport  # noqa: E402
 import texport.objectives.losses as losses  # noqa: E402
 import texport.objectives.metrics as metrics  # noqa: E402
-from texport.models.checkpoints import read_manifest  # noqa: E402
+from texport.models.checkpoints import read_manifest, training_chain  # noqa: E402
 from texport.objectives.descriptor import build_descriptor  # noqa: E402
 from texport.textures.images import load_exemplar, load_image, quantize, save_image, side_by_side  # noqa: E402
 from texport.models.loading import load_texnet, sample_texnet
@@ -62,11 +62,8 @@ def exemplar_for(manifest: dict) -> Path:
 def budget(training: dict) -> tuple[str, float]:
     """Iterations ("first+...+own" for a fine-tuned network, every start of the chain) and training seconds,
     the starts' included."""
-    chain, start = [training], training.get("initialized_from") or {}
-    while start.get("iterations"):
-        chain.append(start)
-        start = start.get("initialized_from") or {}
-    return "+".join(str(c["iterations"]) for c in reversed(chain)), sum(float(c.get("seconds") or 0) for c in chain)
+    chain = training_chain(training)
+    return "+".join(str(c["iterations"]) for c in chain), sum(float(c.get("seconds") or 0) for c in chain)
 
 
 def seconds_per_image(model, size: int, repeats: int = 5) -> float:

@@ -21,7 +21,7 @@ from texport.commands.options import (
     progress_bar,
 )
 from texport.errors import TexportError
-from texport.models.checkpoints import load_stored_exemplar, read_manifest, stored_exemplar_names
+from texport.models.checkpoints import load_stored_exemplar, read_manifest, stored_exemplar_names, training_chain
 from texport.textures.dds import check_encoder, output_options
 from texport.textures.dds_stream import write_dds_bands
 from texport.textures.image_rows import image_bands
@@ -91,11 +91,7 @@ def models(
     for model_name, path in shipped.items():
         m = read_manifest(path)
         t = m.get("training", {})
-        chain, start = [t.get("iterations", "?")], t.get("initialized_from") or {}
-        while start.get("iterations"):  # fine-tuned: each start's iterations, then its own
-            chain.insert(0, start["iterations"])
-            start = start.get("initialized_from") or {}
-        iters = "+".join(map(str, chain))
+        iters = "+".join(str(run.get("iterations", "?")) for run in training_chain(t))  # fine-tuned: each start's, then its own
         source = (m.get("texture") or m.get("style") or {}).get("name") or (m.get("dataset") or {}).get("source", "?")  # style networks: the style image
         typer.echo(f"{model_name:<16} {m.get('kind', '?'):<8} {source:<14} "
                    f"{iters:>10} {t.get('final_loss', float('nan')):>8.4g}  {m.get('descriptor', '?')[:28]}")

@@ -45,6 +45,15 @@ def save_checkpoint(path: str | os.PathLike, state: Mapping[str, torch.Tensor], 
     write_bytes_atomic(path, save(tensors, metadata={MANIFEST_KEY: json.dumps(header, sort_keys=True)}))
 
 
+def training_chain(training: Mapping) -> list[Mapping]:
+    """A manifest's `training` record and every start it was fine-tuned from (`initialized_from`, nested),
+    the first run first: what a fine-tuned model's budget adds up."""
+    chain = [training]
+    while (chain[-1].get("initialized_from") or {}).get("iterations"):
+        chain.append(chain[-1]["initialized_from"])
+    return chain[::-1]
+
+
 def read_manifest(path: str | os.PathLike) -> dict:
     """The manifest alone (cheap: reads the header only)."""
     path = _existing(path)
