@@ -94,7 +94,8 @@ def gatys(
     width, height = check_request(size or "256", iters, optimizer, coarse_to_fine, size_limit)
     exemplar = load_image(resolve_texture(texture))
     spec = ObjectiveSpec(loss=loss, layers=parse_layers(layers), layer_weights=layer_weights, octaves=pyramid,
-                         color_weight=color_weight, color_octaves=color_octaves, spectrum_weight=spectrum_weight, descriptor=descriptor, descriptor_weights=weights_path(descriptor_weights), pooling=pooling,
+                         color_weight=color_weight, color_octaves=color_octaves, spectrum_weight=spectrum_weight,
+                         descriptor=descriptor, descriptor_weights=weights_path(descriptor_weights), pooling=pooling,
                          precision=precision)
     # built here: it validates loss, layers and descriptor before the progress bar starts
     objective = build_objective(exemplar.to(dev), spec, tileable=tileable, device=dev)

@@ -92,8 +92,7 @@ def synth(
     if refine_scales is not None and refine_scales < 1:
         raise TexportError(f"--refine-scales must be at least 1, got {refine_scales}")
     parse_loss(loss)  # a misspelt --loss fails before the model loads, with or without --refine
-    if color_octaves < 1:
-        raise TexportError(f"--color-octaves must be at least 1, got {color_octaves}")
+    refine_objective = ObjectiveSpec(loss=loss, color_octaves=color_octaves, precision=precision)  # so does --color-octaves
     handle = handle.require_generator()  # resolved once; everything below takes the handle
     plan = plan_size(size, handle.size_multiple, handle.min_side, tileable, snap, size_limit)  # the one size plan
     target = target_texture(handle, texture, texnet_may_take_one=bool(refine),
@@ -126,7 +125,7 @@ def synth(
         start = time.perf_counter()
         with bar:
             images = refine_images(loaded, images, refine, texture=target, tileable=tileable, device=device, progress=update,
-                                   objective=ObjectiveSpec(loss=loss, color_octaves=color_octaves, precision=precision), coarse_to_fine=scales,
+                                   objective=refine_objective, coarse_to_fine=scales,
                                    start_detail=refine_detail)
         how += f", refined by {refine} evaluations in {time.perf_counter() - start:.1f} s"
     save_numbered(images, output, bits16, how, dds, tileable)

@@ -85,6 +85,8 @@ class ObjectiveSpec:
     precision: str = "fp32"  # the descriptor's convolutions: fp32, bf16 or auto (texport.devices.resolve_precision)
 
     def __post_init__(self):
+        if self.color_octaves < 1:  # checked where every caller passes: gatys, refinement and the trainers
+            raise TexportError(f"colour octaves must be >= 1, got {self.color_octaves}")
         if self.layers is None:
             self.layers = losses.PYRAMID_LAYERS if self.octaves > 1 else losses.PO_LAYERS
         self.layers = tuple(self.layers)
@@ -116,8 +118,6 @@ class TextureObjective:
             raise TexportError(f"spectrum weight must be >= 0, got {spec.spectrum_weight}")
         if spec.octaves < 1:
             raise TexportError(f"pyramid octaves must be >= 1, got {spec.octaves}")
-        if spec.color_octaves < 1:
-            raise TexportError(f"colour octaves must be >= 1, got {spec.color_octaves}")
         self.descriptor = descriptor
         self.layers = tuple(spec.layers)
         if isinstance(spec.layer_weights, str) and spec.layer_weights not in LAYER_WEIGHTINGS:
